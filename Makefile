@@ -1,0 +1,37 @@
+# Two entry points for a fresh clone: `make demo` (the main job) and `make test` (the suite).
+# Each builds .venv on first use. torch is pinned to 2.13.0 first so pip takes the CPU wheel
+# that lies on these machines instead of a multi-GB CUDA build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.demo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[report,explore,torch]'
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.demo
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.demo
+	$(VENV)/bin/crossent tour
+
+test: $(VENV)/.test
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.test
+	$(PY) benchmarks/core.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
