@@ -1,0 +1,40 @@
+"""The ``crossent`` command.
+
+Each subcommand lives in its own module, which exposes ``register(app)``; heavy imports
+(matplotlib, starlette, torch) happen inside the command bodies, so ``crossent --help`` is quick.
+Any error a user can cause ends with a one-line message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="crossent",
+    help="Cross-entropy, exact and stable: a tour, a report on predictions, training, an explorer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Modules that register a subcommand, in the order `crossent --help` lists them.
+COMMAND_MODULES = ("crossent._tour",)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+class UsageError(Exception):
+    """A problem with the user's input (a bad file, a bad option): shown as one line, exit 2."""
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
+    try:
+        app()
+    except (UsageError, ValueError, TypeError, OSError) as error:
+        typer.echo(f"crossent: error: {error}", err=True)
+        sys.exit(2)
