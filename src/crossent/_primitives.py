@@ -82,7 +82,7 @@ def _xlogy(xp: Any, x: Array, y: Array) -> Array:
 
 
 def _mul0(xp: Any, a: Array, b: Array) -> Array:
-    """a * b with 0 * inf = 0: a zero coefficient removes its term even when the term is infinite."""
+    """a * b with 0 * inf = 0: a zero coefficient removes its term even where the term is inf."""
     zero = a == 0
     return xp.where(zero, xp.zeros_like(a), a * xp.where(zero, xp.zeros_like(b), b))
 
