@@ -6,6 +6,7 @@
 """
 
 from . import grad
+from ._diagnostics import Finding, diagnose
 from ._gradients import GradientCheck, check_gradient
 from ._information import cross_entropy, entropy, js_divergence, kl_divergence, perplexity
 from ._losses import (
@@ -25,12 +26,14 @@ from ._targets import class_weights, one_hot, smooth_labels
 __version__ = "0.1.0"
 
 __all__ = [
+    "Finding",
     "GradientCheck",
     "binary_cross_entropy",
     "categorical_cross_entropy",
     "check_gradient",
     "class_weights",
     "cross_entropy",
+    "diagnose",
     "distillation_loss",
     "entropy",
     "grad",
