@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _fast
 from ._losses import (
+    all_finite,
     hinge_parts,
     prepare_binary,
     prepare_categorical,
@@ -34,6 +36,7 @@ from ._namespace import (
     check_nonnegative,
     check_reduction,
     numel,
+    quiet_numpy,
     to_numpy,
 )
 from ._primitives import _lse, _mul0, _sigmoid, _softmax, _softplus
@@ -63,6 +66,7 @@ def _scale(xp: Any, grad: Array, reduction: str, denominator: Array | float) -> 
     return xp.where(denominator > 0, grad / safe, xp.zeros_like(grad))
 
 
+@quiet_numpy
 def softmax_cross_entropy(
     logits: Array,
     targets: Array,
@@ -94,22 +98,50 @@ def softmax_cross_entropy(
     e = check_fraction(label_smoothing, "label_smoothing")
     z_coef = check_nonnegative(z_loss, "z_loss")
     problem = prepare_classes(logits, targets, axis=axis, weight=weight, ignore_index=ignore_index)
-    xp = problem.xp
-    p = _softmax(xp, problem.values, -1)
-    q = target_distribution(problem, e)
-    s = xp.sum(q, axis=-1)
+    xp, z = problem.xp, problem.values
+    if not problem.index_targets:
+        q = target_distribution(problem, e)
+        s = xp.sum(q, axis=-1)
+        if z_coef > 0:
+            s = s + 2 * z_coef * _lse(xp, z, -1)
+        grad = _mul0(xp, s[..., None], _softmax(xp, z, -1)) - q
+        return problem.restore(_scale(xp, grad, reduction, float(numel(s))))
+
+    # Index targets: grad = S p - q with q = (1-e) w_y e_y + (e/K) w, never forming q.
+    # The mean's 1/sum(w_y) is folded into the per-row factors, so the full-size array is
+    # written once (p times its row factor) and then touched only at the targets.
+    assert problem.w_t is not None and problem.valid is not None
+    w_t, k = problem.w_t, problem.num_classes
+    total = xp.sum(w_t)
+    inv = (
+        xp.ones_like(total)
+        if reduction != "mean"
+        else xp.where(
+            total > 0, 1 / xp.where(total > 0, total, xp.ones_like(total)), xp.zeros_like(total)
+        )
+    )
+    valid = xp.astype(problem.valid, z.dtype)
+    weights_sum = float(k) if problem.weight is None else xp.sum(problem.weight)
+    row = (1 - e) * w_t + (e / k) * weights_sum * valid
+    lse = _lse(xp, z, -1)
     if z_coef > 0:
-        w_z = problem.w_t if problem.w_t is not None else xp.ones_like(s)
-        s = s + 2 * z_coef * _mul0(xp, w_z, _lse(xp, problem.values, -1))
-    grad = _mul0(xp, s[..., None], p) - q
-    if problem.valid is not None:
-        grad = xp.where(problem.valid[..., None], grad, xp.zeros_like(grad))
-        denominator = xp.sum(problem.w_t)
+        row = row + 2 * z_coef * _mul0(xp, w_t, lse)
+    row = row * inv
+    if _fast.applies(xp, z) and all_finite(xp, lse):
+        grad = _fast.scaled_softmax(z, lse, row)
     else:
-        denominator = float(numel(s))
-    return problem.restore(_scale(xp, grad, reduction, denominator))
+        grad = _mul0(xp, row[..., None], _softmax(xp, z, -1))
+    if e > 0:
+        w = problem.weight if problem.weight is not None else xp.ones(k, dtype=z.dtype)
+        grad = grad - ((e / k) * valid * inv)[..., None] * w
+    at_target = (1 - e) * w_t * inv
+    if _fast.applies(xp, grad):
+        return problem.restore(_fast.subtract_at(grad, problem.targets, at_target))
+    grad = grad - at_target[..., None] * problem.onehot()
+    return problem.restore(grad)
 
 
+@quiet_numpy
 def sigmoid_binary_cross_entropy(
     logits: Array,
     targets: Array,
@@ -142,6 +174,7 @@ def sigmoid_binary_cross_entropy(
     return xp.astype(_scale(xp, grad, reduction, float(numel(grad))), dtype)
 
 
+@quiet_numpy
 def softmax_focal_loss(
     logits: Array,
     targets: Array,
@@ -190,6 +223,7 @@ def softmax_focal_loss(
     return problem.restore(_scale(xp, grad, reduction, count))
 
 
+@quiet_numpy
 def sigmoid_focal_loss(
     logits: Array,
     targets: Array,
@@ -230,6 +264,7 @@ def sigmoid_focal_loss(
     return xp.astype(_scale(xp, grad, reduction, float(numel(grad))), dtype)
 
 
+@quiet_numpy
 def distillation_loss(
     student_logits: Array,
     teacher_logits: Array,
@@ -259,6 +294,7 @@ def distillation_loss(
     return restore_axis(xp, _scale(xp, grad, reduction, samples), axis, dtype)
 
 
+@quiet_numpy
 def mse_loss(
     logits: Array,
     targets: Array,
@@ -302,6 +338,7 @@ def mse_loss(
     return problem.restore(_scale(xp, grad, reduction, float(numel(grad) // problem.num_classes)))
 
 
+@quiet_numpy
 def hinge_loss(
     logits: Array,
     targets: Array,
@@ -334,6 +371,7 @@ def hinge_loss(
     return problem.restore(_scale(xp, grad, reduction, float(numel(loss))))
 
 
+@quiet_numpy
 def categorical_cross_entropy(
     probs: Array,
     targets: Array,
@@ -372,6 +410,7 @@ def categorical_cross_entropy(
     return problem.restore(_scale(xp, grad, reduction, denominator))
 
 
+@quiet_numpy
 def binary_cross_entropy(
     probs: Array,
     targets: Array,
@@ -417,6 +456,7 @@ class GradientCheck:
         return self.ok
 
 
+@quiet_numpy
 def check_gradient(
     fn: Callable[[Any], Any],
     x: Array,

@@ -17,6 +17,7 @@ from ._namespace import (
     check_unit_interval,
     namespace,
     normalize_axis,
+    quiet_numpy,
     upcast,
 )
 from ._primitives import _xlogy
@@ -49,6 +50,7 @@ def _kl(xp: Any, p: Array, q: Array, axis: int) -> Array:
 # Entropies are written 0.0 - sum(...) so that a certain outcome prints 0.0, not -0.0.
 
 
+@quiet_numpy
 def entropy(p: Array, /, *, axis: int = -1, base: float | None = None) -> Array:
     r"""Shannon entropy of the distributions along ``axis``.
 
@@ -78,6 +80,7 @@ def entropy(p: Array, /, *, axis: int = -1, base: float | None = None) -> Array:
     return xp.astype((0.0 - xp.sum(_xlogy(xp, p, p), axis=axis)) / log_base, dtype)
 
 
+@quiet_numpy
 def cross_entropy(p: Array, q: Array, /, *, axis: int = -1, base: float | None = None) -> Array:
     r"""Cross-entropy of ``q`` relative to ``p``: the cost of coding ``p`` with ``q``'s code.
 
@@ -109,6 +112,7 @@ def cross_entropy(p: Array, q: Array, /, *, axis: int = -1, base: float | None =
     return xp.astype((0.0 - xp.sum(_xlogy(xp, p, q), axis=axis)) / log_base, dtype)
 
 
+@quiet_numpy
 def kl_divergence(p: Array, q: Array, /, *, axis: int = -1, base: float | None = None) -> Array:
     r"""Kullback-Leibler divergence of ``q`` from ``p`` (forward KL).
 
@@ -140,6 +144,7 @@ def kl_divergence(p: Array, q: Array, /, *, axis: int = -1, base: float | None =
     return xp.astype(_kl(xp, p, q, axis) / log_base, dtype)
 
 
+@quiet_numpy
 def js_divergence(p: Array, q: Array, /, *, axis: int = -1, base: float | None = None) -> Array:
     r"""Jensen-Shannon divergence: the symmetric, bounded average KL to the midpoint.
 
@@ -175,6 +180,7 @@ def js_divergence(p: Array, q: Array, /, *, axis: int = -1, base: float | None =
     return xp.astype(js / log_base, dtype)
 
 
+@quiet_numpy
 def perplexity(p: Array, q: Array | None = None, /, *, axis: int = -1) -> Array:
     r"""Perplexity: the effective number of equally likely outcomes.
 

@@ -28,6 +28,7 @@ from ._namespace import (
     is_concrete,
     namespace,
     normalize_axis,
+    quiet_numpy,
     reduce,
     result_dtype,
     upcast,
@@ -90,6 +91,11 @@ def restore_axis(xp: Any, x: Array, axis: int, dtype: Any) -> Array:
     if axis != x.ndim - 1:
         x = xp.moveaxis(x, -1, axis)
     return xp.astype(x, dtype)
+
+
+def all_finite(xp: Any, x: Array) -> bool:
+    """Whether ``x`` is concrete and finite everywhere (False under tracing: the safe path)."""
+    return is_concrete(x) and bool(xp.all(xp.isfinite(x)))
 
 
 def _gather(xp: Any, x: Array, index: Array) -> Array:
@@ -224,25 +230,29 @@ def softmax_cross_entropy_parts(
     z_coef = check_nonnegative(z_loss, "z_loss")
     problem = prepare_classes(logits, targets, axis=axis, weight=weight, ignore_index=ignore_index)
     xp, z = problem.xp, problem.values
-    # CE = logsumexp(z) - z_t, on logits shifted by their max: no exp overflows, no probability
-    # is ever formed and then logged.
-    shifted = _shift_by_max(xp, z, -1)
-    lse_shifted = xp.log(xp.sum(xp.exp(shifted), axis=-1))
-    m = xp.max(z, axis=-1)
-    lse = xp.where(xp.isfinite(m), lse_shifted + m, m)
-    if problem.index_targets:
-        log_probs = shifted - lse_shifted[..., None] if e > 0 else None
-        nll_t = lse_shifted - _gather(xp, shifted, problem.targets)
-        loss = _index_nll(problem, nll_t, log_probs, e)
+    # CE = logsumexp(z) - z_t: no probability is ever formed and then logged.
+    lse = _lse(xp, z, -1)
+    if problem.index_targets and e == 0 and all_finite(xp, lse):
+        # The common case needs nothing but the log-sum-exp and the true logit.
+        loss = _index_nll(problem, lse - _gather(xp, z, problem.targets), None, e)
     else:
-        q = target_distribution(problem, e)
-        loss = -xp.sum(_mul0(xp, q, shifted - lse_shifted[..., None]), axis=-1)
+        # Smoothing, soft targets and infinite rows work on logits shifted by their max, whose
+        # +-inf rows hold the limit (see _shift_by_max).
+        shifted = _shift_by_max(xp, z, -1)
+        log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+        if problem.index_targets:
+            nll_t = 0.0 - _gather(xp, log_probs, problem.targets)  # +0.0, not -0.0, at p = 1
+            loss = _index_nll(problem, nll_t, log_probs, e)
+        else:
+            q = target_distribution(problem, e)
+            loss = -xp.sum(_mul0(xp, q, log_probs), axis=-1)
     if z_coef > 0:
         w_z = problem.w_t if problem.w_t is not None else xp.ones_like(lse)
         loss = loss + _mul0(xp, z_coef * w_z, lse * lse)
     return problem, loss, lse
 
 
+@quiet_numpy
 def softmax_cross_entropy(
     logits: Array,
     targets: Array,
@@ -353,6 +363,7 @@ def prepare_binary(
     return xp, z, y, extra[0], extra[1], dtype
 
 
+@quiet_numpy
 def sigmoid_binary_cross_entropy(
     logits: Array,
     targets: Array,
@@ -465,6 +476,7 @@ def prepare_softmax_focal(
     return problem, alpha_t, d, others
 
 
+@quiet_numpy
 def softmax_focal_loss(
     logits: Array,
     targets: Array,
@@ -555,6 +567,7 @@ def _safe_log(xp: Any, x: Array) -> Array:
     return xp.where(positive, xp.log(xp.where(positive, x, xp.ones_like(x))), -math.inf)
 
 
+@quiet_numpy
 def sigmoid_focal_loss(
     logits: Array,
     targets: Array,
@@ -599,8 +612,8 @@ def sigmoid_focal_loss(
     Examples
     --------
     >>> import crossent as ce
-    >>> print(ce.sigmoid_focal_loss([3.0, -3.0], [1.0, 1.0], reduction="none").round(7))
-    [2.70e-05 6.92e-01]
+    >>> print(ce.sigmoid_focal_loss([3.0, -3.0], [1.0, 1.0], reduction="none").round(4))
+    [0.     0.6916]
     """
     check_reduction(reduction)
     xp, z, y, alpha_t, log_one_minus_pt, dtype = sigmoid_focal_parts(
@@ -624,6 +637,7 @@ def prepare_distillation(
     return xp, log_p, xp.astype(log_q, log_p.dtype), t, axis, dtype
 
 
+@quiet_numpy
 def distillation_loss(
     student_logits: Array,
     teacher_logits: Array,
@@ -678,6 +692,7 @@ def distillation_loss(
     return xp.astype(reduce(xp, loss, reduction), dtype)
 
 
+@quiet_numpy
 def mse_loss(
     logits: Array,
     targets: Array,
@@ -752,6 +767,7 @@ def hinge_parts(
     return problem, loss, xp.argmax(rivals, axis=-1)
 
 
+@quiet_numpy
 def hinge_loss(
     logits: Array,
     targets: Array,
@@ -832,6 +848,7 @@ def prepare_categorical(
     return problem, xp.clip(problem.values, e, 1 - e), e
 
 
+@quiet_numpy
 def categorical_cross_entropy(
     probs: Array,
     targets: Array,
@@ -908,6 +925,7 @@ def prepare_probability_binary(
     return xp, xp.clip(p, e, 1 - e), y, w, (p >= e) & (p <= 1 - e), dtype
 
 
+@quiet_numpy
 def binary_cross_entropy(
     probs: Array,
     targets: Array,

@@ -7,10 +7,11 @@ entry and hands the returned ``xp`` to the private helpers.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import array_api_compat
 import numpy as np
@@ -18,6 +19,26 @@ import numpy as np
 Array = Any  # an array of any Array API library; the library does not have a common static type
 
 REDUCTIONS = ("mean", "sum", "none")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def quiet_numpy(fn: F) -> F:
+    """Silence NumPy's warnings for log(0), inf - inf and overflow inside ``fn``.
+
+    crossent produces those on purpose (the limits of infinite inputs) and resolves them with
+    ``where``, so the warnings are noise. The context is entered only for NumPy inputs: tracing
+    frameworks (torch.compile) cannot trace ``np.errstate``.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(a, (np.ndarray, np.generic, list, tuple)) for a in args):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def namespace(*arrays: Any) -> tuple[Any, list[Any]]:

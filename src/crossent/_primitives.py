@@ -11,7 +11,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._namespace import Array, is_concrete, namespace, normalize_axis, result_dtype, upcast
+from . import _fast
+from ._namespace import (
+    Array,
+    is_concrete,
+    namespace,
+    normalize_axis,
+    quiet_numpy,
+    result_dtype,
+    upcast,
+)
 
 __all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax", "softplus"]
 
@@ -26,6 +35,9 @@ def _lse(xp: Any, x: Array, axis: int, keepdims: bool = False) -> Array:
         shape[axis] = 1
         out = xp.full(tuple(shape), -math.inf, dtype=x.dtype)
         return out if keepdims else xp.squeeze(out, axis=axis)
+    if axis % x.ndim == x.ndim - 1 and _fast.applies(xp, x):
+        lse = _fast.row_logsumexp(x)
+        return lse[:, None] if keepdims else lse
     m = xp.max(x, axis=axis, keepdims=True)
     # Shift by the max so no exp overflows; a +-inf max would give inf - inf = NaN, so those rows
     # shift by 0 instead (their sum is then inf or 0, whose log is the right +-inf).
@@ -101,6 +113,7 @@ def _along_axis(fn: Any, x: Array, axis: int) -> Array:
 # ---------------------------------------------------------------- public API
 
 
+@quiet_numpy
 def logsumexp(x: Array, /, *, axis: int = -1, keepdims: bool = False) -> Array:
     r"""Log of the sum of exponentials, computed without overflow.
 
@@ -132,6 +145,7 @@ def logsumexp(x: Array, /, *, axis: int = -1, keepdims: bool = False) -> Array:
     return xp.astype(_lse(xp, upcast(xp, x), axis, keepdims), result_dtype(xp, x.dtype))
 
 
+@quiet_numpy
 def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
     r"""Logarithm of the softmax, computed as ``x - logsumexp(x)`` (never softmax-then-log).
 
@@ -158,6 +172,7 @@ def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
     return _along_axis(_log_softmax, x, axis)
 
 
+@quiet_numpy
 def softmax(x: Array, /, *, axis: int = -1) -> Array:
     r"""Softmax, shifted by the row maximum so no exponential overflows.
 
@@ -185,6 +200,7 @@ def softmax(x: Array, /, *, axis: int = -1) -> Array:
     return _along_axis(_softmax, x, axis)
 
 
+@quiet_numpy
 def softplus(x: Array, /) -> Array:
     r"""Softplus :math:`\log(1 + e^x)`, computed as ``max(x, 0) + log1p(exp(-|x|))``.
 
@@ -210,6 +226,7 @@ def softplus(x: Array, /) -> Array:
     return _elementwise(_softplus, x)
 
 
+@quiet_numpy
 def log_sigmoid(x: Array, /) -> Array:
     r"""Log of the sigmoid, computed as ``-softplus(-x)``.
 
@@ -234,6 +251,7 @@ def log_sigmoid(x: Array, /) -> Array:
     return _elementwise(lambda xp, v: -_softplus(xp, -v), x)
 
 
+@quiet_numpy
 def sigmoid(x: Array, /) -> Array:
     r"""Logistic sigmoid :math:`\sigma(x) = 1 / (1 + e^{-x})`, without overflow for any x.
 

@@ -11,6 +11,7 @@ from ._namespace import (
     first_where,
     is_concrete,
     namespace,
+    quiet_numpy,
 )
 
 __all__ = ["class_weights", "one_hot", "smooth_labels"]
@@ -26,6 +27,7 @@ def _check_labels(xp: Any, labels: Array, num_classes: int) -> None:
     check_index_targets(xp, labels, num_classes, None)
 
 
+@quiet_numpy
 def one_hot(labels: Array, num_classes: int, /, *, dtype: Any = None) -> Array:
     r"""One-hot encoding of integer class indices, with a new last axis of length K.
 
@@ -58,6 +60,7 @@ def one_hot(labels: Array, num_classes: int, /, *, dtype: Any = None) -> Array:
     return xp.astype(labels[..., None] == xp.arange(num_classes), dtype)
 
 
+@quiet_numpy
 def smooth_labels(
     targets: Array,
     /,
@@ -121,6 +124,7 @@ def smooth_labels(
     return (1 - e) * y + (e / (k - 1)) * (1 - y)
 
 
+@quiet_numpy
 def class_weights(labels: Array, num_classes: int, /) -> Array:
     r"""Balanced class weights :math:`w_k = N / (K\, n_k)` (seed 000; scikit-learn's "balanced").
 
