@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Modules that register a subcommand, in the order `crossent --help` lists them.
-COMMAND_MODULES = ("crossent._tour",)
+COMMAND_MODULES = ("crossent._tour", "crossent.explore")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
