@@ -20,6 +20,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Keep subcommand names even while only one subcommand is registered."""
+
+
 # Modules that register a subcommand, in the order `crossent --help` lists them.
 COMMAND_MODULES = ("crossent._tour", "crossent.explore")
 
