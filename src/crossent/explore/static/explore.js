@@ -882,6 +882,9 @@ function smoothingPanel() {
     button.addEventListener("click", () => {
       state.convention = name;
       for (const [other, b] of Object.entries(conventions)) b.setAttribute("aria-pressed", String(other === name));
+      document.getElementById("smoothing-q-formula").innerHTML = name === "uniform"
+        ? "<i>q</i> = (1 − ε) <i>y</i> + ε/<i>K</i>"
+        : "<i>q</i> = (1 − ε) <i>y</i> + ε/(<i>K</i> − 1) (1 − <i>y</i>)";
       live.request();
     });
   }
