@@ -75,3 +75,13 @@ def test_row_logsumexp_limits():
     lse = _fast.row_logsumexp(x)
     assert lse[0] == pytest.approx(np.log(1 << 15))
     assert lse[1] == np.inf and lse[2] == -np.inf and np.isnan(lse[3])
+
+
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-3}, {"label_smoothing": 0.1}])
+def test_with_loss_equals_loss_and_grad(batch, options):
+    logits, targets = batch
+    logits = np.where(np.isinf(logits), 0.0, logits).astype(np.float32)
+    loss, grad = ce.grad.softmax_cross_entropy(logits, targets, with_loss=True, **options)
+    np.testing.assert_allclose(loss, ce.softmax_cross_entropy(logits, targets, **options))
+    expected = ce.grad.softmax_cross_entropy(logits.astype(np.float64), targets, **options)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-9)

@@ -53,18 +53,29 @@ def _lse_block(block: np.ndarray, buffer: np.ndarray, out: np.ndarray) -> None:
     out[:] = np.log(work.sum(axis=1)) + m[:, 0]
 
 
-def scaled_softmax(z: np.ndarray, lse: np.ndarray, row_scale: np.ndarray) -> np.ndarray:
-    """``exp(z - lse) * row_scale`` row by row, written once into a new array."""
+def softmax_with_lse(
+    z: np.ndarray, row_scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``softmax(z) * row_scale`` and the row log-sum-exp, in one blocked pass over ``z``.
+
+    Rows whose max is not finite come out NaN here; the caller takes the safe path for them.
+    """
     rows, cols = z.shape
     step = max(1, BLOCK_ELEMENTS // max(cols, 1))
     out = np.empty_like(z)
-    for start in _blocks(rows, cols):
-        stop = start + step
-        work = out[start:stop]
-        np.subtract(z[start:stop], lse[start:stop, None], out=work)
-        np.exp(work, out=work)
-        work *= row_scale[start:stop, None]
-    return out
+    lse = np.empty(rows, dtype=z.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in _blocks(rows, cols):
+            stop = start + step
+            work = out[start:stop]
+            m = z[start:stop].max(axis=1, keepdims=True)
+            np.subtract(z[start:stop], m, out=work)
+            np.exp(work, out=work)
+            total = work.sum(axis=1)
+            lse[start:stop] = np.log(total) + m[:, 0]
+            factor = 1 / total if row_scale is None else row_scale[start:stop] / total
+            work *= factor[:, None]
+    return out, lse
 
 
 def subtract_at(g: np.ndarray, index: np.ndarray, amount: np.ndarray) -> np.ndarray:

@@ -18,22 +18,25 @@ import numpy as np
 
 from . import _fast
 from ._losses import (
+    ClassProblem,
     all_finite,
+    finish,
     hinge_parts,
     prepare_binary,
     prepare_categorical,
     prepare_classes,
     prepare_distillation,
     prepare_probability_binary,
+    prepare_softmax_ce,
     prepare_softmax_focal,
     restore_axis,
     sigmoid_focal_parts,
+    softmax_ce_per_sample,
     target_distribution,
 )
 from ._namespace import (
     Array,
     check_fraction,
-    check_nonnegative,
     check_reduction,
     numel,
     quiet_numpy,
@@ -78,7 +81,8 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     reduction: str = "mean",
-) -> Array:
+    with_loss: bool = False,
+) -> Array | tuple[Array, Array]:
     r"""Gradient of :func:`crossent.softmax_cross_entropy` with respect to the logits.
 
     With :math:`q` the weighted (smoothed) target distribution and :math:`S = \sum_c q_c`:
@@ -86,59 +90,80 @@ def softmax_cross_entropy(
     .. math:: \frac{\partial \ell}{\partial z} = S\, p - q
               \;+\; 2 \zeta\, w_y \operatorname{LSE}(z)\, p
 
-    which is the famous :math:`p - y` for one-hot targets without weights.
+    which is the famous :math:`p - y` for one-hot targets without weights. With
+    ``with_loss=True`` it returns ``(loss, gradient)`` from one pass over the logits (what a
+    training step needs), instead of the two passes of calling the loss and the gradient.
 
     Examples
     --------
     >>> import crossent as ce
     >>> print(ce.grad.softmax_cross_entropy([[2.0, 1.0, 0.1]], [0]).round(4))
     [[-0.341   0.2424  0.0986]]
+    >>> loss, g = ce.grad.softmax_cross_entropy([[0.0, 0.0]], [1], with_loss=True)
+    >>> print(round(float(loss), 4), g)
+    0.6931 [[ 0.5 -0.5]]
     """
     check_reduction(reduction)
-    e = check_fraction(label_smoothing, "label_smoothing")
-    z_coef = check_nonnegative(z_loss, "z_loss")
-    problem = prepare_classes(logits, targets, axis=axis, weight=weight, ignore_index=ignore_index)
+    problem, e, z_coef = prepare_softmax_ce(
+        logits,
+        targets,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+    )
+    grad, lse = _softmax_ce_grad(problem, e, z_coef, reduction)
+    if not with_loss:
+        return grad
+    return finish(problem, softmax_ce_per_sample(problem, lse, e, z_coef), reduction), grad
+
+
+def _softmax_ce_grad(
+    problem: ClassProblem, e: float, z_coef: float, reduction: str
+) -> tuple[Array, Array]:
+    """(gradient in the input's layout, row log-sum-exp) of the softmax cross-entropy."""
     xp, z = problem.xp, problem.values
     if not problem.index_targets:
         q = target_distribution(problem, e)
+        lse = _lse(xp, z, -1)
         s = xp.sum(q, axis=-1)
         if z_coef > 0:
-            s = s + 2 * z_coef * _lse(xp, z, -1)
+            s = s + 2 * z_coef * lse
         grad = _mul0(xp, s[..., None], _softmax(xp, z, -1)) - q
-        return problem.restore(_scale(xp, grad, reduction, float(numel(s))))
+        return problem.restore(_scale(xp, grad, reduction, float(numel(s)))), lse
 
     # Index targets: grad = S p - q with q = (1-e) w_y e_y + (e/K) w, never forming q.
-    # The mean's 1/sum(w_y) is folded into the per-row factors, so the full-size array is
-    # written once (p times its row factor) and then touched only at the targets.
+    # The mean's 1/sum(w_y) is folded into per-row factors, so the full-size array is written
+    # once (p times its row factor) and then touched only at the targets.
     assert problem.w_t is not None and problem.valid is not None
     w_t, k = problem.w_t, problem.num_classes
     total = xp.sum(w_t)
-    inv = (
-        xp.ones_like(total)
-        if reduction != "mean"
-        else xp.where(
-            total > 0, 1 / xp.where(total > 0, total, xp.ones_like(total)), xp.zeros_like(total)
-        )
-    )
+    inv = xp.ones_like(total)
+    if reduction == "mean":
+        inv = xp.where(total > 0, 1 / xp.where(total > 0, total, inv), xp.zeros_like(total))
     valid = xp.astype(problem.valid, z.dtype)
     weights_sum = float(k) if problem.weight is None else xp.sum(problem.weight)
-    row = (1 - e) * w_t + (e / k) * weights_sum * valid
-    lse = _lse(xp, z, -1)
-    if z_coef > 0:
-        row = row + 2 * z_coef * _mul0(xp, w_t, lse)
-    row = row * inv
-    if _fast.applies(xp, z) and all_finite(xp, lse):
-        grad = _fast.scaled_softmax(z, lse, row)
+    row = ((1 - e) * w_t + (e / k) * weights_sum * valid) * inv
+    fast = _fast.applies(xp, z)
+    if fast and z_coef == 0:
+        grad, lse = _fast.softmax_with_lse(z, row)
     else:
+        lse = _lse(xp, z, -1)
+        if z_coef > 0:
+            row = row + 2 * z_coef * _mul0(xp, w_t, lse) * inv
+        grad = None
+    if grad is None or not all_finite(xp, lse):
         grad = _mul0(xp, row[..., None], _softmax(xp, z, -1))
     if e > 0:
         w = problem.weight if problem.weight is not None else xp.ones(k, dtype=z.dtype)
         grad = grad - ((e / k) * valid * inv)[..., None] * w
     at_target = (1 - e) * w_t * inv
     if _fast.applies(xp, grad):
-        return problem.restore(_fast.subtract_at(grad, problem.targets, at_target))
-    grad = grad - at_target[..., None] * problem.onehot()
-    return problem.restore(grad)
+        grad = _fast.subtract_at(grad, problem.targets, at_target)
+    else:
+        grad = grad - at_target[..., None] * problem.onehot()
+    return problem.restore(grad), lse
 
 
 @quiet_numpy

@@ -186,12 +186,6 @@ def _mean_denominator(problem: ClassProblem) -> Array | None:
     return problem.xp.sum(problem.w_t) if problem.index_targets else None
 
 
-def _finish(problem: ClassProblem, per_sample: Array, reduction: str) -> Array:
-    xp = problem.xp
-    out = reduce(xp, per_sample, reduction, denominator=_mean_denominator(problem))
-    return xp.astype(out, problem.dtype)
-
-
 def _index_nll(
     problem: ClassProblem, nll_t: Array, log_probs: Array | None, label_smoothing: float
 ) -> Array:
@@ -215,7 +209,7 @@ def _index_nll(
 # ---------------------------------------------------------------- losses from logits
 
 
-def softmax_cross_entropy_parts(
+def prepare_softmax_ce(
     logits: Array,
     targets: Array,
     *,
@@ -224,20 +218,23 @@ def softmax_cross_entropy_parts(
     ignore_index: int | None,
     label_smoothing: float,
     z_loss: float,
-) -> tuple[ClassProblem, Array, Array]:
-    """Validated problem, per-sample loss and log-sum-exp of the logits (for the gradient)."""
+) -> tuple[ClassProblem, float, float]:
+    """Validated problem, label smoothing and z-loss coefficient of a softmax cross-entropy."""
     e = check_fraction(label_smoothing, "label_smoothing")
     z_coef = check_nonnegative(z_loss, "z_loss")
     problem = prepare_classes(logits, targets, axis=axis, weight=weight, ignore_index=ignore_index)
+    return problem, e, z_coef
+
+
+def softmax_ce_per_sample(problem: ClassProblem, lse: Array, e: float, z_coef: float) -> Array:
+    """Per-sample softmax cross-entropy, given the log-sum-exp of each row's logits."""
     xp, z = problem.xp, problem.values
-    # CE = logsumexp(z) - z_t: no probability is ever formed and then logged.
-    lse = _lse(xp, z, -1)
     if problem.index_targets and e == 0 and all_finite(xp, lse):
-        # The common case needs nothing but the log-sum-exp and the true logit.
+        # CE = logsumexp(z) - z_t: the common case needs nothing more than the true logit.
         loss = _index_nll(problem, lse - _gather(xp, z, problem.targets), None, e)
     else:
         # Smoothing, soft targets and infinite rows work on logits shifted by their max, whose
-        # +-inf rows hold the limit (see _shift_by_max).
+        # +-inf rows hold the limit (see _shift_by_max). Never softmax-then-log.
         shifted = _shift_by_max(xp, z, -1)
         log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
         if problem.index_targets:
@@ -249,7 +246,14 @@ def softmax_cross_entropy_parts(
     if z_coef > 0:
         w_z = problem.w_t if problem.w_t is not None else xp.ones_like(lse)
         loss = loss + _mul0(xp, z_coef * w_z, lse * lse)
-    return problem, loss, lse
+    return loss
+
+
+def finish(problem: ClassProblem, per_sample: Array, reduction: str) -> Array:
+    """Reduce per-sample losses with PyTorch's normalizer and cast to the input dtype."""
+    xp = problem.xp
+    out = reduce(xp, per_sample, reduction, denominator=_mean_denominator(problem))
+    return xp.astype(out, problem.dtype)
 
 
 @quiet_numpy
@@ -323,7 +327,7 @@ def softmax_cross_entropy(
     [2000.]
     """
     check_reduction(reduction)
-    problem, loss, _ = softmax_cross_entropy_parts(
+    problem, e, z_coef = prepare_softmax_ce(
         logits,
         targets,
         axis=axis,
@@ -332,7 +336,8 @@ def softmax_cross_entropy(
         label_smoothing=label_smoothing,
         z_loss=z_loss,
     )
-    return _finish(problem, loss, reduction)
+    lse = _lse(problem.xp, problem.values, -1)
+    return finish(problem, softmax_ce_per_sample(problem, lse, e, z_coef), reduction)
 
 
 def prepare_binary(
@@ -910,7 +915,7 @@ def categorical_cross_entropy(
         loss = _index_nll(problem, -_gather(xp, log_probs, problem.targets), log_probs, e)
     else:
         loss = -xp.sum(target_distribution(problem, e) * log_probs, axis=-1)
-    return _finish(problem, loss, reduction)
+    return finish(problem, loss, reduction)
 
 
 def prepare_probability_binary(
