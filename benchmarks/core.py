@@ -7,7 +7,8 @@ targets, and, for each method, the best of ``--repeat`` timed calls after one wa
 - the memory-bandwidth floor: ``np.sum`` of the array (one read pass, nothing written), and a
   copy into a preallocated array (one read and one write pass), for scale;
 - ``crossent.softmax_cross_entropy`` (forward), and forward +
-  ``crossent.grad.softmax_cross_entropy`` (the closed-form gradient, a separate call);
+  ``crossent.grad.softmax_cross_entropy`` (the closed-form gradient, a separate call), and
+  both from one pass with ``grad.softmax_cross_entropy(..., with_loss=True)``;
 - ``torch.nn.functional.cross_entropy`` on CPU on the same memory (``torch.from_numpy``), forward
   and forward + ``backward()``;
 - ``scipy.special.log_softmax`` plus a gather of the target column;
@@ -84,6 +85,16 @@ def _crossent_gradient(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
     return run
 
 
+def _crossent_fused(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
+    import crossent as ce
+
+    def run() -> float:
+        loss, _ = ce.grad.softmax_cross_entropy(x, t, with_loss=True)
+        return float(loss)
+
+    return run
+
+
 def _torch_forward(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
     import torch
     import torch.nn.functional as F
@@ -135,6 +146,7 @@ METHODS = [
     Method("copy (read + write)", "floor", _floor_copy),
     Method("crossent forward", "forward", _crossent_forward),
     Method("crossent forward + grad", "gradient", _crossent_gradient),
+    Method("crossent grad(with_loss=True)", "gradient", _crossent_fused),
     Method("torch forward", "forward", _torch_forward, uses_torch=True),
     Method("torch forward + backward", "gradient", _torch_gradient, uses_torch=True),
     Method("scipy log_softmax + gather", "forward", _scipy),
