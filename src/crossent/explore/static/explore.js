@@ -440,7 +440,7 @@ function quizPanel() {
     svg("circle", { class: "dot ce", cx: sx(pt), cy: sy(Math.min(ce, C.ymax)), r: 6.5 }, g);
     svg("text", { class: "value", x: sx(pt) + (pt > 0.8 ? -10 : 10), y: sy(Math.min(ce, C.ymax)) + (ce > C.ymax ? 14 : -8), "text-anchor": pt > 0.8 ? "end" : "start" }, g,
       ce > C.ymax ? `you: ${fmt(ce, 2)} ↑` : `you: ${fmt(ce, 3)}`);
-    legend(g, [["ce", "cross-entropy −log p_t"], ["mse", "MSE (the rest spread evenly)"]], C.right - 210, C.top + 8);
+    legend(g, [["ce", "cross-entropy −log p_t"], ["mse", "MSE, rest spread evenly"]], C.right - 190, C.top + 8);
   }
 
   function setProb(i, v) {
