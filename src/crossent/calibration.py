@@ -1,0 +1,35 @@
+"""Evaluating predicted probabilities: calibration error, proper scores, temperature scaling.
+
+>>> import crossent.calibration as cal
+>>> probs = [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]]
+>>> print(round(float(cal.brier_score(probs, [0, 1, 1, 1])), 4))
+0.25
+"""
+
+from ._calibration import (
+    LogLossDecomposition,
+    ReliabilityCurve,
+    apply_temperature,
+    brier_score,
+    expected_calibration_error,
+    fit_temperature,
+    label_perplexity,
+    log_loss,
+    log_loss_decomposition,
+    reliability_curve,
+    top_k_accuracy,
+)
+
+__all__ = [
+    "LogLossDecomposition",
+    "ReliabilityCurve",
+    "apply_temperature",
+    "brier_score",
+    "expected_calibration_error",
+    "fit_temperature",
+    "label_perplexity",
+    "log_loss",
+    "log_loss_decomposition",
+    "reliability_curve",
+    "top_k_accuracy",
+]

@@ -1,0 +1,423 @@
+"""crossent.calibration against torchmetrics, scikit-learn, brute force and NumPy references.
+
+The real predictions live in ``../shared/data/netcal-cifar/`` (relative to the repository root);
+the tests that need them skip on a developer's machine without it and fail in CI.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import crossent.calibration as cal
+from conftest import to_np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "netcal-cifar"
+FILES = (
+    "lenet-5-cifar-10.npz",
+    "wideresnet-16-4-cifar-10.npz",
+    "densenet-bc-100-cifar-100.npz",
+    "lenet-5-cifar-100.npz",
+    "wideresnet-16-4-cifar-100.npz",
+)
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    path = DATA / name
+    if not path.exists():
+        if os.environ.get("CI"):
+            raise FileNotFoundError(path)
+        pytest.skip(f"{path} is not here (it is in CI)")
+    with np.load(path, allow_pickle=False) as d:
+        return d["predictions"], d["ground_truth"]
+
+
+# ---------------------------------------------------------------- ECE against torchmetrics
+
+
+@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("norm", ["l1", "l2", "max"])
+def test_ece_reproduces_torchmetrics(name: str, norm: str) -> None:
+    torch = pytest.importorskip("torch")
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    probs, labels = load(name)
+    k = probs.shape[1]
+    theirs = multiclass_calibration_error(
+        torch.from_numpy(probs), torch.from_numpy(labels), num_classes=k, n_bins=15, norm=norm
+    )
+    ours = cal.expected_calibration_error(
+        probs, labels, norm=norm, right_closed=False, ones_in_own_bin=True
+    )
+    assert ours.dtype == np.float32
+    # torchmetrics accumulates the bins in float32 with scatter_add: equal to its rounding
+    assert float(ours) == pytest.approx(float(theirs), abs=1e-5)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_bins_reproduce_torchmetrics_exactly(name: str) -> None:
+    """Bin by bin, in float64: the same counts, mean confidences and accuracies."""
+    torch = pytest.importorskip("torch")
+    bucketize = pytest.importorskip(
+        "torchmetrics.functional.classification.calibration_error"
+    )._binning_bucketize
+
+    probs, labels = load(name)
+    probs = probs.astype(np.float64)
+    conf = torch.from_numpy(probs.max(axis=1))
+    hit = torch.from_numpy((probs.argmax(axis=1) == labels).astype(np.float64))
+    acc, mean_conf, prop = (
+        t.numpy() for t in bucketize(conf, hit, torch.linspace(0, 1, 16, dtype=torch.float64))
+    )
+    curve = cal.reliability_curve(probs, labels, right_closed=False, ones_in_own_bin=True)
+    np.testing.assert_array_equal(curve.counts, np.rint(prop * len(labels)).astype(np.int64))
+    filled = curve.counts > 0
+    np.testing.assert_allclose(curve.accuracy[filled], acc[filled], rtol=1e-12)
+    np.testing.assert_allclose(curve.confidence[filled], mean_conf[filled], rtol=1e-12)
+
+
+def test_torchmetrics_hidden_bin_matters_where_confidences_are_one() -> None:
+    """torchmetrics #3510: confidences of exactly 1.0 sit in their own bin; it changes RMSCE."""
+    torch = pytest.importorskip("torch")
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    probs, labels = load("wideresnet-16-4-cifar-10.npz")
+    probs = probs.astype(np.float64)
+    assert (probs.max(axis=1) == 1.0).mean() > 0.2
+    theirs = float(
+        multiclass_calibration_error(
+            torch.from_numpy(probs), torch.from_numpy(labels), num_classes=10, norm="l2"
+        )
+    )
+    closed_last = float(
+        cal.expected_calibration_error(probs, labels, norm="l2", right_closed=False)
+    )
+    own_bin = float(
+        cal.expected_calibration_error(
+            probs, labels, norm="l2", right_closed=False, ones_in_own_bin=True
+        )
+    )
+    assert own_bin == pytest.approx(theirs, abs=1e-5)  # torchmetrics computes in float32
+    assert abs(closed_last - theirs) > 1e-3  # 0.0749 against 0.0778
+    curve = cal.reliability_curve(probs, labels, right_closed=False, ones_in_own_bin=True)
+    assert curve.counts.shape == (16,)
+    assert int(curve.counts[-1]) == int((probs.max(axis=1) == 1.0).sum())
+    assert curve.confidence[-1] == 1.0
+
+
+# ---------------------------------------------------------------- curves against scikit-learn
+
+
+@pytest.mark.parametrize("name", ["lenet-5-cifar-10.npz", "wideresnet-16-4-cifar-10.npz"])
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_reliability_curve_reproduces_sklearn(name: str, strategy: str) -> None:
+    from sklearn.calibration import calibration_curve
+
+    probs, labels = load(name)
+    probs = probs.astype(np.float64)  # scikit-learn's edges are float64
+    # one-vs-rest curve of every class
+    curve = cal.reliability_curve(probs, labels, n_bins=10, binning=strategy, scope="classwise")
+    for k in range(probs.shape[1]):
+        prob_true, prob_pred = calibration_curve(
+            labels == k, probs[:, k], n_bins=10, strategy=strategy
+        )
+        filled = curve.counts[k] > 0
+        np.testing.assert_allclose(curve.accuracy[k][filled], prob_true, rtol=1e-12)
+        np.testing.assert_allclose(curve.confidence[k][filled], prob_pred, rtol=1e-12)
+    # top-label curve: the binary problem "the prediction is right"
+    top = cal.reliability_curve(probs, labels, n_bins=15, binning=strategy)
+    prob_true, prob_pred = calibration_curve(
+        probs.argmax(axis=1) == labels, probs.max(axis=1), n_bins=15, strategy=strategy
+    )
+    filled = top.counts > 0
+    np.testing.assert_allclose(top.accuracy[filled], prob_true, rtol=1e-12)
+    np.testing.assert_allclose(top.confidence[filled], prob_pred, rtol=1e-12)
+    assert int(top.counts.sum()) == len(labels)
+
+
+def _reference_ece(conf, hit, edges, norm="l1", debias=False, right=True):
+    """Plain NumPy: bins by searchsorted on the inner edges, then the weighted gaps."""
+    side = "left" if right else "right"
+    idx = np.searchsorted(edges[1:-1], conf, side=side)
+    n = len(conf)
+    total, worst = 0.0, 0.0
+    for b in range(len(edges) - 1):
+        m = idx == b
+        nb = int(m.sum())
+        if nb == 0:
+            continue
+        gap = hit[m].mean() - conf[m].mean()
+        worst = max(worst, abs(gap))
+        if norm == "l1":
+            total += nb / n * abs(gap)
+        elif debias:
+            if nb >= 2:
+                acc = hit[m].mean()
+                total += nb / n * (gap**2 - acc * (1 - acc) / (nb - 1))
+        else:
+            total += nb / n * gap**2
+    return worst if norm == "max" else total
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2", "max"])
+def test_classwise_ece_against_reference(norm: str) -> None:
+    probs, labels = load("lenet-5-cifar-10.npz")
+    probs = probs.astype(np.float64)
+    edges = np.linspace(0, 1, 16)
+    per_class = [_reference_ece(probs[:, k], labels == k, edges, norm) for k in range(10)]
+    expected = {"l1": np.mean, "l2": lambda e: math.sqrt(np.mean(e)), "max": np.max}[norm](
+        per_class
+    )
+    ours = cal.expected_calibration_error(probs, labels, norm=norm, scope="classwise")
+    assert float(ours) == pytest.approx(expected, rel=1e-12)
+
+
+def test_debiased_l2_is_kumar_estimator() -> None:
+    probs, labels = load("lenet-5-cifar-100.npz")
+    probs = probs.astype(np.float64)
+    conf, hit = probs.max(axis=1), probs.argmax(axis=1) == labels
+    squared = _reference_ece(conf, hit, np.linspace(0, 1, 16), "l2", debias=True)
+    ours = cal.expected_calibration_error(probs, labels, norm="l2", debias=True)
+    biased = cal.expected_calibration_error(probs, labels, norm="l2")
+    assert float(ours) == pytest.approx(math.sqrt(max(squared, 0.0)), rel=1e-12)
+    assert float(ours) < float(biased)
+    # a perfectly calibrated coin flip: the plug-in RMSCE is noise, the debiased one is ~0
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.5, 1.0, 2000)
+    y = (rng.random(2000) < p).astype(np.int64)
+    two = np.stack([p, 1 - p], axis=1)
+    lab = 1 - y
+    plug_in = float(cal.expected_calibration_error(two, lab, norm="l2"))
+    debiased = float(cal.expected_calibration_error(two, lab, norm="l2", debias=True))
+    assert debiased < plug_in
+
+
+# ---------------------------------------------------------------- proper scores
+
+
+@pytest.mark.filterwarnings("ignore:The y_prob values do not sum to one:UserWarning")
+@pytest.mark.parametrize("name", FILES)
+def test_scores_reproduce_sklearn(name: str) -> None:
+    from sklearn.metrics import brier_score_loss, log_loss, top_k_accuracy_score
+
+    probs, labels = load(name)
+    k = probs.shape[1]
+    assert float(cal.log_loss(probs, labels)) == pytest.approx(
+        log_loss(labels, probs, labels=np.arange(k)), rel=1e-6
+    )
+    assert float(cal.log_loss(probs.astype(np.float64), labels)) == pytest.approx(
+        log_loss(labels, probs.astype(np.float64), labels=np.arange(k)), rel=1e-12
+    )
+    assert float(cal.log_loss(probs, labels, base=2)) == pytest.approx(
+        float(cal.log_loss(probs, labels)) / math.log(2), rel=1e-6
+    )
+    assert float(cal.label_perplexity(probs, labels)) == pytest.approx(
+        math.exp(float(cal.log_loss(probs, labels))), rel=1e-6
+    )
+    assert float(cal.brier_score(probs, labels)) == pytest.approx(
+        brier_score_loss(labels, probs, labels=np.arange(k), scale_by_half=False), rel=1e-6
+    )
+    for top in (1, 5):
+        assert float(cal.top_k_accuracy(probs, labels, k=top)) == pytest.approx(
+            top_k_accuracy_score(labels, probs, k=top, labels=np.arange(k)), abs=1e-7
+        )
+
+
+def test_binary_shorthand_matches_sklearn() -> None:
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    rng = np.random.default_rng(1)
+    p = rng.random(500)
+    y = (rng.random(500) < p).astype(np.int64)
+    assert float(cal.brier_score(p, y)) == pytest.approx(2 * brier_score_loss(y, p), rel=1e-12)
+    assert float(cal.log_loss(p, y)) == pytest.approx(log_loss(y, p), rel=1e-12)
+    curve = cal.reliability_curve(p, y, n_bins=8, scope="classwise")
+    prob_true, prob_pred = calibration_curve(y, p, n_bins=8)
+    filled = curve.counts[1] > 0
+    np.testing.assert_allclose(curve.accuracy[1][filled], prob_true, rtol=1e-12)
+    np.testing.assert_allclose(curve.confidence[1][filled], prob_pred, rtol=1e-12)
+
+
+def test_bin_edge_conventions_by_hand() -> None:
+    # confidences exactly on the inner edge 0.6 (5 bins): (lo, hi] puts them below, [lo, hi) above
+    probs = np.array([[0.6, 0.4], [0.6, 0.4], [0.9, 0.1], [1.0, 0.0]])
+    labels = np.array([0, 1, 0, 0])
+    right = cal.reliability_curve(probs, labels, n_bins=5)
+    left = cal.reliability_curve(probs, labels, n_bins=5, right_closed=False)
+    hidden = cal.reliability_curve(
+        probs, labels, n_bins=5, right_closed=False, ones_in_own_bin=True
+    )
+    assert right.counts.tolist() == [0, 0, 2, 0, 2]
+    assert left.counts.tolist() == [0, 0, 0, 2, 2]
+    assert hidden.counts.tolist() == [0, 0, 0, 2, 1, 1]
+    assert np.isnan(right.confidence[0])
+    assert float(cal.expected_calibration_error(probs, labels, n_bins=5)) == pytest.approx(
+        0.5 * 0.1 + 0.5 * 0.05
+    )
+
+
+# ---------------------------------------------------------------- temperature
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
+    from scipy.special import log_softmax
+
+    return float(-log_softmax(logits / t, axis=1)[np.arange(len(labels)), labels].mean())
+
+
+@pytest.mark.parametrize(
+    ("name", "points"), [("lenet-5-cifar-10.npz", 601), ("densenet-bc-100-cifar-100.npz", 81)]
+)
+def test_temperature_is_the_grid_minimum(name: str, points: int) -> None:
+    from scipy.optimize import minimize_scalar
+
+    probs, labels = load(name)
+    log_probs = np.log(probs.astype(np.float64))
+    t = cal.fit_temperature(probs, labels)  # detected as probabilities: fitted on their log
+    # float64 logs of the float32 probabilities: the same optimum to float32 rounding
+    assert t == pytest.approx(cal.fit_temperature(log_probs, labels, kind="logits"), rel=1e-7)
+    grid = np.exp(np.linspace(math.log(0.5), math.log(4.0), points))
+    losses = np.array([_nll(log_probs, labels, g) for g in grid])
+    best = int(np.argmin(losses))
+    step = math.log(grid[1] / grid[0])
+    assert abs(math.log(t) - math.log(grid[best])) <= step
+    assert _nll(log_probs, labels, t) <= losses.min() + 1e-12
+    fine = minimize_scalar(
+        lambda u: _nll(log_probs, labels, math.exp(u)),
+        bounds=(math.log(grid[best]) - step, math.log(grid[best]) + step),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    assert t == pytest.approx(math.exp(fine.x), rel=1e-6)
+
+
+def test_temperature_recovers_a_known_scale() -> None:
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 3, (4000, 5))
+    p = np.exp(true_logits - true_logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(5, p=row) for row in p])
+    t = cal.fit_temperature(2.5 * true_logits, labels)  # over-confident by 2.5
+    assert t == pytest.approx(2.5, rel=0.08)
+
+
+def test_temperature_fails_loudly_without_an_optimum() -> None:
+    with pytest.raises(ValueError, match="T -> 0"):
+        cal.fit_temperature([[3.0, 0.0], [0.0, 2.0]], [0, 1])
+    with pytest.raises(ValueError, match="T -> inf"):
+        cal.fit_temperature([[3.0, 0.0], [0.0, 2.0]], [1, 0])
+    with pytest.raises(ValueError, match="probability 0 at example 1"):
+        cal.fit_temperature([[0.5, 0.5], [1.0, 0.0]], [0, 1])
+    with pytest.raises(ValueError, match="finite"):
+        cal.fit_temperature([[np.nan, 0.0], [0.0, 1.0]], [0, 1])
+
+
+def test_apply_temperature_and_decomposition() -> None:
+    from scipy.special import softmax
+
+    probs, labels = load("wideresnet-16-4-cifar-10.npz")
+    probs = probs.astype(np.float64)
+    t = cal.fit_temperature(probs, labels)
+    scaled = cal.apply_temperature(probs, t)
+    np.testing.assert_allclose(scaled, softmax(np.log(probs) / t, axis=1), rtol=1e-10, atol=1e-300)
+    logits = np.log(probs)
+    np.testing.assert_allclose(cal.apply_temperature(logits, t), logits / t)
+    d = cal.log_loss_decomposition(probs, labels)
+    assert d.temperature == t
+    assert d.calibration > 0
+    assert d.log_loss == pytest.approx(d.calibration + d.refinement, rel=1e-12)
+    assert d.log_loss == pytest.approx(_nll(logits, labels, 1.0), rel=1e-12)
+    assert d.refinement == pytest.approx(_nll(logits, labels, t), rel=1e-12)
+    bits = cal.log_loss_decomposition(probs, labels, base=2)
+    assert bits.calibration == pytest.approx(d.calibration / math.log(2), rel=1e-12)
+    # temperature scaling optimizes NLL and here also cuts the ECE (5.37% -> about 1%)
+    before = float(cal.expected_calibration_error(probs, labels))
+    after = float(cal.expected_calibration_error(scaled, labels))
+    assert after < before / 3
+
+
+# ---------------------------------------------------------------- every array library
+
+
+def test_metrics_on_every_backend(xp) -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (300, 4))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(4, p=row) for row in p])
+    probs, labels = xp.asarray(p), xp.asarray(y)
+    for kwargs in (
+        {},
+        {"norm": "l2", "debias": True},
+        {"binning": "quantile"},
+        {"scope": "classwise"},
+        {"norm": "max", "right_closed": False},
+    ):
+        ours = cal.expected_calibration_error(probs, labels, **kwargs)
+        ref = cal.expected_calibration_error(p, y, **kwargs)
+        assert float(to_np(ours)) == pytest.approx(float(ref), rel=1e-6), kwargs
+    for fn in (cal.brier_score, cal.log_loss, cal.top_k_accuracy, cal.label_perplexity):
+        assert float(to_np(fn(probs, labels))) == pytest.approx(float(fn(p, y)), rel=1e-6)
+    curve = cal.reliability_curve(probs, labels, n_bins=5)
+    np.testing.assert_allclose(to_np(curve.counts), cal.reliability_curve(p, y, n_bins=5).counts)
+    t = cal.fit_temperature(xp.asarray(logits), labels)
+    assert t == pytest.approx(cal.fit_temperature(logits, y), rel=1e-5)
+    scaled = cal.apply_temperature(xp.asarray(logits), t)
+    np.testing.assert_allclose(to_np(scaled), logits / t, rtol=1e-6)
+
+
+def test_half_precision_is_computed_in_float32() -> None:
+    probs, labels = load("lenet-5-cifar-10.npz")
+    half = probs.astype(np.float16)
+    ece = cal.expected_calibration_error(half, labels)
+    assert ece.dtype == np.float16
+    assert float(ece) == pytest.approx(
+        float(cal.expected_calibration_error(half.astype(np.float32), labels)), abs=1e-3
+    )
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: cal.expected_calibration_error([[0.5, 0.5]], [2]), ValueError, "found 2"),
+        (lambda: cal.expected_calibration_error([[np.nan, 0.5]], [0]), ValueError, "nan"),
+        (lambda: cal.expected_calibration_error([[1.5, -0.5]], [0]), ValueError, r"\[0, 1\]"),
+        (lambda: cal.expected_calibration_error([[0.5, 0.5]], [0, 1]), ValueError, "shape"),
+        (lambda: cal.expected_calibration_error([[0.5, 0.5]], [0.0]), TypeError, "integer"),
+        (lambda: cal.expected_calibration_error([[0.5, 0.5]], [0], n_bins=0), ValueError, "n_bins"),
+        (lambda: cal.expected_calibration_error([[0.5, 0.5]], [0], norm="l3"), ValueError, "norm"),
+        (
+            lambda: cal.expected_calibration_error([[0.5, 0.5]], [0], debias=True),
+            ValueError,
+            "norm='l2'",
+        ),
+        (
+            lambda: cal.expected_calibration_error([[0.5, 0.5]], [0], ones_in_own_bin=True),
+            ValueError,
+            "right_closed=False",
+        ),
+        (
+            lambda: cal.expected_calibration_error(np.zeros((0, 3)), np.zeros(0, int)),
+            ValueError,
+            "no examples",
+        ),
+        (lambda: cal.reliability_curve([[0.5, 0.5]], [0], scope="all"), ValueError, "scope"),
+        (lambda: cal.reliability_curve([[0.5, 0.5]], [0], binning="x"), ValueError, "binning"),
+        (lambda: cal.log_loss([[0.5, 0.5]], [0], base=1), ValueError, "base"),
+        (lambda: cal.top_k_accuracy([[0.5, 0.5]], [0], k=0), ValueError, "k must"),
+        (lambda: cal.apply_temperature([[0.5, 0.5]], 0.0), ValueError, "temperature"),
+        (lambda: cal.fit_temperature([[0.5, 0.5]], [0], kind="x"), ValueError, "kind"),
+        (lambda: cal.fit_temperature([1.0, 2.0], [0, 1]), ValueError, "class axis"),
+    ],
+)
+def test_bad_input_is_named(call, error, match) -> None:
+    with pytest.raises(error, match=match):
+        call()
