@@ -1,0 +1,359 @@
+"""``crossent report`` end to end: every input format, every bad file, the page in a browser."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import crossent.calibration as cal
+from crossent import cli
+from crossent.report import EXAMPLE, example_path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "netcal-cifar"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def run(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """Run the real entry point (``crossent.cli:main``) in-process: exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["crossent", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return (0 if code is None else int(code)), out, err
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """300 examples, 4 classes: logits, their softmax, labels drawn from it (over-confident x2)."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (300, 4))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(4, p=row) for row in p])
+    sharp = 2 * logits
+    probs = np.exp(sharp - sharp.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    return 2 * logits, probs, labels
+
+
+def test_example_ships_with_licence_and_provenance() -> None:
+    path = example_path()
+    assert path.name == EXAMPLE and path.exists()
+    assert (path.parent / "LICENSE.txt").read_text().lstrip().startswith("Apache License")
+    readme = (path.parent / "README.md").read_text()
+    assert "Apache License 2.0" in readme and "2a3db8d7cb2a557f3b563c98ce00954f43dfe927" in readme
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digest in readme
+    if (SHARED / EXAMPLE).exists():
+        assert hashlib.sha256((SHARED / EXAMPLE).read_bytes()).hexdigest() == digest
+
+
+def test_default_report_on_the_shipped_example(tmp_path, capsys, monkeypatch) -> None:
+    html = tmp_path / "cifar.html"
+    code, out, err = run(capsys, monkeypatch, "report", "--output", str(html), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["examples"] == 10000 and summary["classes"] == 10 and summary["kind"] == "probs"
+    before, after = summary["before"], summary["after_temperature"]
+    with np.load(example_path()) as d:
+        probs, labels = d["predictions"], d["ground_truth"]
+    assert before["ece"] == pytest.approx(float(cal.expected_calibration_error(probs, labels)))
+    assert before["log_loss_nats"] == pytest.approx(float(cal.log_loss(probs, labels)), rel=1e-6)
+    assert before["log_loss_bits"] == pytest.approx(before["log_loss_nats"] / np.log(2))
+    # temperature scaling fitted on the other half: ECE 5.4% -> under 1%, accuracy unchanged
+    assert before["ece"] > 0.05 and after["ece"] < 0.01
+    assert after["log_loss_nats"] < before["log_loss_nats"]
+    assert after["accuracy"] == before["accuracy"]
+    assert all(1.8 < t < 2.3 for t in summary["temperatures"])
+    d = summary["decomposition_nats"]
+    assert d["log_loss"] == pytest.approx(d["calibration"] + d["refinement"])
+    assert len(summary["per_class_before"]["cross_entropy"]) == 10
+    page = html.read_text()
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "http://" not in page.replace("http://www.apache.org", "") and "https://" not in page
+    assert summary["html"] == str(html.resolve())
+
+
+def test_terminal_summary_ends_with_the_path(tmp_path, capsys, monkeypatch, small) -> None:
+    logits, _, labels = small
+    np.savez(tmp_path / "p.npz", logits=logits, labels=labels)
+    code, out, _ = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "-o", str(tmp_path / "r.html")
+    )
+    assert code == 0
+    assert "ECE (top-label, 15 bins)" in out and "temperature-scaled" in out
+    assert out.strip().splitlines()[-1] == f"report: {(tmp_path / 'r.html').resolve()}"
+
+
+def _write_all_formats(tmp_path: Path, values: np.ndarray, labels: np.ndarray) -> dict[str, list]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    np.savez(tmp_path / "a.npz", predictions=values, ground_truth=labels)
+    np.save(tmp_path / "v.npy", values)
+    np.save(tmp_path / "y.npy", labels)
+    header = ",".join(f"p{k}" for k in range(values.shape[1]))
+    rows = [
+        ",".join(repr(float(x)) for x in row) + f",{y}"
+        for row, y in zip(values, labels, strict=True)
+    ]
+    (tmp_path / "t.csv").write_text(header + ",label\n" + "\n".join(rows) + "\n")
+    columns = {f"p{k}": values[:, k] for k in range(values.shape[1])}
+    pq.write_table(pa.table({**columns, "label": labels}), tmp_path / "t.parquet")
+    pq.write_table(
+        pa.table({"id": np.arange(len(labels)), "probs": list(values), "y": labels}),
+        tmp_path / "l.parquet",
+    )
+    return {
+        "npz": [str(tmp_path / "a.npz")],
+        "npy": [str(tmp_path / "v.npy"), "--labels", str(tmp_path / "y.npy")],
+        "csv": [str(tmp_path / "t.csv")],
+        "parquet": [str(tmp_path / "t.parquet")],
+        "parquet-list": [str(tmp_path / "l.parquet")],
+    }
+
+
+def test_every_format_gives_the_same_report(tmp_path, capsys, monkeypatch, small) -> None:
+    _, probs, labels = small
+    results = {}
+    for name, args in _write_all_formats(tmp_path, probs, labels).items():
+        code, out, err = run(capsys, monkeypatch, "report", *args, "--json", "--no-html")
+        assert code == 0, (name, err)
+        results[name] = json.loads(out)
+    reference = results.pop("npz")
+    assert reference["kind"] == "probs"
+    for name, summary in results.items():
+        for key, value in reference["before"].items():
+            assert summary["before"][key] == pytest.approx(value, rel=1e-9), (name, key)
+        assert summary["temperatures"] == pytest.approx(reference["temperatures"], rel=1e-9)
+    assert results["csv"]["class_names"] == ["p0", "p1", "p2", "p3"]
+
+
+def test_logits_and_probabilities_give_the_same_scores(tmp_path, capsys, monkeypatch, small):
+    logits, probs, labels = small
+    np.savez(tmp_path / "logits.npz", scores=logits, labels=labels)
+    np.savez(tmp_path / "probs.npz", scores=probs, labels=labels)
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "logits.npz"), "--json", "--no-html"
+    )
+    assert code == 0, err
+    as_logits = json.loads(out)
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "probs.npz"), "--json", "--no-html"
+    )
+    assert code == 0, err
+    as_probs = json.loads(out)
+    assert as_logits["kind"] == "logits" and as_probs["kind"] == "probs"
+    for key in ("log_loss_nats", "ece", "brier", "ece_classwise"):
+        assert as_logits["before"][key] == pytest.approx(as_probs["before"][key], rel=1e-9)
+        assert as_logits["after_temperature"][key] == pytest.approx(
+            as_probs["after_temperature"][key], rel=1e-6
+        )
+    # probabilities forced to be read as logits: crossent.diagnose measures the mistake
+    code, out, err = run(
+        capsys,
+        monkeypatch,
+        "report",
+        str(tmp_path / "probs.npz"),
+        "--kind",
+        "logits",
+        "--json",
+        "--no-html",
+    )
+    assert code == 0, err
+    forced = json.loads(out)
+    assert any("look like probabilities" in note for note in forced["notes"])
+    assert forced["before"]["log_loss_nats"] > as_probs["before"]["log_loss_nats"]
+
+
+def test_report_without_a_temperature(tmp_path, capsys, monkeypatch) -> None:
+    """Every label has the top score: no finite temperature; the report says so and goes on."""
+    logits = np.array([[3.0, 0.0, 1.0], [0.0, 2.0, 1.0], [1.0, 0.0, 4.0], [5.0, 1.0, 0.0]] * 5)
+    labels = np.array([0, 1, 2, 0] * 5)
+    np.savez(tmp_path / "perfect.npz", logits=logits, labels=labels)
+    html = tmp_path / "perfect.html"
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "perfect.npz"), "-o", str(html), "--json"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["after_temperature"] is None and summary["temperatures"] == []
+    assert any("temperature scaling skipped" in note for note in summary["notes"])
+    assert summary["before"]["accuracy"] == 1.0
+    assert html.read_text().count("data:image/png;base64,") == 4
+
+
+def test_existing_report_is_never_overwritten_silently(tmp_path, capsys, monkeypatch, small):
+    logits, _, labels = small
+    np.savez(tmp_path / "p.npz", logits=logits, labels=labels)
+    target = tmp_path / "r.html"
+    target.write_text("keep me")
+    code, _, err = run(capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "-o", str(target))
+    assert code == 2 and "--force" in err and target.read_text() == "keep me"
+    code, _, _ = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "-o", str(target), "--force"
+    )
+    assert code == 0 and target.read_text().startswith("<!DOCTYPE html>")
+
+
+def _bad_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (arguments, a piece of the expected message)."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3), 20)
+    y = rng.integers(0, 3, 20)
+    cases: dict[str, tuple[list[str], str]] = {}
+
+    def npz(name: str, **arrays) -> str:
+        np.savez(tmp / f"{name}.npz", **arrays)
+        return str(tmp / f"{name}.npz")
+
+    cases["missing file"] = ([str(tmp / "nope.npz")], "no such file")
+    cases["directory"] = ([str(tmp)], "is a directory")
+    (tmp / "x.txt").write_text("1,2")
+    cases["unknown type"] = ([str(tmp / "x.txt")], "unknown file type")
+    (tmp / "garbage.npz").write_bytes(b"\x00\x01not a zip at all")
+    cases["unreadable npz"] = ([str(tmp / "garbage.npz")], "cannot read")
+    (tmp / "empty.npy").write_bytes(b"")
+    cases["unreadable npy"] = (
+        [str(tmp / "empty.npy"), "--labels", str(tmp / "empty.npy")],
+        "cannot read",
+    )
+    (tmp / "garbage.parquet").write_bytes(b"PAR1 nope")
+    cases["unreadable parquet"] = ([str(tmp / "garbage.parquet")], "cannot read")
+    (tmp / "empty.csv").write_text("")
+    cases["empty csv"] = ([str(tmp / "empty.csv")], "cannot read")
+    cases["missing labels array"] = ([npz("nolabels", predictions=p)], "no array of labels")
+    cases["missing predictions array"] = (
+        [npz("nopreds", ground_truth=y)],
+        "no array of predictions",
+    )
+    cases["wrong key asked"] = (
+        [npz("ok", predictions=p, ground_truth=y), "--pred-key", "zz"],
+        "no array of predictions 'zz'",
+    )
+    cases["one column"] = (
+        [npz("onecol", predictions=p[:, 0], ground_truth=y)],
+        "one value per example",
+    )
+    cases["3-d predictions"] = (
+        [npz("threed", predictions=p[:, :, None], ground_truth=y)],
+        "shape (N, K)",
+    )
+    cases["length mismatch"] = (
+        [npz("short", predictions=p, ground_truth=y[:-1])],
+        "20 rows of predictions but 19 labels",
+    )
+    bad = p.copy()
+    bad[4, 1] = np.nan
+    cases["nan"] = ([npz("nan", predictions=bad, ground_truth=y)], "NaN")
+    inf = p.copy()
+    inf[2, 0] = np.inf
+    cases["inf"] = ([npz("inf", predictions=inf, ground_truth=y)], "+inf")
+    high = y.copy()
+    high[7] = 3
+    cases["label out of range"] = (
+        [npz("high", predictions=p, ground_truth=high)],
+        "found 3 at index 7",
+    )
+    negative = y.copy()
+    negative[0] = -1
+    cases["negative label"] = ([npz("neg", predictions=p, ground_truth=negative)], "found -1")
+    cases["fractional label"] = (
+        [npz("frac", predictions=p, ground_truth=y + 0.5)],
+        "whole class indices",
+    )
+    cases["string labels"] = (
+        [npz("str", predictions=p, ground_truth=np.array(["a"] * 20))],
+        "integer class indices",
+    )
+    cases["npy without labels"] = ([str(tmp / "v.npy")], "--labels")
+    np.save(tmp / "v.npy", p)
+    cases["probs out of range"] = (
+        [npz("logits", predictions=p * 3 - 1, ground_truth=y), "--kind", "probs"],
+        "outside [0, 1]",
+    )
+    (tmp / "nolabel.csv").write_text("a,b\n0.5,0.5\n0.2,0.8\n")
+    cases["csv without label column"] = ([str(tmp / "nolabel.csv")], "no label column")
+    (tmp / "text.csv").write_text("a,b,label\n0.5,x,0\n0.2,0.8,1\n")
+    cases["csv with text"] = ([str(tmp / "text.csv")], "not numeric")
+    (tmp / "holes.csv").write_text("a,b,label\n0.5,,0\n0.2,0.8,1\n")
+    cases["csv with a hole"] = ([str(tmp / "holes.csv")], "missing value")
+    (tmp / "ragged.csv").write_text("a,b,label\n0.5,0.5,0\n0.2,0.8\n")
+    cases["ragged csv"] = ([str(tmp / "ragged.csv")], "cannot read")
+    cases["output not html"] = (
+        [npz("ok2", predictions=p, ground_truth=y), "-o", str(tmp / "r.txt")],
+        ".html",
+    )
+    cases["output folder missing"] = (
+        [npz("ok3", predictions=p, ground_truth=y), "-o", str(tmp / "no" / "r.html")],
+        "does not exist",
+    )
+    return cases
+
+
+def test_every_bad_file_ends_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, (args, expected) in _bad_files(tmp_path).items():
+        code, out, err = run(capsys, monkeypatch, "report", *args)
+        lines = err.splitlines()
+        assert code == 2, (name, out, err)
+        assert len(lines) == 1 and err.endswith("\n"), (name, err)
+        assert lines[0].startswith("crossent: error: "), (name, err)
+        assert expected in lines[0], (name, lines[0])
+        assert "Traceback" not in out + err, name
+    assert not list(tmp_path.glob("*.html"))  # nothing written for a bad input
+
+
+@pytest.mark.browser
+def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> None:
+    if not CHROMIUM.exists() or shutil.which("chromium") is None:
+        if os.environ.get("CI"):
+            raise FileNotFoundError("CI needs Debian's chromium at /usr/bin/chromium")
+        pytest.skip("Debian's chromium is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    html = tmp_path / "report.html"
+    code, _, err = run(capsys, monkeypatch, "report", "-o", str(html))
+    assert code == 0, err
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(html.as_uri(), wait_until="load")
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, "
+                "i.naturalHeight])"
+            )
+            title = page.title()
+            rows = page.locator("table").nth(1).locator("tbody tr").count()
+        finally:
+            browser.close()
+    assert [alt for alt, *_ in images] == [
+        "reliability diagram",
+        "confidence histogram",
+        "per-example log-loss distribution",
+        "per-class cross-entropy",
+    ]
+    for alt, complete, width, height in images:
+        assert complete and width > 0 and height > 0, alt
+    assert title.startswith("crossent report")
+    assert rows == 10  # the per-class table
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
