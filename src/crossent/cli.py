@@ -27,7 +27,7 @@ def _root() -> None:
 
 
 # Modules that register a subcommand, in the order `crossent --help` lists them.
-COMMAND_MODULES = ("crossent._tour", "crossent.report", "crossent.explore")
+COMMAND_MODULES = ("crossent._tour", "crossent.report", "crossent._train", "crossent.explore")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
