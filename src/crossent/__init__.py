@@ -5,7 +5,20 @@
 0.417
 """
 
-from . import grad
+from . import calibration, grad
+from ._calibration import (
+    LogLossDecomposition,
+    ReliabilityCurve,
+    apply_temperature,
+    brier_score,
+    expected_calibration_error,
+    fit_temperature,
+    label_perplexity,
+    log_loss,
+    log_loss_decomposition,
+    reliability_curve,
+    top_k_accuracy,
+)
 from ._diagnostics import Finding, diagnose
 from ._gradients import GradientCheck, check_gradient
 from ._information import cross_entropy, entropy, js_divergence, kl_divergence, perplexity
@@ -28,7 +41,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Finding",
     "GradientCheck",
+    "LogLossDecomposition",
+    "ReliabilityCurve",
+    "apply_temperature",
     "binary_cross_entropy",
+    "brier_score",
+    "calibration",
     "categorical_cross_entropy",
     "check_gradient",
     "class_weights",
@@ -36,16 +54,22 @@ __all__ = [
     "diagnose",
     "distillation_loss",
     "entropy",
+    "expected_calibration_error",
+    "fit_temperature",
     "grad",
     "hinge_loss",
     "js_divergence",
     "kl_divergence",
+    "label_perplexity",
+    "log_loss",
+    "log_loss_decomposition",
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
     "mse_loss",
     "one_hot",
     "perplexity",
+    "reliability_curve",
     "sigmoid",
     "sigmoid_binary_cross_entropy",
     "sigmoid_focal_loss",
@@ -54,4 +78,5 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax_focal_loss",
     "softplus",
+    "top_k_accuracy",
 ]
