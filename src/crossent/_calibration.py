@@ -29,9 +29,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ._losses import clip_eps
 from ._namespace import (
     Array,
+    check_base,
     check_index_targets,
+    check_positive,
     check_unit_interval,
     first_where,
     format_index,
@@ -124,6 +127,12 @@ def _prepare_probs(probs: Array, labels: Array) -> tuple[Any, Array, Array, Any]
     xp, p, y, dtype = _prepare(probs, labels)
     check_unit_interval(xp, p, "probs")
     return xp, p, y, dtype
+
+
+def _log_of_base(base: float | None) -> float:
+    """The divisor that turns nats into units of ``base`` (1 for nats)."""
+    b = check_base(base)
+    return 1.0 if b is None else math.log(b)
 
 
 def _onehot(xp: Any, y: Array, k: int) -> Array:
@@ -508,26 +517,8 @@ def brier_score(probs: Array, labels: Array, /) -> Array:
     return _out(xp, xp.mean(xp.sum(diff * diff, axis=-1)), dtype)
 
 
-def _log_base(base: float | None) -> float:
-    if base is None:
-        return 1.0
-    value = float(base)
-    if not value > 1.0 or math.isinf(value):
-        raise ValueError(f"base must be None (nats) or a finite number > 1, got {base!r}")
-    return math.log(value)
-
-
-def _clip_eps(xp: Any, dtype: Any, eps: float | None) -> float:
-    if eps is None:
-        return float(xp.finfo(dtype).eps)
-    eps = float(eps)
-    if not 0.0 <= eps < 0.5:
-        raise ValueError(f"eps must be in [0, 0.5), got {eps}")
-    return eps
-
-
 def _nll_of_probs(xp: Any, p: Array, y: Array, eps: float | None) -> Array:
-    e = _clip_eps(xp, p.dtype, eps)
+    e = clip_eps(xp, p.dtype, eps)
     p_y = xp.clip(_take(xp, p, y), e, 1 - e)
     return -xp.log(p_y)
 
@@ -565,7 +556,7 @@ def log_loss(
     >>> print(round(float(cal.log_loss([[0.5, 0.5], [0.25, 0.75]], [0, 1], base=2)), 4))
     0.7075
     """
-    log_b = _log_base(base)
+    log_b = _log_of_base(base)
     xp, p, y, dtype = _prepare_probs(probs, labels)
     return _out(xp, xp.mean(_nll_of_probs(xp, p, y, eps)) / log_b, dtype)
 
@@ -686,13 +677,6 @@ def _as_logits(xp: Any, v: Array, kind: str) -> Array:
         return _log_of_probs(xp, v)
     _check_finite_or_neg_inf(xp, v, "logits")
     return v
-
-
-def _check_temperature(temperature: float) -> float:
-    t = float(temperature)
-    if not t > 0 or math.isinf(t):
-        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return t
 
 
 def _nll_terms(xp: Any, z: Array, z_y: Array, beta: float) -> tuple[float, float, float]:
@@ -870,7 +854,7 @@ def apply_temperature(values: Array, temperature: float, /, *, kind: str = "auto
     >>> print(cal.apply_temperature([[0.9, 0.1]], 2.0).round(4))
     [[0.75 0.25]]
     """
-    t = _check_temperature(temperature)
+    t = check_positive(temperature, "temperature")
     xp, (values,) = namespace(values)
     if values.ndim < 1:
         raise ValueError("values must have a class axis (the last axis)")
@@ -962,7 +946,7 @@ def log_loss_decomposition(
     >>> print(round(d.log_loss, 4), round(d.calibration, 4), round(d.refinement, 4))
     1.0181 0.4558 0.5623
     """
-    log_b = _log_base(base)
+    log_b = _log_of_base(base)
     temperature = fit_temperature(values, labels, kind=kind)
     xp, z, z_y = _prepare_temperature(values, labels, kind)
     before, _, _ = _nll_terms(xp, z, z_y, 1.0)
