@@ -1,0 +1,347 @@
+"""Fused linear cross-entropy: memory and time of crossent against its peers, in one run.
+
+For each shape (N tokens, D hidden features, V classes) the loss of ``softmax(h @ W.T)`` with
+random targets, forward + backward (gradients of h and W), by:
+
+- ``torch``: plain PyTorch, ``F.cross_entropy(h @ W.T, y)`` (materializes the N x V logits);
+- ``torch.compile``: the same function through ``torch.compile``;
+- ``cce-torch_compile``: Cut Cross-Entropy's ``impl="torch_compile"`` (when installed; on a
+  machine without Triton its package ``__init__`` cannot be imported, so its
+  ``torch_compile`` module is loaded on its own: the code that runs is CCE's);
+- ``cce``: Cut Cross-Entropy's Triton kernel (CUDA only, when installed);
+- ``liger``: Liger Kernel's ``LigerFusedLinearCrossEntropyLoss`` (CUDA only, when installed);
+- ``crossent``: ``crossent.torch.linear_cross_entropy`` (gradients computed in the forward
+  pass), and ``crossent-recompute`` (the same with the logits recomputed in the backward, the
+  path ``reduction="none"`` takes), to show which of the two is faster.
+
+Every method runs in a fresh subprocess (one at a time, so that plain PyTorch's 13 GB at the
+large shape fits a 24 GB machine): one warm-up call (compilation happens there), then one call
+whose peak memory is measured, then ``--repeats - 1`` more timed calls; the figure is the best
+time. Peak memory is what the call adds on top of its inputs (gradients and temporaries
+included): on CPU the growth of the resident set's high-water mark (VmHWM is reset just before
+the call by writing 5 to /proc/self/clear_refs, after ``malloc_trim`` hands freed heap memory
+back), which sees every allocator (tracemalloc does not see torch); on CUDA
+``torch.cuda.max_memory_allocated`` minus the memory allocated before the call.
+
+Usage::
+
+    python benchmarks/linear_ce.py [--shapes 4096x1024x32000,8192x2048x128256]
+        [--repeats 3] [--methods torch,crossent] [--dtype float32] [--json PATH]
+
+CPU shapes by default: 4096x1024x32000 and 8192x2048x128256; with CUDA, 8192x2304x256000.
+Numbers depend on the machine and its load; nothing here asserts on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+CPU_SHAPES = "4096x1024x32000,8192x2048x128256"
+GPU_SHAPES = "8192x2304x256000"
+METHODS = (
+    "torch",
+    "torch.compile",
+    "cce-torch_compile",
+    "cce",
+    "liger",
+    "crossent",
+    "crossent-recompute",
+)
+GPU_ONLY = {"cce", "liger"}
+
+
+class Unavailable(Exception):
+    """A peer that is not installed or cannot run here (the row says why)."""
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"shape must look like 4096x1024x32000, got {text!r}")
+    n, d, v = (int(p) for p in parts)
+    return n, d, v
+
+
+# ----------------------------------------------------------------- the methods
+
+
+def _load_cce_torch_compile() -> Callable[..., Any]:
+    """CCE's torch_compile implementation, even where its package needs Triton to import."""
+    if importlib.util.find_spec("cut_cross_entropy") is None:
+        raise Unavailable("cut-cross-entropy is not installed")
+    try:
+        from cut_cross_entropy import linear_cross_entropy
+
+        return lambda h, w, y: linear_cross_entropy(h, w, y, impl="torch_compile")
+    except ImportError:
+        # Its __init__ imports the Triton kernel; torch_compile.py itself needs only torch.
+        spec = importlib.util.find_spec("cut_cross_entropy")
+        assert spec is not None and spec.submodule_search_locations is not None
+        package = types.ModuleType("cut_cross_entropy")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["cut_cross_entropy"] = package
+        module = importlib.import_module("cut_cross_entropy.torch_compile")
+        return module.torch_compile_linear_cross_entropy
+
+
+def make_call(name: str, device: str) -> Callable[[Any, Any, Any], Any]:
+    """The loss function ``f(h, W, y) -> scalar`` of method ``name``."""
+    import torch
+    import torch.nn.functional as F
+
+    if name in GPU_ONLY and device != "cuda":
+        raise Unavailable("needs CUDA")
+    if name == "torch":
+        return lambda h, w, y: F.cross_entropy(h @ w.T, y)
+    if name == "torch.compile":
+        return torch.compile(lambda h, w, y: F.cross_entropy(h @ w.T, y))
+    if name == "cce-torch_compile":
+        return _load_cce_torch_compile()
+    if name == "cce":
+        if importlib.util.find_spec("cut_cross_entropy") is None:
+            raise Unavailable("cut-cross-entropy is not installed")
+        from cut_cross_entropy import linear_cross_entropy as cce
+
+        return lambda h, w, y: cce(h, w, y, impl="cce")
+    if name == "liger":
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise Unavailable("liger-kernel is not installed")
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        liger = LigerFusedLinearCrossEntropyLoss()
+        return lambda h, w, y: liger(w, h, y)
+    if name in ("crossent", "crossent-recompute"):
+        from crossent.torch import linear_cross_entropy
+
+        precompute = name == "crossent"
+        return lambda h, w, y: linear_cross_entropy(h, w, y, _precompute=precompute)
+    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+
+
+# ----------------------------------------------------------------- one method, in a child
+
+
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS, so the next peak counts only new allocations."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def child(name: str, shape: tuple[int, int, int], repeats: int, device: str, dtype: str) -> dict:
+    """Run one method in this (fresh) process; return its figures."""
+    import torch
+
+    n, d, v = shape
+    tdtype = getattr(torch, dtype)
+    try:
+        call = make_call(name, device)
+    except Unavailable as exc:
+        return {"status": f"skipped: {exc}"}
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    # Logits of unit scale: h ~ N(0, 1), W ~ N(0, 1/D).
+    h = torch.randn(n, d, generator=gen).to(device, tdtype).requires_grad_()
+    w = (torch.randn(v, d, generator=gen) / d**0.5).to(device, tdtype).requires_grad_()
+    y = torch.randint(0, v, (n,), generator=gen).to(device)
+
+    def step() -> float:
+        h.grad = None
+        w.grad = None
+        loss = call(h, w, y)
+        loss.backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return float(loss)
+
+    try:
+        loss = step()  # warm-up (compilation)
+    except Exception as exc:  # a peer that cannot run on this device: say why
+        return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
+    h.grad = None
+    w.grad = None
+    how = "cuda max_memory_allocated"
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    else:
+        _trim_heap()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current RSS
+            before = _status_bytes("VmRSS")
+            how = "VmHWM - VmRSS before"
+        except OSError:
+            import resource
+
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            how = "ru_maxrss growth (undercounts)"
+    start = time.perf_counter()
+    loss = step()
+    times = [time.perf_counter() - start]
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() - before
+    elif how.startswith("VmHWM"):
+        peak = _status_bytes("VmHWM") - before
+    else:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    for _ in range(repeats - 1):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return {
+        "status": "ok",
+        "loss": loss,
+        "times_s": times,
+        "best_s": min(times),
+        "peak_extra_bytes": peak,
+        "memory_how": how,
+    }
+
+
+def run_child(
+    name: str, shape: tuple[int, int, int], repeats: int, device: str, dtype: str
+) -> dict:
+    """Run :func:`child` in a subprocess and read its JSON line."""
+    shape_text = "x".join(map(str, shape))
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--shapes", shape_text]
+    cmd += ["--repeats", str(repeats), "--device", device, "--dtype", dtype]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        return {"status": f"failed (exit {proc.returncode}): {tail}"}
+    return json.loads(lines[-1])
+
+
+# ----------------------------------------------------------------- the table
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for module in ("torch", "cut_cross_entropy", "liger_kernel", "crossent"):
+        try:
+            out[module] = importlib.import_module(module).__version__
+        except Exception:  # a peer's import may fail in many ways
+            out[module] = "not importable" if importlib.util.find_spec(module) else "missing"
+    return out
+
+
+def table(results: list[dict]) -> str:
+    """Ratios against plain torch and CCE torch_compile, per shape."""
+    lines = []
+    by_shape: dict[str, list[dict]] = {}
+    for r in results:
+        by_shape.setdefault(r["shape"], []).append(r)
+    header = (
+        f"{'method':<20}{'time s':>9}{'x torch':>9}{'x cce-tc':>10}"
+        f"{'peak MB':>10}{'x torch':>9}{'loss':>10}  status"
+    )
+    for shape, rows in by_shape.items():
+        base = next((r for r in rows if r["method"] == "torch" and r["status"] == "ok"), None)
+        cce = next(
+            (r for r in rows if r["method"] == "cce-torch_compile" and r["status"] == "ok"), None
+        )
+        lines.append(f"\nN x D x V = {shape}")
+        lines.append(header)
+        for r in rows:
+            if r["status"] != "ok":
+                lines.append(f"{r['method']:<20}{'':>57}  {r['status']}")
+                continue
+            t, m = r["best_s"], r["peak_extra_bytes"] / 2**20
+            rt = f"{t / base['best_s']:.2f}" if base else "-"
+            rc = f"{t / cce['best_s']:.2f}" if cce else "-"
+            rm = f"{r['peak_extra_bytes'] / base['peak_extra_bytes']:.3f}" if base else "-"
+            lines.append(
+                f"{r['method']:<20}{t:>9.2f}{rt:>9}{rc:>10}{m:>10.0f}{rm:>9}{r['loss']:>10.5f}  ok"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", help=f"NxDxV,... (CPU: {CPU_SHAPES}; CUDA: {GPU_SHAPES})")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls after the warm-up")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    parser.add_argument("--dtype", help="float32 (CPU default) or bfloat16 (CUDA default)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
+    parser.add_argument("--child", metavar="METHOD", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
+    shapes_text = args.shapes or (GPU_SHAPES if args.device == "cuda" else CPU_SHAPES)
+    try:
+        shapes = [parse_shape(s) for s in shapes_text.split(",") if s]
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+
+    if args.child:
+        print(json.dumps(child(args.child, shapes[0], args.repeats, args.device, dtype)))
+        return 0
+
+    results = []
+    for shape in shapes:
+        shape_text = "x".join(map(str, shape))
+        for method in methods:
+            print(f"  {shape_text} {method} ...", flush=True)
+            r = run_child(method, shape, args.repeats, args.device, dtype)
+            results.append({"shape": shape_text, "method": method, **r})
+    config = {
+        "device": args.device,
+        "dtype": dtype,
+        "repeats": args.repeats,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "versions": _versions(),
+        "time": "best of the timed forward+backward calls, seconds",
+        "memory": "peak bytes above the inputs during one forward+backward call",
+    }
+    print(table(results))
+    print(
+        "\ntime: best forward+backward of the timed calls; peak MB: memory the call adds on top "
+        "of its inputs\n(gradients and temporaries included); x torch / x cce-tc: ratio to plain "
+        "PyTorch / CCE torch_compile."
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": config, "results": results}, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""PyTorch fast paths: drop-in loss modules and a fused linear cross-entropy.
+
+Imported explicitly (``import crossent.torch``); ``import crossent`` never imports torch.
+
+- :class:`CrossEntropyLoss`, :class:`BCEWithLogitsLoss`, :class:`FocalLoss`: the ``torch.nn``
+  modules' constructors and dim-1 class axis, closed-form backward (less memory), plus z-loss,
+  soft-capping, finite values at infinite logits and 0 for all-ignored batches.
+- :func:`linear_cross_entropy` / :class:`LinearCrossEntropyLoss`: the loss of
+  ``softmax(hidden @ weight.T + bias)`` in chunks, never materializing the N x V logits.
+
+>>> import torch
+>>> import crossent.torch as cet
+>>> logits = torch.tensor([[2.0, 1.0, 0.1]])
+>>> print(round(float(cet.CrossEntropyLoss()(logits, torch.tensor([0]))), 4))
+0.417
+"""
+
+from ._functional import binary_cross_entropy_with_logits, cross_entropy, focal_loss
+from ._linear import LinearCrossEntropyLoss, linear_cross_entropy
+from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, FocalLoss
+
+__all__ = [
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "LinearCrossEntropyLoss",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "focal_loss",
+    "linear_cross_entropy",
+]

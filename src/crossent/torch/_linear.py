@@ -1,0 +1,615 @@
+"""Fused linear cross-entropy: the loss of softmax(hidden @ weight.T + bias), chunk by chunk.
+
+A language model's head turns N hidden states into N x V logits; at N = 8192 and V = 128k the
+float32 logits take 4 GB and PyTorch holds three tensors of that size between the forward and
+the end of the backward. Here the rows are processed in chunks: for each chunk the logits are
+computed into one reused (chunk, V) buffer, reduced to a log-sum-exp, turned in place into the
+gradient of the loss with respect to the logits, and multiplied straight into the gradients of
+hidden, weight and bias. Nothing of size N x V ever exists; the memory is
+O(chunk x V + N + V x D), whatever N is.
+
+When the loss is reduced ("mean" or "sum") and gradients are wanted, the gradients are computed
+during the forward pass (one pass over the chunks, three matrix products per chunk) and scaled
+by the scalar upstream gradient in the backward: a quarter fewer products than recomputing the
+logits in the backward. With ``reduction="none"`` the upstream gradient differs per row, so the
+backward recomputes each chunk's logits (four products per chunk) from the saved log-sum-exp.
+
+The chunks are visited in a fixed order and accumulated with plain matrix products (no atomics),
+so results are bit-identical run to run. Nothing reads a tensor's value on the host (no
+``.item()``, no ``nonzero()``, no branch on data): the CUDA path can be captured in a graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ._validate import (
+    check_class_vector,
+    check_device,
+    check_float,
+    check_fraction,
+    check_integer,
+    check_nonnegative,
+    check_reduction,
+    check_softcap,
+    check_targets_in_range,
+    compute_dtype,
+)
+
+__all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
+
+#: Bytes of the per-chunk logits buffer when ``chunk_size`` is None.
+CHUNK_BYTES = {"cpu": 128 * 2**20, "default": 256 * 2**20}
+
+
+def default_chunk_size(num_rows: int, vocab: int, device: torch.device) -> int:
+    """Rows per chunk: the logits buffer of a chunk holds about ``CHUNK_BYTES`` (float32)."""
+    budget = CHUNK_BYTES.get(device.type, CHUNK_BYTES["default"])
+    rows = max(budget // (4 * max(vocab, 1)), 16)
+    rows = rows // 16 * 16 if rows >= 64 else rows
+    return max(1, min(rows, num_rows))
+
+
+class _Options:
+    """The non-tensor options of one call (a plain object: the Function saves it on ctx)."""
+
+    __slots__ = ("chunk", "ignore_index", "precompute", "reduction", "smoothing", "softcap", "zeta")
+
+    def __init__(
+        self,
+        *,
+        ignore_index: int,
+        smoothing: float,
+        zeta: float,
+        softcap: float | None,
+        reduction: str,
+        chunk: int,
+        precompute: bool,
+    ) -> None:
+        self.ignore_index = ignore_index
+        self.smoothing = smoothing
+        self.zeta = zeta
+        self.softcap = softcap
+        self.reduction = reduction
+        self.chunk = chunk
+        self.precompute = precompute
+
+
+class _Targets:
+    """Per-row target data shared by forward and backward (all of length N, no host sync)."""
+
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        class_weight: torch.Tensor | None,
+        ignore_index: int,
+        dtype: torch.dtype,
+        vocab: int,
+    ) -> None:
+        self.valid = targets != ignore_index
+        self.index = torch.where(self.valid, targets, 0)
+        self.class_weight = None if class_weight is None else class_weight.to(dtype)
+        if self.class_weight is None:
+            self.w_t = self.valid.to(dtype)
+            self.w_sum: torch.Tensor | float = float(vocab)
+        else:
+            self.w_t = torch.where(self.valid, self.class_weight[self.index], 0)
+            self.w_sum = self.class_weight.sum()
+        self.valid_f = self.valid.to(dtype)
+
+
+class _Sweep:
+    """One pass over the chunks: log-sum-exp and losses, and/or the gradients.
+
+    A chunk's logits are held transposed, (V, rows): the products ``W @ h_c.T``,
+    ``G.T @ W`` and ``G @ h_c`` then run at close to the speed of one large product on CPU
+    (a (rows, V) layout costs about 10% more at 256 rows), and the reductions over classes
+    are vectorized across the rows. The buffer is one flat allocation whose first V * rows
+    elements serve every chunk, the ragged last one included, as a contiguous (V, rows) view.
+
+    ``mm_weight`` is the weight in the dtype of the matrix products: float32 on CPU (a
+    float16/bfloat16 weight is upcast once, so every product accumulates and rounds in float32),
+    the weight's own dtype on accelerators (tensor cores), whose chunk logits are then upcast.
+    """
+
+    def __init__(
+        self,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        tgt: _Targets,
+        opts: _Options,
+    ) -> None:
+        self.dtype = compute_dtype(hidden.dtype)
+        on_cpu = hidden.device.type == "cpu"
+        self.mm_dtype = self.dtype if on_cpu else hidden.dtype
+        self.hidden = hidden
+        self.mm_weight = weight.to(self.mm_dtype)
+        self.bias = None if bias is None else bias.to(self.dtype).unsqueeze(1)
+        self.tgt = tgt
+        self.opts = opts
+
+    def _logits(self, r0: int, r1: int, out: torch.Tensor) -> None:
+        """out (V, rows) = W @ h[r0:r1].T + b."""
+        h = self.hidden[r0:r1].to(self.mm_dtype)
+        if self.mm_dtype == self.dtype:
+            if self.bias is None:
+                torch.mm(self.mm_weight, h.t(), out=out)
+            else:
+                torch.addmm(self.bias, self.mm_weight, h.t(), out=out)
+        else:
+            out.copy_(torch.mm(self.mm_weight, h.t()))
+            if self.bias is not None:
+                out.add_(self.bias)
+
+    def run(
+        self,
+        *,
+        lse_in: torch.Tensor | None,
+        scale: torch.Tensor | None,
+        need_h: bool,
+        need_w: bool,
+        need_b: bool,
+    ) -> tuple[
+        torch.Tensor,
+        torch.Tensor | None,
+        torch.Tensor | None,
+        torch.Tensor | None,
+        torch.Tensor | None,
+    ]:
+        """Visit every chunk in order.
+
+        Without ``lse_in`` (forward) it returns the log-sum-exp and the per-row losses; with
+        ``scale`` (d loss / d l_i per row, or a scalar) it also returns the gradients of
+        hidden, weight and bias that are asked for. With ``lse_in`` (backward) the losses are
+        not recomputed and the softmax comes straight from the saved log-sum-exp.
+        """
+        opts, tgt = self.opts, self.tgt
+        n_rows, vocab = self.hidden.shape[0], self.mm_weight.shape[0]
+        dtype, device = self.dtype, self.hidden.device
+        e, zeta, cap = opts.smoothing, opts.zeta, opts.softcap
+        grads = scale is not None and (need_h or need_w or need_b)
+        rows = max(1, min(opts.chunk, n_rows))
+
+        lse = torch.empty(n_rows, dtype=dtype, device=device) if lse_in is None else lse_in
+        loss = torch.empty(n_rows, dtype=dtype, device=device) if lse_in is None else None
+        gh = gw = gb = None
+        if grads and need_h:
+            gh_dtype = dtype if self.mm_dtype == dtype else self.hidden.dtype
+            gh = torch.empty(n_rows, self.hidden.shape[1], dtype=gh_dtype, device=device)
+        if grads and need_w:
+            # The first chunk writes it (no zero fill) unless there is no chunk at all.
+            first_writes = self.mm_dtype == dtype and n_rows > 0
+            make = torch.empty if first_writes else torch.zeros
+            gw = make(vocab, self.hidden.shape[1], dtype=dtype, device=device)
+        if grads and need_b:
+            gb = torch.zeros(vocab, dtype=dtype, device=device)
+        flat = torch.empty(rows * vocab, dtype=dtype, device=device)
+        flat_tanh = torch.empty_like(flat) if cap is not None else None
+
+        for r0 in range(0, n_rows, rows):
+            r1 = min(r0 + rows, n_rows)
+            n = r1 - r0
+            z = flat[: vocab * n].view(vocab, n)  # this chunk's logits, transposed
+            self._logits(r0, r1, z)
+            th = None
+            if cap is not None:
+                assert flat_tanh is not None
+                th = flat_tanh[: vocab * n].view(vocab, n)
+                torch.div(z, cap, out=th).tanh_()
+                torch.mul(th, cap, out=z)
+            index = tgt.index[r0:r1].unsqueeze(0)
+            w_t, valid = tgt.w_t[r0:r1], tgt.valid_f[r0:r1]
+            if lse_in is None:
+                assert loss is not None
+                z_t = z.gather(0, index)[0]
+                # Shift by the row max (0 for a row without a finite max) before exp.
+                m = z.amax(0)
+                m = torch.where(torch.isfinite(m), m, 0)
+                z.sub_(m)
+                if e > 0:
+                    # sum_c w_c (z_c - m): the smoothing term without cancellation
+                    zw = z.sum(0) if tgt.class_weight is None else tgt.class_weight @ z
+                z.exp_()
+                sum_exp = z.sum(0)
+                log_sum = sum_exp.log()
+                lse_c = m + log_sum
+                lse[r0:r1] = lse_c
+                l_c = (1 - e) * w_t * (lse_c - z_t)
+                if e > 0:
+                    # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m)
+                    l_c = l_c + (e / vocab) * valid * (tgt.w_sum * log_sum - zw)
+                if zeta > 0:
+                    l_c = l_c + zeta * w_t * lse_c * lse_c
+                loss[r0:r1] = torch.where(tgt.valid[r0:r1], l_c, 0)
+                if not grads:
+                    continue
+                inv = 1 / sum_exp  # z now holds exp(z - m); p = exp(z - m) / sum_exp
+            else:
+                lse_c = lse_in[r0:r1]
+                z.sub_(lse_c).exp_()  # p
+                inv = None
+            assert scale is not None
+            s = scale[r0:r1] if scale.ndim else scale
+            # d l / d z = a p - (1-e) w_t onehot(t) - (e/V) w, times the row's scale s;
+            # a = (1-e) w_t + (e/V) sum(w) + 2 zeta w_t lse.
+            a = (1 - e) * w_t
+            if e > 0:
+                a = a + (e / vocab) * tgt.w_sum * valid
+            if zeta > 0:
+                a = a + 2 * zeta * w_t * lse_c
+            z.mul_(s * a if inv is None else s * a * inv)
+            z.scatter_add_(0, index, (-(1 - e) * s * w_t).unsqueeze(0))
+            if e > 0:
+                r = (e / vocab) * s * valid
+                if tgt.class_weight is None:
+                    z.sub_(r)
+                else:
+                    z.addr_(tgt.class_weight, r, alpha=-1)
+            if th is not None:
+                th.mul_(th).neg_().add_(1)  # d cap*tanh(x/cap)/dx = 1 - tanh^2
+                z.mul_(th)
+            self._accumulate(r0, r1, z, gh, gw, gb)
+        return lse, loss, gh, gw, gb
+
+    def _accumulate(
+        self,
+        r0: int,
+        r1: int,
+        g: torch.Tensor,
+        gh: torch.Tensor | None,
+        gw: torch.Tensor | None,
+        gb: torch.Tensor | None,
+    ) -> None:
+        """Add one chunk's d loss / d logits (``g``, (V, rows)) into the gradients, in order."""
+        if gb is not None:
+            gb.add_(g.sum(1))
+        g_mm = g if self.mm_dtype == self.dtype else g.to(self.mm_dtype)
+        if gh is not None:
+            if gh.dtype == g_mm.dtype:
+                torch.mm(g_mm.t(), self.mm_weight, out=gh[r0:r1])
+            else:
+                gh[r0:r1] = torch.mm(g_mm.t(), self.mm_weight)
+        if gw is not None:
+            h = self.hidden[r0:r1].to(self.mm_dtype)
+            if self.mm_dtype != self.dtype:
+                gw.add_(torch.mm(g_mm, h))
+            elif r0 == 0:
+                torch.mm(g_mm, h, out=gw)
+            else:
+                gw.addmm_(g_mm, h)
+
+
+class _LinearCE(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        targets: torch.Tensor,
+        class_weight: torch.Tensor | None,
+        opts: _Options,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        dtype = compute_dtype(hidden.dtype)
+        vocab = weight.shape[0]
+        tgt = _Targets(targets, class_weight, opts.ignore_index, dtype, vocab)
+        count = tgt.w_t.sum()
+        positive = count > 0
+        # 1 / sum_i w[y_i], or 0 when every target is ignored (loss 0, zero gradients).
+        inv_count = torch.where(positive, 1 / torch.where(positive, count, 1), 0)
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        precompute = opts.precompute and opts.reduction != "none" and (need_h or need_w or need_b)
+        scale = None
+        if precompute:
+            one = torch.ones((), dtype=dtype, device=hidden.device)
+            scale = inv_count if opts.reduction == "mean" else one
+        sweep = _Sweep(hidden, weight, bias, tgt, opts)
+        lse, loss, gh, gw, gb = sweep.run(
+            lse_in=None, scale=scale, need_h=need_h, need_w=need_w, need_b=need_b
+        )
+        assert loss is not None
+        if opts.reduction == "none":
+            out = loss
+        else:
+            total = loss.sum()
+            out = total if opts.reduction == "sum" else torch.where(positive, total / count, 0)
+        ctx.opts = opts
+        ctx.stash = (gh, gw, gb) if precompute else None
+        ctx.save_for_backward(hidden, weight, bias, targets, class_weight, lse, inv_count)
+        ctx.mark_non_differentiable(lse)
+        ctx.set_materialize_grads(False)
+        return out.to(hidden.dtype), lse
+
+    @staticmethod
+    @once_differentiable
+    def backward(
+        ctx: Any, grad: torch.Tensor | None, _grad_lse: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        hidden, weight, bias, targets, class_weight, lse, inv_count = ctx.saved_tensors
+        opts: _Options = ctx.opts
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        if grad is None:
+            return None, None, None, None, None, None
+        dtype = lse.dtype
+        g = grad.to(dtype)
+        scale: torch.Tensor | None = None
+        if ctx.stash is not None:
+            # Gradients computed in forward for a unit upstream gradient: scale them. The stash
+            # is consumed, so a second backward (retain_graph=True) recomputes below.
+            gh, gw, gb = ctx.stash
+            ctx.stash = None
+            scale = g
+        else:
+            tgt = _Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
+            if opts.reduction == "mean":
+                g = g * inv_count
+            sweep = _Sweep(hidden, weight, bias, tgt, opts)
+            _, _, gh, gw, gb = sweep.run(
+                lse_in=lse, scale=g, need_h=need_h, need_w=need_w, need_b=need_b
+            )
+        grads: list[torch.Tensor | None] = []
+        for tensor, like in ((gh, hidden), (gw, weight), (gb, bias)):
+            if tensor is None or like is None:
+                grads.append(None)
+                continue
+            if scale is not None:
+                tensor = tensor.to(dtype).mul_(scale)  # in place: the stash is not reused
+            grads.append(tensor.to(like.dtype))
+        return grads[0], grads[1], grads[2], None, None, None
+
+
+def _shift_targets(targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """targets[..., t + 1] at position t; the last position of each sequence is ignored."""
+    pad = torch.full_like(targets[..., :1], ignore_index)
+    return torch.cat([targets[..., 1:], pad], dim=-1)
+
+
+def _validate(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    bias: torch.Tensor | None,
+    class_weight: torch.Tensor | None,
+    chunk_size: int | None,
+) -> None:
+    check_float(hidden, "hidden")
+    check_float(weight, "weight")
+    check_integer(targets, "targets")
+    if hidden.ndim < 2:
+        raise ValueError(
+            f"hidden must have shape (N, D) or (B, T, D); got shape {tuple(hidden.shape)}"
+        )
+    if weight.ndim != 2:
+        raise ValueError(
+            f"weight must have shape (V, D), one row per class; got shape {tuple(weight.shape)}"
+        )
+    if weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"weight has {weight.shape[1]} features per class (shape {tuple(weight.shape)}) but "
+            f"hidden has {hidden.shape[-1]} (shape {tuple(hidden.shape)}); they must be equal"
+        )
+    if weight.shape[0] == 0:
+        raise ValueError("weight has 0 rows: need at least one class")
+    if weight.dtype != hidden.dtype:
+        raise TypeError(
+            f"hidden and weight must have the same dtype; got {hidden.dtype} and {weight.dtype}"
+        )
+    if tuple(targets.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"targets must have shape {tuple(hidden.shape[:-1])} (hidden's shape "
+            f"{tuple(hidden.shape)} without the last dimension); got {tuple(targets.shape)}"
+        )
+    check_device(weight, "weight", hidden)
+    check_device(targets, "targets", hidden)
+    vocab = weight.shape[0]
+    check_class_vector(bias, vocab, "bias", hidden)
+    check_class_vector(class_weight, vocab, "class_weight", hidden)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    /,
+    *,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    class_weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    shift: bool = False,
+    chunk_size: int | None = None,
+    return_lse: bool = False,
+    _precompute: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Cross-entropy of ``softmax(hidden @ weight.T + bias)`` without materializing the logits.
+
+    Equals ``F.cross_entropy(hidden @ weight.T + bias, targets, ...)`` (loss and the gradients
+    of hidden, weight and bias, to float32 rounding) for every option, while holding only one
+    (chunk, V) block of logits at a time: memory :math:`O(\text{chunk} \cdot V + N + V D)`
+    instead of three N x V tensors. With :math:`z = s \tanh((h W^\top + b)/s)` (or without the
+    cap), class weights :math:`w`, smoothing :math:`e` over :math:`V` classes and z-loss
+    :math:`\zeta`:
+
+    .. math::
+
+        \ell_i = (1-e)\, w_{y_i} (\operatorname{LSE}(z_i) - z_{i y_i})
+                 + \frac{e}{V} \sum_c w_c (\operatorname{LSE}(z_i) - z_{ic})
+                 + \zeta\, w_{y_i} \operatorname{LSE}(z_i)^2,
+        \qquad \text{mean} = \frac{\sum_i \ell_i}{\sum_i w_{y_i}}
+
+    over non-ignored rows; 0 with zero gradients when every target is ignored. Deterministic
+    (bit-identical run to run); float16/bfloat16 inputs accumulate in float32; on CUDA it never
+    synchronizes with the host (graph-capturable).
+
+    Parameters
+    ----------
+    hidden : torch.Tensor
+        Hidden states, shape (N, D) or (B, T, D).
+    weight : torch.Tensor
+        The classifier (unembedding) matrix, shape (V, D), same dtype as ``hidden``.
+    targets : torch.Tensor
+        Integer class indices of shape ``hidden.shape[:-1]``.
+    bias : torch.Tensor, optional
+        Bias of the classifier, shape (V,).
+    ignore_index : int, default -100
+        Targets equal to it contribute nothing.
+    label_smoothing : float, default 0
+        Smoothing ``e`` with PyTorch's e/V convention (class weights included).
+    z_loss : float, default 0
+        Coefficient of the squared log-sum-exp (PaLM), weighted like the NLL.
+    softcap : float, optional
+        Soft cap :math:`s \tanh(z/s)` of the logits (Gemma 2).
+    class_weight : torch.Tensor, optional
+        A weight per class, shape (V,): PyTorch's ``weight`` argument of ``cross_entropy``.
+    reduction : {"mean", "sum", "none"}
+        ``"none"`` returns one loss per position (shape of ``targets``; 0 where ignored).
+    shift : bool, default False
+        Score position t against target t + 1 (causal language modelling): equals passing
+        ``hidden[..., :-1, :]`` and ``targets[..., 1:]``. With ``reduction="none"`` the result
+        has one position less along the sequence.
+    chunk_size : int, optional
+        Rows per chunk; default: a logits buffer of about 32 MiB on CPU, 256 MiB elsewhere.
+    return_lse : bool, default False
+        Also return the log-sum-exp of each scored row (float32, not differentiable).
+
+    Returns
+    -------
+    torch.Tensor or (torch.Tensor, torch.Tensor)
+        The loss in ``hidden``'s dtype, and the log-sum-exp if ``return_lse``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from crossent.torch import linear_cross_entropy
+    >>> g = torch.Generator().manual_seed(0)
+    >>> h = torch.randn(6, 4, generator=g)
+    >>> w = torch.randn(10, 4, generator=g)
+    >>> y = torch.tensor([1, 3, 5, -100, 9, 0])
+    >>> loss = linear_cross_entropy(h, w, y, chunk_size=4)
+    >>> bool(torch.allclose(loss, F.cross_entropy(h @ w.T, y)))
+    True
+    """
+    _validate(hidden, weight, targets, bias, class_weight, chunk_size)
+    check_reduction(reduction)
+    opts = _Options(
+        ignore_index=int(ignore_index),
+        smoothing=check_fraction(label_smoothing, "label_smoothing"),
+        zeta=check_nonnegative(z_loss, "z_loss"),
+        softcap=check_softcap(softcap),
+        reduction=reduction,
+        chunk=0,
+        precompute=bool(_precompute),
+    )
+    vocab = weight.shape[0]
+    check_targets_in_range(targets, vocab, opts.ignore_index)
+    batch_shape = tuple(targets.shape)
+    if shift:
+        targets = _shift_targets(targets, opts.ignore_index)
+    h2 = hidden.reshape(-1, hidden.shape[-1])
+    t1 = targets.reshape(-1).long()
+    opts.chunk = chunk_size or default_chunk_size(h2.shape[0], vocab, h2.device)
+    loss, lse = _LinearCE.apply(h2, weight, bias, t1, class_weight, opts)
+    lse = lse.view(batch_shape)
+    if reduction == "none":
+        loss = loss.view(batch_shape)
+    if shift:
+        lse = lse[..., :-1]
+        if reduction == "none":
+            loss = loss[..., :-1]
+    return (loss, lse) if return_lse else loss
+
+
+class LinearCrossEntropyLoss(torch.nn.Module):
+    r"""The module form of :func:`linear_cross_entropy`: ``loss = module(hidden, weight, targets)``.
+
+    The classifier weight stays where it lives (usually the model's ``lm_head.weight``); the
+    module holds the options and an optional ``class_weight`` buffer.
+
+    Parameters
+    ----------
+    ignore_index, label_smoothing, z_loss, softcap, reduction, shift, chunk_size, return_lse
+        As in :func:`linear_cross_entropy`.
+    class_weight : torch.Tensor, optional
+        A weight per class (registered as a buffer).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from crossent.torch import LinearCrossEntropyLoss
+    >>> head = torch.nn.Linear(8, 32, bias=False)
+    >>> h = torch.randn(2, 5, 8, requires_grad=True)
+    >>> y = torch.randint(0, 32, (2, 5))
+    >>> loss = LinearCrossEntropyLoss(shift=True, z_loss=1e-4)(h, head.weight, y)
+    >>> loss.backward()
+    >>> h.grad.shape, head.weight.grad.shape
+    (torch.Size([2, 5, 8]), torch.Size([32, 8]))
+    """
+
+    class_weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        *,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        class_weight: torch.Tensor | None = None,
+        reduction: str = "mean",
+        shift: bool = False,
+        chunk_size: int | None = None,
+        return_lse: bool = False,
+    ) -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.ignore_index = ignore_index
+        self.label_smoothing = check_fraction(label_smoothing, "label_smoothing")
+        self.z_loss = check_nonnegative(z_loss, "z_loss")
+        self.softcap = check_softcap(softcap)
+        self.register_buffer("class_weight", class_weight)
+        self.reduction = reduction
+        self.shift = shift
+        self.chunk_size = chunk_size
+        self.return_lse = return_lse
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return linear_cross_entropy(
+            hidden,
+            weight,
+            targets,
+            bias=bias,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            class_weight=self.class_weight,
+            reduction=self.reduction,
+            shift=self.shift,
+            chunk_size=self.chunk_size,
+            return_lse=self.return_lse,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
+            f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}, "
+            f"softcap={self.softcap}, shift={self.shift}"
+        )
