@@ -16,17 +16,21 @@ random targets, forward + backward (gradients of h and W), by:
 
 Every method runs in a fresh subprocess (one at a time, so that plain PyTorch's 13 GB at the
 large shape fits a 24 GB machine): one warm-up call (compilation happens there), then one call
-whose peak memory is measured, then ``--repeats - 1`` more timed calls; the figure is the best
-time. Peak memory is what the call adds on top of its inputs (gradients and temporaries
-included): on CPU the growth of the resident set's high-water mark (VmHWM is reset just before
-the call by writing 5 to /proc/self/clear_refs, after ``malloc_trim`` hands freed heap memory
-back), which sees every allocator (tracemalloc does not see torch); on CUDA
-``torch.cuda.max_memory_allocated`` minus the memory allocated before the call.
+whose peak memory is measured, then ``--repeats - 1`` more timed calls. With ``--rounds R`` the
+methods take turns R times (a burst of load from another process then hits every method, not
+one method's whole series); the figures are the best time and the largest peak of all rounds,
+and the JSON keeps every run with the load average before it.
+
+Peak memory is what the call adds on top of its inputs (gradients and temporaries included):
+on CPU the growth of the resident set's high-water mark (VmHWM is reset just before the call by
+writing 5 to /proc/self/clear_refs, after ``malloc_trim`` hands freed heap memory back), which
+sees every allocator (tracemalloc does not see torch); on CUDA ``torch.cuda.max_memory_allocated``
+minus the memory allocated before the call.
 
 Usage::
 
     python benchmarks/linear_ce.py [--shapes 4096x1024x32000,8192x2048x128256]
-        [--repeats 3] [--methods torch,crossent] [--dtype float32] [--json PATH]
+        [--repeats 3] [--rounds 1] [--methods torch,crossent] [--dtype float32] [--json PATH]
 
 CPU shapes by default: 4096x1024x32000 and 8192x2048x128256; with CUDA, 8192x2304x256000.
 Numbers depend on the machine and its load; nothing here asserts on them.
@@ -240,6 +244,24 @@ def run_child(
 # ----------------------------------------------------------------- the table
 
 
+def aggregate(shape: str, method: str, runs: list[dict]) -> dict:
+    """One row from a method's rounds: best time over all, largest peak memory of any."""
+    ok = [r for r in runs if r["status"] == "ok"]
+    row: dict[str, Any] = {"shape": shape, "method": method, "runs": runs}
+    if not ok:
+        return {**row, "status": runs[-1]["status"]}
+    times = [t for r in ok for t in r["times_s"]]
+    return {
+        **row,
+        "status": "ok",
+        "loss": ok[0]["loss"],
+        "best_s": min(times),
+        "median_s": sorted(times)[len(times) // 2],
+        "peak_extra_bytes": max(r["peak_extra_bytes"] for r in ok),
+        "memory_how": ok[0]["memory_how"],
+    }
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for module in ("torch", "cut_cross_entropy", "liger_kernel", "crossent"):
@@ -285,14 +307,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", help=f"NxDxV,... (CPU: {CPU_SHAPES}; CUDA: {GPU_SHAPES})")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls after the warm-up")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="times each method's subprocess runs, in turns"
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     parser.add_argument("--dtype", help="float32 (CPU default) or bfloat16 (CUDA default)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     parser.add_argument("--child", metavar="METHOD", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error("--repeats and --rounds must be >= 1")
 
     if args.device is None:
         import torch
@@ -313,17 +338,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child, shapes[0], args.repeats, args.device, dtype)))
         return 0
 
-    results = []
-    for shape in shapes:
-        shape_text = "x".join(map(str, shape))
-        for method in methods:
-            print(f"  {shape_text} {method} ...", flush=True)
-            r = run_child(method, shape, args.repeats, args.device, dtype)
-            results.append({"shape": shape_text, "method": method, **r})
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for round_ in range(args.rounds):
+        for shape in shapes:
+            shape_text = "x".join(map(str, shape))
+            for method in methods:
+                load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+                print(f"  round {round_ + 1}: {shape_text} {method} ...", flush=True)
+                r = run_child(method, shape, args.repeats, args.device, dtype)
+                runs.setdefault((shape_text, method), []).append({**r, "load_before": load})
+    results = [aggregate(shape, method, rs) for (shape, method), rs in runs.items()]
     config = {
         "device": args.device,
         "dtype": dtype,
         "repeats": args.repeats,
+        "rounds": args.rounds,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "versions": _versions(),

@@ -23,6 +23,8 @@ F = torch.nn.functional
 from crossent.torch import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 from crossent.torch._linear import CHUNK_BYTES, default_chunk_size  # noqa: E402
 
+_linear = sys.modules["crossent.torch._linear"]
+
 F64 = torch.float64
 B, T, D, V = 2, 7, 8, 37
 
@@ -130,6 +132,19 @@ def test_low_precision_accumulates_in_float32(dtype, reduction):
     assert out.dtype == dtype
     ref = reference(theirs[0], theirs[1], y, bias=theirs[2], smoothing=0.1, reduction=reduction)
     _check(out, ref, ours, theirs, gen, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_accelerator_low_precision_path(monkeypatch, reduction):
+    """The path CUDA takes for bfloat16 (products in bfloat16, float32 accumulation over chunks
+    and class blocks), forced on CPU so that CI covers it."""
+    monkeypatch.setattr(_linear, "_mm_dtype", lambda hidden: hidden.dtype)
+    ours, theirs, y, gen = _inputs(23, dtype=torch.bfloat16, bias=True)
+    out = linear_cross_entropy(
+        ours[0], ours[1], y, bias=ours[2], z_loss=1e-3, reduction=reduction, chunk_size=3
+    )
+    ref = reference(theirs[0], theirs[1], y, bias=theirs[2], z_loss=1e-3, reduction=reduction)
+    _check(out, ref, ours, theirs, gen, rtol=2e-2, atol=2e-2)
 
 
 def test_float64_is_exact():
@@ -247,10 +262,12 @@ def test_module_form():
 
 def test_default_chunk_fits_the_budget():
     cpu = torch.device("cpu")
-    for n, v in [(8192, 128256), (4096, 32000), (10, 50), (100000, 256000)]:
+    for n, v in [(8192, 128256), (4096, 32000), (10, 50), (100000, 256000), (0, 10)]:
         rows = default_chunk_size(n, v, cpu)
-        assert 1 <= rows <= n
+        assert 1 <= rows <= max(n, 1)
         assert rows * v * 4 <= max(CHUNK_BYTES["cpu"], 16 * v * 4)
+    assert default_chunk_size(8192, 128256, cpu) == 256
+    assert default_chunk_size(4096, 32000, cpu) == 1024  # 4 equal chunks, not 3 x 1040 + 976
 
 
 # ----------------------------------------------------------------- no N x V tensor anywhere
@@ -362,3 +379,15 @@ def _t(*shape, dtype=torch.float32):
 def test_errors_name_the_offending_value(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         linear_cross_entropy(*args, **kwargs)
+
+
+def test_benchmark_script_runs(tmp_path):
+    """benchmarks/linear_ce.py on a tiny shape: every method agrees on the loss, JSON is written."""
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "linear_ce.py")
+    out = tmp_path / "lce.json"
+    cmd = [sys.executable, script, "--shapes", "64x16x100", "--repeats", "1", "--json", str(out)]
+    subprocess.run([*cmd, "--methods", "torch,crossent,liger"], check=True, capture_output=True)
+    rows = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["torch"]["status"] == rows["crossent"]["status"] == "ok"
+    assert rows["liger"]["status"].startswith("skipped")
+    assert abs(rows["torch"]["loss"] - rows["crossent"]["loss"]) < 1e-5

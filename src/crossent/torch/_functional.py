@@ -163,7 +163,8 @@ class _ProbabilityCE(torch.autograd.Function):
         loss = -(q * (z - lse.unsqueeze(1))).sum(1)
         if z_loss > 0:
             loss = loss + z_loss * lse * lse
-        count = torch.tensor(float(lse.numel()), dtype=z.dtype, device=z.device)
+        # A fill, not torch.tensor(): no host-to-device copy (CUDA-graph capturable).
+        count = torch.full((), float(lse.numel()), dtype=z.dtype, device=z.device)
         ctx.save_for_backward(logits, target, weight, lse, count)
         ctx.options = (smoothing, z_loss, softcap, reduction)
         return _reduce(loss, reduction, count).to(logits.dtype)
@@ -348,7 +349,7 @@ class _BCEWithLogits(torch.autograd.Function):
             loss = _times0(weight.to(dtype).expand_as(loss), loss)
         ctx.save_for_backward(logits, target, weight, pos_weight)
         ctx.options = (smoothing, reduction)
-        count = torch.tensor(float(loss.numel()), dtype=dtype, device=loss.device)
+        count = torch.full((), float(loss.numel()), dtype=dtype, device=loss.device)
         return _reduce(loss, reduction, count).to(logits.dtype)
 
     @staticmethod

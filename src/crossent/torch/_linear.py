@@ -46,11 +46,26 @@ CHUNK_BYTES = {"cpu": 128 * 2**20, "default": 256 * 2**20}
 
 
 def default_chunk_size(num_rows: int, vocab: int, device: torch.device) -> int:
-    """Rows per chunk: the logits buffer of a chunk holds about ``CHUNK_BYTES`` (float32)."""
+    """Rows per chunk: a logits buffer of at most ``CHUNK_BYTES`` (float32), chunks balanced.
+
+    The rows are split into equal chunks (the last one no smaller than the others by more than
+    the number of chunks), so no chunk is a thin sliver that runs its products slowly.
+    """
     budget = CHUNK_BYTES.get(device.type, CHUNK_BYTES["default"])
-    rows = max(budget // (4 * max(vocab, 1)), 16)
-    rows = rows // 16 * 16 if rows >= 64 else rows
-    return max(1, min(rows, num_rows))
+    rows = max(1, min(max(budget // (4 * max(vocab, 1)), 16), num_rows))
+    chunks = -(-num_rows // rows) if num_rows else 1
+    return max(1, -(-num_rows // chunks))
+
+
+def _mm_dtype(hidden: torch.Tensor) -> torch.dtype:
+    """The dtype of the matrix products: float32 (or float64) on CPU, the input's elsewhere.
+
+    On CPU a float16/bfloat16 weight is upcast once, so every product accumulates and rounds
+    in float32 (CPUs have no faster low-precision path to lose). On accelerators the products
+    run in the input dtype on tensor cores (accumulating in float32 inside each product) and
+    their results are upcast.
+    """
+    return compute_dtype(hidden.dtype) if hidden.device.type == "cpu" else hidden.dtype
 
 
 class _Options:
@@ -110,9 +125,7 @@ class _Sweep:
     are vectorized across the rows. The buffer is one flat allocation whose first V * rows
     elements serve every chunk, the ragged last one included, as a contiguous (V, rows) view.
 
-    ``mm_weight`` is the weight in the dtype of the matrix products: float32 on CPU (a
-    float16/bfloat16 weight is upcast once, so every product accumulates and rounds in float32),
-    the weight's own dtype on accelerators (tensor cores), whose chunk logits are then upcast.
+    ``mm_weight`` is the weight in the dtype of the matrix products (see :func:`_mm_dtype`).
     """
 
     def __init__(
@@ -124,8 +137,7 @@ class _Sweep:
         opts: _Options,
     ) -> None:
         self.dtype = compute_dtype(hidden.dtype)
-        on_cpu = hidden.device.type == "cpu"
-        self.mm_dtype = self.dtype if on_cpu else hidden.dtype
+        self.mm_dtype = _mm_dtype(hidden)
         self.hidden = hidden
         self.mm_weight = weight.to(self.mm_dtype)
         self.bias = None if bias is None else bias.to(self.dtype).unsqueeze(1)
@@ -269,18 +281,22 @@ class _Sweep:
             gb.add_(g.sum(1))
         g_mm = g if self.mm_dtype == self.dtype else g.to(self.mm_dtype)
         if gh is not None:
-            if gh.dtype == g_mm.dtype:
-                torch.mm(g_mm.t(), self.mm_weight, out=gh[r0:r1])
-            else:
-                gh[r0:r1] = torch.mm(g_mm.t(), self.mm_weight)
+            torch.mm(g_mm.t(), self.mm_weight, out=gh[r0:r1])
         if gw is not None:
             h = self.hidden[r0:r1].to(self.mm_dtype)
-            if self.mm_dtype != self.dtype:
-                gw.add_(torch.mm(g_mm, h))
-            elif r0 == 0:
-                torch.mm(g_mm, h, out=gw)
-            else:
-                gw.addmm_(g_mm, h)
+            if self.mm_dtype == self.dtype:
+                if r0 == 0:
+                    torch.mm(g_mm, h, out=gw)
+                else:
+                    gw.addmm_(g_mm, h)
+                return
+            # Low-precision products, float32 accumulator: a block of classes at a time, so
+            # the product's temporary is no larger than the chunk's buffer.
+            vocab, features = gw.shape
+            block = max(1, (vocab * (r1 - r0)) // max(features, 1))
+            for v0 in range(0, vocab, block):
+                v1 = min(v0 + block, vocab)
+                gw[v0:v1].add_(torch.mm(g_mm[v0:v1], h))
 
 
 class _LinearCE(torch.autograd.Function):
