@@ -80,6 +80,14 @@ def _check(out, ref, ours, theirs, gen, *, rtol=1e-5, atol=1e-6):
             torch.testing.assert_close(a.grad.to(F64) / scale, b.grad / scale, rtol=0, atol=rtol)
 
 
+@pytest.fixture(params=["cpu", "device"])
+def path(request, monkeypatch):
+    """The CPU sweep (target-logit shift, factored gradient) or the one accelerators take."""
+    if request.param == "device":
+        monkeypatch.setattr(_linear, "_host_shortcuts", lambda hidden: False)
+    return request.param
+
+
 GRID = list(itertools.product([0.0, 0.1], [0.0, 1e-2], [None, 4.0], [False, True], [False, True]))
 
 
@@ -91,7 +99,7 @@ GRID = list(itertools.product([0.0, 0.1], [0.0, 1e-2], [None, 4.0], [False, True
     ids=[f"e{e}-z{z}-cap{c}-w{int(w)}-b{int(b)}" for e, z, c, w, b in GRID],
 )
 def test_matches_materialized_cross_entropy(
-    smoothing, z_loss, softcap, weighted, bias, reduction, shift
+    smoothing, z_loss, softcap, weighted, bias, reduction, shift, path
 ):
     ours, theirs, y, gen = _inputs(10, bias=bias)
     cw = torch.rand(V, generator=gen, dtype=F64) + 0.2 if weighted else None
@@ -107,7 +115,7 @@ def test_matches_materialized_cross_entropy(
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_recompute_path_matches(reduction):
+def test_recompute_path_matches(reduction, path):
     """Gradients recomputed in backward (the path of reduction='none') for mean and sum too."""
     ours, theirs, y, gen = _inputs(11, bias=True)
     out = linear_cross_entropy(
@@ -136,9 +144,10 @@ def test_low_precision_accumulates_in_float32(dtype, reduction):
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_accelerator_low_precision_path(monkeypatch, reduction):
-    """The path CUDA takes for bfloat16 (products in bfloat16, float32 accumulation over chunks
-    and class blocks), forced on CPU so that CI covers it."""
+    """The path CUDA takes (products in bfloat16, float32 accumulation over chunks and class
+    blocks, softmax shifted by the row maxima, no value read on the host), forced on CPU."""
     monkeypatch.setattr(_linear, "_mm_dtype", lambda hidden: hidden.dtype)
+    monkeypatch.setattr(_linear, "_host_shortcuts", lambda hidden: False)
     ours, theirs, y, gen = _inputs(23, dtype=torch.bfloat16, bias=True)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], z_loss=1e-3, reduction=reduction, chunk_size=3
@@ -161,7 +170,11 @@ def test_two_dimensional_hidden_and_upstream_scale():
     _check(3.5 * out, 3.5 * ref, ours, theirs, gen)
 
 
-def test_large_logits_do_not_overflow():
+@pytest.mark.parametrize("shortcuts", [True, False], ids=["cpu", "device"])
+def test_large_logits_do_not_overflow(monkeypatch, shortcuts):
+    """Logits of order 1e4: on CPU the target-logit shift overflows and the chunk is redone
+    with the row maxima; the path accelerators take shifts by the maxima from the start."""
+    monkeypatch.setattr(_linear, "_host_shortcuts", lambda hidden: shortcuts)
     ours, theirs, y, gen = _inputs(15)
     with torch.no_grad():
         for t in (*ours[:2], *theirs[:2]):
@@ -206,7 +219,7 @@ def test_empty_batch():
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_repeat_runs_are_bit_identical(reduction):
+def test_repeat_runs_are_bit_identical(reduction, path):
     gen = torch.Generator().manual_seed(18)
     h = torch.randn(300, 64, generator=gen)
     w = torch.randn(1000, 64, generator=gen) / 8

@@ -68,6 +68,22 @@ def _mm_dtype(hidden: torch.Tensor) -> torch.dtype:
     return compute_dtype(hidden.dtype) if hidden.device.type == "cpu" else hidden.dtype
 
 
+def _host_shortcuts(hidden: torch.Tensor) -> bool:
+    """Whether the sweep takes its two CPU shortcuts, each saving one pass over every chunk.
+
+    1. The softmax is shifted by each row's target logit, and the row maxima are taken only
+       for a chunk where some logit exceeds its target's by more than ~44 (the sum of exps
+       passes 2**64): reading that flag is free on CPU, a synchronization on a device.
+    2. The per-row factor of the gradient, d l / d z = c exp(z - m) - b onehot(t) - r w, is
+       applied to the (rows, D) operands and results of the products instead of the (V, rows)
+       chunk, and the one-hot term is added with ``index_add_``: deterministic on CPU, atomic
+       (run-to-run different) on CUDA.
+
+    Elsewhere every chunk is shifted by its row maxima and the gradient written in the chunk.
+    """
+    return hidden.device.type == "cpu"
+
+
 class _Options:
     """The non-tensor options of one call (a plain object: the Function saves it on ctx)."""
 
@@ -143,6 +159,43 @@ class _Sweep:
         self.bias = None if bias is None else bias.to(self.dtype).unsqueeze(1)
         self.tgt = tgt
         self.opts = opts
+        self.shortcuts = _host_shortcuts(hidden)
+        self.w_dot_weight: torch.Tensor | None = None
+
+    def _chunk_logits(self, r0: int, r1: int, z: torch.Tensor, th: torch.Tensor | None) -> None:
+        """z (V, rows) = the chunk's (soft-capped) logits; th = tanh(logits / cap) if capped."""
+        self._logits(r0, r1, z)
+        cap = self.opts.softcap
+        if cap is not None:
+            assert th is not None
+            torch.div(z, cap, out=th).tanh_()
+            torch.mul(th, cap, out=z)
+
+    def _exp_shifted(
+        self, z: torch.Tensor, z_t: torch.Tensor, r0: int, r1: int, th: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """z <- exp(z - m) in place; returns m, sum_c w_c (z_c - m) (with smoothing), sum exp.
+
+        m is the target logit where the host may check the sums (CPU), else the row max; a chunk
+        where a sum grows too large (a logit far above its target's) is recomputed and shifted
+        by its row maxima.
+        """
+        tgt = self.tgt
+        for by_max in (False, True) if self.shortcuts else (True,):
+            m = z.amax(0) if by_max else z_t
+            m = torch.where(torch.isfinite(m), m, 0)  # a row without a finite max: shift 0
+            z.sub_(m)
+            zw = None
+            if self.opts.smoothing > 0:
+                # sum_c w_c (z_c - m): the smoothing term without cancellation
+                zw = z.sum(0) if tgt.class_weight is None else tgt.class_weight @ z
+            z.exp_()
+            sum_exp = z.sum(0)
+            # Past 2**64 (a logit ~44 above its target's) 1/sum nears float32's subnormals.
+            if by_max or not bool((sum_exp >= 2.0**64).any()):
+                break
+            self._chunk_logits(r0, r1, z, th)  # start this chunk again, shifted by the max
+        return m, zw, sum_exp
 
     def _logits(self, r0: int, r1: int, out: torch.Tensor) -> None:
         """out (V, rows) = W @ h[r0:r1].T + b."""
@@ -201,37 +254,26 @@ class _Sweep:
             gb = torch.zeros(vocab, dtype=dtype, device=device)
         flat = torch.empty(rows * vocab, dtype=dtype, device=device)
         flat_tanh = torch.empty_like(flat) if cap is not None else None
+        # sum_i r_i h_i over all rows (the factored path's smoothing term of the weight gradient)
+        smooth = torch.zeros(self.hidden.shape[1], dtype=dtype, device=device)
 
         for r0 in range(0, n_rows, rows):
             r1 = min(r0 + rows, n_rows)
             n = r1 - r0
             z = flat[: vocab * n].view(vocab, n)  # this chunk's logits, transposed
-            self._logits(r0, r1, z)
-            th = None
-            if cap is not None:
-                assert flat_tanh is not None
-                th = flat_tanh[: vocab * n].view(vocab, n)
-                torch.div(z, cap, out=th).tanh_()
-                torch.mul(th, cap, out=z)
+            th = None if flat_tanh is None else flat_tanh[: vocab * n].view(vocab, n)
+            self._chunk_logits(r0, r1, z, th)
             index = tgt.index[r0:r1].unsqueeze(0)
             w_t, valid = tgt.w_t[r0:r1], tgt.valid_f[r0:r1]
             if lse_in is None:
                 assert loss is not None
                 z_t = z.gather(0, index)[0]
-                # Shift by the row max (0 for a row without a finite max) before exp.
-                m = z.amax(0)
-                m = torch.where(torch.isfinite(m), m, 0)
-                z.sub_(m)
-                if e > 0:
-                    # sum_c w_c (z_c - m): the smoothing term without cancellation
-                    zw = z.sum(0) if tgt.class_weight is None else tgt.class_weight @ z
-                z.exp_()
-                sum_exp = z.sum(0)
+                m, zw, sum_exp = self._exp_shifted(z, z_t, r0, r1, th)
                 log_sum = sum_exp.log()
                 lse_c = m + log_sum
                 lse[r0:r1] = lse_c
-                l_c = (1 - e) * w_t * (lse_c - z_t)
-                if e > 0:
+                l_c = (1 - e) * w_t * (log_sum + (m - z_t))  # lse - z_t
+                if zw is not None:
                     # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m)
                     l_c = l_c + (e / vocab) * valid * (tgt.w_sum * log_sum - zw)
                 if zeta > 0:
@@ -246,17 +288,23 @@ class _Sweep:
                 inv = None
             assert scale is not None
             s = scale[r0:r1] if scale.ndim else scale
-            # d l / d z = a p - (1-e) w_t onehot(t) - (e/V) w, times the row's scale s;
-            # a = (1-e) w_t + (e/V) sum(w) + 2 zeta w_t lse.
+            # d l / d z = c exp(z - m) - b onehot(t) - r w, per row (column of the chunk):
+            # c = s a / sum exp, a = (1-e) w_t + (e/V) sum(w) + 2 zeta w_t lse,
+            # b = (1-e) s w_t, r = (e/V) s valid.
             a = (1 - e) * w_t
             if e > 0:
                 a = a + (e / vocab) * tgt.w_sum * valid
             if zeta > 0:
                 a = a + 2 * zeta * w_t * lse_c
-            z.mul_(s * a if inv is None else s * a * inv)
-            z.scatter_add_(0, index, (-(1 - e) * s * w_t).unsqueeze(0))
-            if e > 0:
-                r = (e / vocab) * s * valid
+            c = s * a if inv is None else s * a * inv
+            b = (1 - e) * s * w_t
+            r = (e / vocab) * s * valid if e > 0 else None
+            if self.shortcuts and th is None:
+                self._accumulate_factored(r0, r1, z, c, b, r, gh, gw, gb, smooth)
+                continue
+            z.mul_(c)
+            z.scatter_add_(0, index, (-b).unsqueeze(0))
+            if r is not None:
                 if tgt.class_weight is None:
                     z.sub_(r)
                 else:
@@ -265,7 +313,61 @@ class _Sweep:
                 th.mul_(th).neg_().add_(1)  # d cap*tanh(x/cap)/dx = 1 - tanh^2
                 z.mul_(th)
             self._accumulate(r0, r1, z, gh, gw, gb)
+        if gw is not None and e > 0 and self.shortcuts and cap is None:
+            # the smoothing term's weight gradient, - w (sum_i r_i h_i), added once
+            if tgt.class_weight is None:
+                gw.sub_(smooth)
+            else:
+                gw.addr_(tgt.class_weight, smooth, alpha=-1)
         return lse, loss, gh, gw, gb
+
+    def _accumulate_factored(
+        self,
+        r0: int,
+        r1: int,
+        ez: torch.Tensor,
+        c: torch.Tensor,
+        b: torch.Tensor,
+        r: torch.Tensor | None,
+        gh: torch.Tensor | None,
+        gw: torch.Tensor | None,
+        gb: torch.Tensor | None,
+        smooth: torch.Tensor,
+    ) -> None:
+        """Add the gradients of d l / d z = ez diag(c) - onehot(t) diag(b) - w r^T.
+
+        ``ez`` (V, rows) holds exp(z - m) and is never written: the per-row factors go onto the
+        (rows, D) operands and results, the one-hot term is a gather and an index_add_ of
+        ``rows`` rows, and the smoothing term is rank one (its weight part is summed into
+        ``smooth`` and added once by the caller).
+        """
+        tgt = self.tgt
+        t = tgt.index[r0:r1]
+        if gb is not None:
+            gb.add_(torch.mv(ez, c))
+            gb.index_add_(0, t, -b)
+            if r is not None:
+                total = r.sum()
+                gb.sub_(total if tgt.class_weight is None else total * tgt.class_weight)
+        if gh is not None:
+            out = gh[r0:r1]
+            torch.mm(ez.t(), self.mm_weight, out=out)
+            out.mul_(c.unsqueeze(1))
+            out.sub_(b.unsqueeze(1) * self.mm_weight[t])
+            if r is not None:
+                if self.w_dot_weight is None:  # sum_c w_c W_c, once per sweep
+                    cw = tgt.class_weight
+                    self.w_dot_weight = self.mm_weight.sum(0) if cw is None else cw @ self.mm_weight
+                out.sub_(r.unsqueeze(1) * self.w_dot_weight)
+        if gw is not None:
+            h = self.hidden[r0:r1].to(self.mm_dtype)
+            if r0 == 0:
+                torch.mm(ez, h * c.unsqueeze(1), out=gw)
+            else:
+                gw.addmm_(ez, h * c.unsqueeze(1))
+            gw.index_add_(0, t, h * (-b).unsqueeze(1))
+            if r is not None:
+                smooth.add_(r @ h)
 
     def _accumulate(
         self,
@@ -358,7 +460,9 @@ class _LinearCE(torch.autograd.Function):
             # is consumed, so a second backward (retain_graph=True) recomputes below.
             gh, gw, gb = ctx.stash
             ctx.stash = None
-            scale = g
+            # The usual upstream gradient is 1: skip scaling V x D numbers where checking is free.
+            unit = _host_shortcuts(hidden) and bool(g == 1)
+            scale = None if unit else g
         else:
             tgt = _Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
             if opts.reduction == "mean":
