@@ -36,11 +36,9 @@ from ._namespace import (
     check_index_targets,
     check_positive,
     check_unit_interval,
-    first_where,
+    first_bad,
     format_index,
-    is_concrete,
     namespace,
-    numel,
     result_dtype,
     upcast,
 )
@@ -636,11 +634,9 @@ def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
 
 def _check_finite_or_neg_inf(xp: Any, z: Array, name: str) -> None:
     """No NaN and no +inf (a -inf logit is the log of a zero probability and is fine)."""
-    if not is_concrete(z) or numel(z) == 0:
-        return
-    bad = xp.isnan(z) | (z == math.inf)
-    if bool(xp.any(bad)):
-        index, value = first_where(bad, z)
+    found = first_bad(xp, xp.isnan(z) | (z == math.inf), z)
+    if found is not None:
+        index, value = found
         raise ValueError(
             f"{name} must be finite (or -inf); found {value} at index {format_index(index)}"
         )
@@ -701,13 +697,15 @@ def _prepare_temperature(values: Array, labels: Array, kind: str) -> tuple[Any, 
     z = _as_logits(xp, v, _resolve_kind(xp, v, kind))
     z = _precise(xp, z)
     m = xp.max(z, axis=-1, keepdims=True)
-    if bool(xp.any(m == -math.inf)):
-        index, _ = first_where(m[:, 0] == -math.inf, m[:, 0])
+    found = first_bad(xp, m[:, 0] == -math.inf, m[:, 0])
+    if found is not None:
+        index, _ = found
         raise ValueError(f"row {format_index(index)} has no finite value (all probabilities 0)")
     z = z - m  # NLL and its derivatives are invariant under a shift of each row
     z_y = _take(xp, z, y)
-    if bool(xp.any(z_y == -math.inf)):
-        index, _ = first_where(z_y == -math.inf, z_y)
+    found = first_bad(xp, z_y == -math.inf, z_y)
+    if found is not None:
+        index, _ = found
         raise ValueError(
             f"the label has probability 0 at example {format_index(index)}: the log-loss is "
             "infinite at every temperature; clip the probabilities first"

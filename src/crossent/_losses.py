@@ -21,6 +21,7 @@ from ._namespace import (
     check_fraction,
     check_index_targets,
     check_nonnegative,
+    check_nonnegative_array,
     check_positive,
     check_reduction,
     check_same_shape,
@@ -136,6 +137,9 @@ def prepare_classes(
                 f"class-index targets must have shape {batch_shape} (the shape of the input "
                 f"{tuple(values.shape)} without axis {axis}); got {tuple(targets.shape)}"
             )
+        # one integer dtype for every backend: torch gathers only with int64, and a uint8 array
+        # cannot even be compared with ignore_index=-100 under array_api_strict
+        targets = xp.astype(targets, xp.asarray(0).dtype)
         check_index_targets(xp, targets, num_classes, ignore_index)
         valid = targets != ignore_index if ignore_index is not None else xp.ones_like(targets) > 0
         t = xp.where(valid, targets, xp.zeros_like(targets))
@@ -362,8 +366,7 @@ def prepare_binary(
     for name, array in (("weight", weight), ("pos_weight", pos_weight)):
         if array is not None:
             array = xp.astype(array, z.dtype)
-            if is_concrete(array) and not bool(xp.all(array >= 0)):
-                raise ValueError(f"{name} must be >= 0; found a negative or NaN value")
+            check_nonnegative_array(xp, array, name)
         extra.append(array)
     return xp, z, y, extra[0], extra[1], dtype
 

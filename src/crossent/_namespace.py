@@ -128,10 +128,15 @@ def to_numpy(x: Array) -> np.ndarray:
         return np.from_dlpack(x)
 
 
-def first_where(mask: Array, values: Array) -> tuple[tuple[int, ...], Any]:
-    """Index and value of the first ``True`` of ``mask`` (both concrete), for error messages."""
-    mask_np = to_numpy(mask)
-    index = tuple(int(i) for i in np.argwhere(mask_np)[0])
+def first_bad(xp: Any, bad: Array, values: Array) -> tuple[tuple[int, ...], Any] | None:
+    """Index and value of the first ``True`` of ``bad``, for error messages; None if none.
+
+    The mask, not the input, decides whether the data can be read: under ``jax.jit`` a concrete
+    array captured by a closure gives a traced mask, and reading it would break the trace.
+    """
+    if not is_concrete(bad) or numel(bad) == 0 or not bool(xp.any(bad)):
+        return None
+    index = tuple(int(i) for i in np.argwhere(to_numpy(bad))[0])
     value = to_numpy(values)[index]
     return index, value.item() if hasattr(value, "item") else value
 
@@ -201,25 +206,30 @@ def check_class_vector(
             f"got shape {tuple(vector.shape)}"
         )
     vector = xp.astype(vector, dtype)
-    if is_concrete(vector):
-        bad = ~(vector >= 0)
-        if bool(xp.any(bad)):
-            index, value = first_where(bad, vector)
-            raise ValueError(f"{name} must be >= 0; found {value} at class {index[0]}")
+    check_nonnegative_array(xp, vector, name, where="class")
     return vector
+
+
+def check_nonnegative_array(xp: Any, values: Array, name: str, *, where: str = "index") -> None:
+    """Every value >= 0 (NaN included as bad), else a ValueError naming the first."""
+    found = first_bad(xp, ~(values >= 0), values)
+    if found is not None:
+        index, value = found
+        raise ValueError(f"{name} must be >= 0; found {value} at {where} {format_index(index)}")
 
 
 def check_index_targets(
     xp: Any, targets: Array, num_classes: int, ignore_index: int | None
 ) -> None:
     """Integer class indices in [0, K) or equal to ``ignore_index``, else a ValueError."""
-    if not is_concrete(targets) or numel(targets) == 0:
+    if not is_concrete(targets):
         return
     bad = (targets < 0) | (targets >= num_classes)
     if ignore_index is not None:
         bad = bad & (targets != ignore_index)
-    if bool(xp.any(bad)):
-        index, value = first_where(bad, targets)
+    found = first_bad(xp, bad, targets)
+    if found is not None:
+        index, value = found
         allowed = f"[0, {num_classes})"
         if ignore_index is not None:
             allowed += f" or equal ignore_index={ignore_index}"
@@ -230,11 +240,11 @@ def check_index_targets(
 
 def check_unit_interval(xp: Any, values: Array, name: str) -> None:
     """Every value in [0, 1] (NaN included as bad), else a ValueError naming the first."""
-    if not is_concrete(values) or numel(values) == 0:
+    if not is_concrete(values):
         return
-    bad = ~((values >= 0) & (values <= 1))
-    if bool(xp.any(bad)):
-        index, value = first_where(bad, values)
+    found = first_bad(xp, ~((values >= 0) & (values <= 1)), values)
+    if found is not None:
+        index, value = found
         raise ValueError(
             f"{name} must be probabilities in [0, 1]; found {value} at index {format_index(index)}"
         )

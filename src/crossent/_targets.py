@@ -8,8 +8,7 @@ from ._namespace import (
     Array,
     check_fraction,
     check_index_targets,
-    first_where,
-    is_concrete,
+    first_bad,
     namespace,
     quiet_numpy,
 )
@@ -157,8 +156,9 @@ def class_weights(labels: Array, num_classes: int, /) -> Array:
     xp, (labels,) = namespace(labels)
     _check_labels(xp, labels, num_classes)
     counts = xp.sum(one_hot(xp.reshape(labels, (-1,)), num_classes), axis=0)
-    if is_concrete(counts) and bool(xp.any(counts == 0)):
-        index, _ = first_where(counts == 0, counts)
+    found = first_bad(xp, counts == 0, counts)
+    if found is not None:
+        index, _ = found
         raise ValueError(
             f"class {index[0]} has no example in labels; its weight N / (K * 0) is undefined"
         )

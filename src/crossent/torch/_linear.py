@@ -599,7 +599,7 @@ def linear_cross_entropy(
         ``hidden[..., :-1, :]`` and ``targets[..., 1:]``. With ``reduction="none"`` the result
         has one position less along the sequence.
     chunk_size : int, optional
-        Rows per chunk; default: a logits buffer of about 32 MiB on CPU, 256 MiB elsewhere.
+        Rows per chunk; default: a logits buffer of about 128 MiB on CPU, 256 MiB elsewhere.
     return_lse : bool, default False
         Also return the log-sum-exp of each scored row (float32, not differentiable).
 
