@@ -176,7 +176,7 @@ def child(name: str, shape: tuple[int, int, int], repeats: int, device: str, dty
         loss.backward()
         if device == "cuda":
             torch.cuda.synchronize()
-        return float(loss)
+        return float(loss.detach())
 
     try:
         loss = step()  # warm-up (compilation)

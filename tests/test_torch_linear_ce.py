@@ -263,6 +263,22 @@ def test_gradients_only_where_asked():
         assert not linear_cross_entropy(ours[0], ours[1], y).requires_grad
 
 
+def test_no_gradient_work_without_grad_mode(monkeypatch):
+    # parameters keep requires_grad=True under no_grad/inference_mode: an evaluation loop must
+    # still take the forward-only sweep (one product per chunk), not compute unused gradients
+    ours, _, y, _ = _inputs(22)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("gradients computed without grad mode")
+
+    monkeypatch.setattr(_linear._Sweep, "_accumulate", fail)
+    monkeypatch.setattr(_linear._Sweep, "_accumulate_factored", fail)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            loss = linear_cross_entropy(ours[0], ours[1], y, chunk_size=5)
+        assert torch.isfinite(loss)
+
+
 def test_module_form():
     ours, theirs, y, gen = _inputs(22)
     cw = torch.rand(V, generator=gen, dtype=F64)

@@ -382,11 +382,24 @@ def test_torch_compile_inductor():
         (lambda: cet.focal_loss(torch.randn(3, 4), torch.tensor([0, 1, -3])), ValueError,
          r"found -3 at index 2"),
         (lambda: cet.FocalLoss(gamma=-1.0), ValueError, r"gamma must be a finite number >= 0"),
+        (lambda: cet.FocalLoss(reduction="avg"), ValueError, r"reduction must be one of"),
     ],
 )  # fmt: skip
 def test_errors_name_the_offending_value(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_float64_smoothing_gradient_is_float64_exact():
+    # the smoothing term once rounded in the default dtype (float32): errors near 1e-9
+    x = torch.randn(7, 6, dtype=F64, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 5, 2, -100, 1, 3, 4])
+    w = torch.rand(6, dtype=F64, generator=torch.Generator().manual_seed(4))
+    for weight in (None, w):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        cet.cross_entropy(a, y, weight=weight, label_smoothing=0.3, reduction="sum").backward()
+        F.cross_entropy(b, y, weight=weight, label_smoothing=0.3, reduction="sum").backward()
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-13, atol=1e-14)
 
 
 def test_import_crossent_does_not_import_torch():

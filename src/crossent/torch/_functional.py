@@ -129,13 +129,15 @@ class _IndexCE(torch.autograd.Function):
         # d l / d z = a p - (1-e) w_t onehot - (e/K) w,
         # a = (1-e) w_t + (e/K) sum(w) + 2 zeta w_t lse
         a = (1 - smoothing) * w_t + 2 * z_loss * w_t * lse
+        # valid as z's dtype: a bool times a Python float would round in the default dtype
+        valid_f = valid.to(z.dtype)
         if smoothing > 0:
-            a = a + (smoothing / num_classes) * w_sum * valid
+            a = a + (smoothing / num_classes) * w_sum * valid_f
         out = torch.exp(z - lse.unsqueeze(1))
         out.mul_((s * a).unsqueeze(1))
         out.scatter_add_(1, t.unsqueeze(1), (-(1 - smoothing) * s * w_t).unsqueeze(1))
         if smoothing > 0:
-            r = ((smoothing / num_classes) * s * valid).unsqueeze(1)
+            r = ((smoothing / num_classes) * s * valid_f).unsqueeze(1)
             out.sub_(r * _class_view(w, z.ndim) if w is not None else r)
         out = torch.where(valid.unsqueeze(1), out, 0)
         if th is not None:

@@ -15,8 +15,9 @@ logits in the backward. With ``reduction="none"`` the upstream gradient differs 
 backward recomputes each chunk's logits (four products per chunk) from the saved log-sum-exp.
 
 The chunks are visited in a fixed order and accumulated with plain matrix products (no atomics),
-so results are bit-identical run to run. Nothing reads a tensor's value on the host (no
-``.item()``, no ``nonzero()``, no branch on data): the CUDA path can be captured in a graph.
+so results are bit-identical run to run. On CUDA nothing reads a tensor's value on the host
+(no ``.item()``, no ``nonzero()``, no branch on data), so the call can be captured in a graph;
+only the CPU path, where reading is free, branches on two flags (see :func:`_host_shortcuts`).
 """
 
 from __future__ import annotations
@@ -601,7 +602,8 @@ def linear_cross_entropy(
     chunk_size : int, optional
         Rows per chunk; default: a logits buffer of about 128 MiB on CPU, 256 MiB elsewhere.
     return_lse : bool, default False
-        Also return the log-sum-exp of each scored row (float32, not differentiable).
+        Also return the log-sum-exp of each scored row (float32, float64 for float64 inputs;
+        not differentiable).
 
     Returns
     -------
@@ -630,7 +632,9 @@ def linear_cross_entropy(
         softcap=check_softcap(softcap),
         reduction=reduction,
         chunk=0,
-        precompute=bool(_precompute),
+        # Under no_grad / inference_mode, needs_input_grad still says True for parameters:
+        # only grad mode tells that no backward will come (forward runs with grad disabled).
+        precompute=bool(_precompute) and torch.is_grad_enabled(),
     )
     vocab = weight.shape[0]
     check_targets_in_range(targets, vocab, opts.ignore_index)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._functional import binary_cross_entropy_with_logits, cross_entropy, focal_loss
-from ._validate import check_fraction, check_nonnegative, check_softcap
+from ._validate import check_fraction, check_nonnegative, check_reduction, check_softcap
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "FocalLoss"]
 
@@ -176,6 +176,7 @@ class FocalLoss(nn.Module):
             self.alpha_scalar = None if alpha is None else check_nonnegative(alpha, "alpha")
         self.gamma = check_nonnegative(gamma, "gamma")
         self.ignore_index = ignore_index
+        check_reduction(reduction)
         self.reduction = reduction
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

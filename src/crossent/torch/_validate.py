@@ -15,7 +15,11 @@ import torch
 from .._namespace import check_fraction, check_nonnegative, check_reduction
 
 __all__ = [
+    "check_class_vector",
+    "check_device",
+    "check_float",
     "check_fraction",
+    "check_integer",
     "check_nonnegative",
     "check_reduction",
     "check_softcap",
