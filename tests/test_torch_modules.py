@@ -51,10 +51,21 @@ def _backward_both(out: torch.Tensor, ref: torch.Tensor) -> None:
 SHAPES = [(6, 5), (3, 5, 2, 3), (5,)]
 
 
+@pytest.fixture(params=["one-kernel", "row-blocks"])
+def cpu_blocks(request, monkeypatch):
+    """Run a test on both CPU paths: one kernel, and the blocked loop large inputs take.
+
+    With 20 elements per block, (6, 5) runs in blocks of 4 + 2 rows, (3, 5, 2, 3) and (3, 5, 4)
+    one row at a time, and (5,) in one kernel.
+    """
+    if request.param == "row-blocks":
+        monkeypatch.setattr("crossent.torch._functional._CPU_BLOCK", 20)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("shape", SHAPES, ids=["NC", "NCdd", "C"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_index_targets_match_pytorch(dtype, shape, reduction):
+def test_cross_entropy_index_targets_match_pytorch(dtype, shape, reduction, cpu_blocks):
     gen = torch.Generator().manual_seed(0)
     num_classes = shape[1] if len(shape) > 1 else shape[0]
     target_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
@@ -79,7 +90,7 @@ def test_cross_entropy_index_targets_match_pytorch(dtype, shape, reduction):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy_probability_targets_match_pytorch(dtype, reduction):
+def test_cross_entropy_probability_targets_match_pytorch(dtype, reduction, cpu_blocks):
     gen = torch.Generator().manual_seed(2)
     for shape, smoothing, weighted in itertools.product(
         [(6, 5), (3, 5, 4)], [0.0, 0.1], [False, True]
@@ -114,7 +125,7 @@ def _reference_ce(z, y, *, weight=None, smoothing=0.0, z_loss=0.0, softcap=None,
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_z_loss_and_softcap(reduction):
+def test_z_loss_and_softcap(reduction, cpu_blocks):
     gen = torch.Generator().manual_seed(3)
     x = 8 * torch.randn(7, 6, generator=gen)
     y = torch.randint(0, 6, (7,), generator=gen)

@@ -75,6 +75,45 @@ def _capped(
     return th * softcap, th
 
 
+#: Elements per row block of the CPU loops below (4 MiB of float32).
+_CPU_BLOCK = 1 << 20
+
+
+def _row_blocks(z: torch.Tensor) -> int | None:
+    """Rows per block for a blocked CPU loop over dim 0, or None for one whole-tensor kernel.
+
+    On CPU, ``torch.logsumexp`` and ``exp(z - lse)`` over a large input allocate input-sized
+    temporaries and page them in: blocks of rows that stay in cache run 2-3x faster (measured
+    on (65536, 1000) float32). On GPUs, and while ``torch.compile`` traces (it fuses these ops
+    itself and would unroll the loop), one kernel is right.
+    """
+    if z.device.type != "cpu" or z.numel() <= _CPU_BLOCK or torch.compiler.is_compiling():
+        return None
+    return max(1, _CPU_BLOCK // max(1, z[0].numel()))
+
+
+def _logsumexp(z: torch.Tensor) -> torch.Tensor:
+    """log sum_c exp(z_c) along dim 1."""
+    rows = _row_blocks(z)
+    if rows is None:
+        return torch.logsumexp(z, 1)
+    out = z.new_empty(z.shape[:1] + z.shape[2:])
+    for zb, ob in zip(z.split(rows), out.split(rows), strict=True):
+        torch.logsumexp(zb, 1, out=ob)
+    return out
+
+
+def _softmax(z: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
+    """exp(z - lse) in a new tensor: the softmax along dim 1 from its saved log-sum-exp."""
+    rows = _row_blocks(z)
+    if rows is None:
+        return torch.exp(z - lse.unsqueeze(1))
+    out = torch.empty_like(z)
+    for zb, lb, ob in zip(z.split(rows), lse.split(rows), out.split(rows), strict=True):
+        torch.sub(zb, lb.unsqueeze(1), out=ob).exp_()
+    return out
+
+
 # ----------------------------------------------------------------- softmax cross-entropy
 
 
@@ -95,7 +134,7 @@ class _IndexCE(torch.autograd.Function):
     ) -> torch.Tensor:
         z, _ = _capped(logits, softcap)
         num_classes = z.shape[1]
-        lse = torch.logsumexp(z, 1)
+        lse = _logsumexp(z)
         valid = target != ignore_index
         t = torch.where(valid, target, 0)
         w = None if weight is None else weight.to(z.dtype)
@@ -133,13 +172,13 @@ class _IndexCE(torch.autograd.Function):
         valid_f = valid.to(z.dtype)
         if smoothing > 0:
             a = a + (smoothing / num_classes) * w_sum * valid_f
-        out = torch.exp(z - lse.unsqueeze(1))
+        out = _softmax(z, lse)
         out.mul_((s * a).unsqueeze(1))
         out.scatter_add_(1, t.unsqueeze(1), (-(1 - smoothing) * s * w_t).unsqueeze(1))
         if smoothing > 0:
             r = ((smoothing / num_classes) * s * valid_f).unsqueeze(1)
             out.sub_(r * _class_view(w, z.ndim) if w is not None else r)
-        out = torch.where(valid.unsqueeze(1), out, 0)
+        out.masked_fill_(~valid.unsqueeze(1), 0)  # in place: no second logits-sized buffer
         if th is not None:
             out.mul_(1 - th * th)  # d softcap*tanh(x/softcap) / dx
         return out.to(logits.dtype), None, None, None, None, None, None, None
@@ -160,7 +199,7 @@ class _ProbabilityCE(torch.autograd.Function):
         reduction: str,
     ) -> torch.Tensor:
         z, _ = _capped(logits, softcap)
-        lse = torch.logsumexp(z, 1)
+        lse = _logsumexp(z)
         q = _probability_weights(target, weight, smoothing, z.dtype)
         loss = -(q * (z - lse.unsqueeze(1))).sum(1)
         if z_loss > 0:
@@ -188,7 +227,7 @@ class _ProbabilityCE(torch.autograd.Function):
                 log_p = log_p * _class_view(weight.to(z.dtype), z.ndim)
             grad_target = (-(1 - smoothing) * s * log_p).to(target.dtype)
         a = q.sum(1, keepdim=True) + 2 * z_loss * lse.unsqueeze(1)
-        out = torch.exp(z - lse.unsqueeze(1))
+        out = _softmax(z, lse)
         out.mul_(a).sub_(q).mul_(s)
         if th is not None:
             out.mul_(1 - th * th)
