@@ -11,6 +11,8 @@ targets, and, for each method, the best of ``--repeat`` timed calls after one wa
   both from one pass with ``grad.softmax_cross_entropy(..., with_loss=True)``;
 - ``torch.nn.functional.cross_entropy`` on CPU on the same memory (``torch.from_numpy``), forward
   and forward + ``backward()``;
+- ``crossent.torch.cross_entropy`` (the drop-in with the closed-form backward) on the same
+  tensor, forward + ``backward()``;
 - ``scipy.special.log_softmax`` plus a gather of the target column;
 - ``sklearn.metrics.log_loss`` on softmax probabilities with ``labels`` given (the
   probabilities are computed once, outside the timing).
@@ -123,6 +125,22 @@ def _torch_gradient(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
     return run
 
 
+def _crossent_torch_gradient(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
+    import torch
+
+    from crossent.torch import cross_entropy
+
+    xt, tt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(t)
+
+    def run() -> float:
+        xt.grad = None
+        loss = cross_entropy(xt, tt)
+        loss.backward()
+        return float(loss.detach())
+
+    return run
+
+
 def _scipy(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
     from scipy.special import log_softmax
 
@@ -149,6 +167,7 @@ METHODS = [
     Method("crossent grad(with_loss=True)", "gradient", _crossent_fused),
     Method("torch forward", "forward", _torch_forward, uses_torch=True),
     Method("torch forward + backward", "gradient", _torch_gradient, uses_torch=True),
+    Method("crossent.torch fwd + bwd", "gradient", _crossent_torch_gradient, uses_torch=True),
     Method("scipy log_softmax + gather", "forward", _scipy),
     Method("sklearn log_loss (on probs)", "forward", _sklearn),
 ]

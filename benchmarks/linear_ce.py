@@ -30,7 +30,8 @@ minus the memory allocated before the call.
 Usage::
 
     python benchmarks/linear_ce.py [--shapes 4096x1024x32000,8192x2048x128256]
-        [--repeats 3] [--rounds 1] [--methods torch,crossent] [--dtype float32] [--json PATH]
+        [--repeats 3] [--rounds 1] [--methods torch,crossent] [--dtype float32]
+        [--chunk-size ROWS] [--json PATH]
 
 CPU shapes by default: 4096x1024x32000 and 8192x2048x128256; with CUDA, 8192x2304x256000.
 Numbers depend on the machine and its load; nothing here asserts on them.
@@ -101,7 +102,9 @@ def _load_cce_torch_compile() -> Callable[..., Any]:
         return module.torch_compile_linear_cross_entropy
 
 
-def make_call(name: str, device: str) -> Callable[[Any, Any, Any], Any]:
+def make_call(
+    name: str, device: str, chunk_size: int | None = None
+) -> Callable[[Any, Any, Any], Any]:
     """The loss function ``f(h, W, y) -> scalar`` of method ``name``."""
     import torch
     import torch.nn.functional as F
@@ -131,7 +134,9 @@ def make_call(name: str, device: str) -> Callable[[Any, Any, Any], Any]:
         from crossent.torch import linear_cross_entropy
 
         precompute = name == "crossent"
-        return lambda h, w, y: linear_cross_entropy(h, w, y, _precompute=precompute)
+        return lambda h, w, y: linear_cross_entropy(
+            h, w, y, chunk_size=chunk_size, _precompute=precompute
+        )
     raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
 
 
@@ -153,14 +158,21 @@ def _trim_heap() -> None:
         pass
 
 
-def child(name: str, shape: tuple[int, int, int], repeats: int, device: str, dtype: str) -> dict:
+def child(
+    name: str,
+    shape: tuple[int, int, int],
+    repeats: int,
+    device: str,
+    dtype: str,
+    chunk_size: int | None = None,
+) -> dict:
     """Run one method in this (fresh) process; return its figures."""
     import torch
 
     n, d, v = shape
     tdtype = getattr(torch, dtype)
     try:
-        call = make_call(name, device)
+        call = make_call(name, device, chunk_size)
     except Unavailable as exc:
         return {"status": f"skipped: {exc}"}
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -227,12 +239,19 @@ def child(name: str, shape: tuple[int, int, int], repeats: int, device: str, dty
 
 
 def run_child(
-    name: str, shape: tuple[int, int, int], repeats: int, device: str, dtype: str
+    name: str,
+    shape: tuple[int, int, int],
+    repeats: int,
+    device: str,
+    dtype: str,
+    chunk_size: int | None = None,
 ) -> dict:
     """Run :func:`child` in a subprocess and read its JSON line."""
     shape_text = "x".join(map(str, shape))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--shapes", shape_text]
     cmd += ["--repeats", str(repeats), "--device", device, "--dtype", dtype]
+    if chunk_size is not None:
+        cmd += ["--chunk-size", str(chunk_size)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -313,11 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     parser.add_argument("--dtype", help="float32 (CPU default) or bfloat16 (CUDA default)")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        help="rows per chunk for the crossent methods (default: crossent's, 128 MiB of logits)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     parser.add_argument("--child", metavar="METHOD", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.rounds < 1:
         parser.error("--repeats and --rounds must be >= 1")
+    if args.chunk_size is not None and args.chunk_size < 1:
+        parser.error(f"--chunk-size must be >= 1, got {args.chunk_size}")
 
     if args.device is None:
         import torch
@@ -335,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
 
     if args.child:
-        print(json.dumps(child(args.child, shapes[0], args.repeats, args.device, dtype)))
+        print(
+            json.dumps(
+                child(args.child, shapes[0], args.repeats, args.device, dtype, args.chunk_size)
+            )
+        )
         return 0
 
     runs: dict[tuple[str, str], list[dict]] = {}
@@ -345,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in methods:
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 print(f"  round {round_ + 1}: {shape_text} {method} ...", flush=True)
-                r = run_child(method, shape, args.repeats, args.device, dtype)
+                r = run_child(method, shape, args.repeats, args.device, dtype, args.chunk_size)
                 runs.setdefault((shape_text, method), []).append({**r, "load_before": load})
     results = [aggregate(shape, method, rs) for (shape, method), rs in runs.items()]
     config = {
@@ -353,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "dtype": dtype,
         "repeats": args.repeats,
         "rounds": args.rounds,
+        "chunk_size": args.chunk_size,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "versions": _versions(),
