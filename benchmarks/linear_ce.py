@@ -53,6 +53,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 CPU_SHAPES = "4096x1024x32000,8192x2048x128256"
@@ -159,21 +160,27 @@ def _trim_heap() -> None:
         pass
 
 
-def child(
-    name: str,
-    shape: tuple[int, int, int],
-    repeats: int,
-    device: str,
-    dtype: str,
-    chunk_size: int | None = None,
-) -> dict:
+@dataclass(frozen=True)
+class Job:
+    """One method at one shape, run in a child process."""
+
+    method: str
+    shape: tuple[int, int, int]
+    repeats: int
+    device: str
+    dtype: str
+    chunk_size: int | None = None
+
+
+def child(job: Job) -> dict:
     """Run one method in this (fresh) process; return its figures."""
     import torch
 
-    n, d, v = shape
-    tdtype = getattr(torch, dtype)
+    n, d, v = job.shape
+    device, repeats = job.device, job.repeats
+    tdtype = getattr(torch, job.dtype)
     try:
-        call = make_call(name, device, chunk_size)
+        call = make_call(job.method, device, job.chunk_size)
     except Unavailable as exc:
         return {"status": f"skipped: {exc}"}
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -242,20 +249,14 @@ def child(
     }
 
 
-def run_child(
-    name: str,
-    shape: tuple[int, int, int],
-    repeats: int,
-    device: str,
-    dtype: str,
-    chunk_size: int | None = None,
-) -> dict:
+def run_child(job: Job) -> dict:
     """Run :func:`child` in a subprocess and read its JSON line."""
-    shape_text = "x".join(map(str, shape))
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--shapes", shape_text]
-    cmd += ["--repeats", str(repeats), "--device", device, "--dtype", dtype]
-    if chunk_size is not None:
-        cmd += ["--chunk-size", str(chunk_size)]
+    shape_text = "x".join(map(str, job.shape))
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", job.method]
+    cmd += ["--shapes", shape_text, "--repeats", str(job.repeats)]
+    cmd += ["--device", job.device, "--dtype", job.dtype]
+    if job.chunk_size is not None:
+        cmd += ["--chunk-size", str(job.chunk_size)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(
             json.dumps(
-                child(args.child, shapes[0], args.repeats, args.device, dtype, args.chunk_size)
+                child(Job(args.child, shapes[0], args.repeats, args.device, dtype, args.chunk_size))
             )
         )
         return 0
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in methods:
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 print(f"  round {round_ + 1}: {shape_text} {method} ...", flush=True)
-                r = run_child(method, shape, args.repeats, args.device, dtype, args.chunk_size)
+                r = run_child(Job(method, shape, args.repeats, args.device, dtype, args.chunk_size))
                 runs.setdefault((shape_text, method), []).append({**r, "load_before": load})
     results = [aggregate(shape, method, rs) for (shape, method), rs in runs.items()]
     config = {
