@@ -55,8 +55,8 @@ SHAPES = [(6, 5), (3, 5, 2, 3), (5,)]
 def cpu_blocks(request, monkeypatch):
     """Run a test on both CPU paths: one kernel, and the blocked loop large inputs take.
 
-    With 20 elements per block, (6, 5) runs in blocks of 4 + 2 rows, (3, 5, 2, 3) and (3, 5, 4)
-    one row at a time, and (5,) in one kernel.
+    With 20 elements per block, (6, 5) runs in blocks of 4 + 2 rows, (7, 5) in 4 + 3,
+    (3, 5, 2, 3) and (3, 5, 4) one row at a time, and (5,) in one kernel.
     """
     if request.param == "row-blocks":
         monkeypatch.setattr("crossent.torch._functional._CPU_BLOCK", 20)
@@ -263,7 +263,7 @@ def test_bce_label_smoothing_matches_the_core():
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_focal_matches_the_core_and_autograd(gamma, reduction):
+def test_focal_matches_the_core_and_autograd(gamma, reduction, cpu_blocks):
     gen = torch.Generator().manual_seed(5)
     x = 2 * torch.randn(7, 5, generator=gen, dtype=F64)
     y = torch.randint(0, 5, (7,), generator=gen)

@@ -500,7 +500,7 @@ def _focal_parts(
     is_target = classes == t.unsqueeze(1)
     z_t = z.gather(1, t.unsqueeze(1)).squeeze(1)
     others = z.masked_fill(is_target, float("-inf"))
-    lse_others = torch.logsumexp(others, 1)
+    lse_others = _logsumexp(others)
     return others, lse_others, lse_others - z_t
 
 
@@ -550,8 +550,8 @@ class _Focal(torch.autograd.Function):
             df = sig
         coef = torch.where(valid, s * a_t * df, 0)
         # d d / d z_c = softmax of the other classes (0 at the target); d d / d z_t = -1
-        lse_safe = torch.where(torch.isfinite(lse_others), lse_others, 0).unsqueeze(1)
-        out = torch.exp(others - lse_safe)
+        lse_safe = torch.where(torch.isfinite(lse_others), lse_others, 0)
+        out = _softmax(others, lse_safe)
         out.scatter_(1, t.unsqueeze(1), -1.0)
         out.mul_(coef.unsqueeze(1))
         return out.to(logits.dtype), None, None, None, None, None, None
