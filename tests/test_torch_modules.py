@@ -160,15 +160,26 @@ def test_all_ignored_gives_zero_and_zero_gradient(loss_fn):
     assert torch.equal(x.grad, torch.zeros_like(x))
 
 
-def test_ignored_rows_may_hold_nan():
-    x = torch.randn(3, 4)
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        cet.CrossEntropyLoss(),
+        cet.CrossEntropyLoss(label_smoothing=0.1, z_loss=1e-3, softcap=5.0),
+        cet.FocalLoss(gamma=0.0),
+        cet.FocalLoss(gamma=2.0),
+    ],
+    ids=["ce", "ce-softcap", "focal-0", "focal-2"],
+)
+def test_ignored_rows_may_hold_nan_or_inf(loss_fn, cpu_blocks):
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(3))
     x[1] = float("nan")
+    x[2, 1] = float("inf")
     x.requires_grad_()
-    loss = cet.CrossEntropyLoss()(x, torch.tensor([0, -100, 2]))
+    loss = loss_fn(x, torch.tensor([0, -100, -100, 2]))
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(x.grad).all()
-    assert torch.equal(x.grad[1], torch.zeros(4))
+    assert torch.equal(x.grad[1:3], torch.zeros(2, 5))
 
 
 def test_saves_less_for_backward_than_torch():
@@ -347,6 +358,38 @@ def test_torch_compile_fullgraph(make):
     want.sum().backward()
     torch.testing.assert_close(out, want)
     torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda x, y: cet.cross_entropy(x, y),
+        lambda x, y: cet.cross_entropy(x, y, label_smoothing=0.1, z_loss=1e-3, softcap=5.0),
+        lambda x, y: cet.focal_loss(x, y),
+        lambda x, y: cet.binary_cross_entropy_with_logits(x, torch.nn.functional.one_hot(y, 6)),
+    ],
+    ids=["ce-defaults", "ce-options", "focal", "bce"],
+)
+@pytest.mark.filterwarnings(DYNAMO_WARNING)
+def test_torch_compile_dynamic_shapes(loss):
+    """Symbolic shapes and floats: option checks must not call math on them, and one graph
+    serves every batch size."""
+    torch._dynamo.reset()
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+    compiled = torch.compile(loss, fullgraph=True, dynamic=True, backend=counter)
+    gen = torch.Generator().manual_seed(8)
+    for n in (8, 11, 200_000):  # 200000 x 6 takes the blocked path in eager
+        x = torch.randn(n, 6, generator=gen)
+        y = torch.randint(0, 6, (n,), generator=gen)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out, want = compiled(a, y), loss(b, y)
+        out.backward()
+        want.backward()
+        torch.testing.assert_close(out, want)
+        torch.testing.assert_close(a.grad, b.grad)
+    assert counter.frame_count == 1
 
 
 @pytest.mark.filterwarnings(DYNAMO_WARNING)

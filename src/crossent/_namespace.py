@@ -162,8 +162,10 @@ def check_reduction(reduction: str) -> None:
 def check_fraction(value: float, name: str, *, upper_inclusive: bool = True) -> float:
     """A Python float in [0, 1] (or [0, 1)), else a ValueError naming it."""
     value = float(value)
+    # Comparisons only (NaN fails them all): math.isnan cannot trace a symbolic float under
+    # torch.compile(dynamic=True).
     ok = 0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
-    if not ok or math.isnan(value):
+    if not ok:
         bound = "]" if upper_inclusive else ")"
         raise ValueError(f"{name} must be in [0, 1{bound}, got {value}")
     return value
@@ -171,14 +173,14 @@ def check_fraction(value: float, name: str, *, upper_inclusive: bool = True) -> 
 
 def check_nonnegative(value: float, name: str) -> float:
     value = float(value)
-    if not value >= 0.0 or math.isinf(value):
+    if not 0.0 <= value < math.inf:  # comparisons only, as in check_fraction
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     return value
 
 
 def check_positive(value: float, name: str) -> float:
     value = float(value)
-    if not value > 0.0 or math.isinf(value):
+    if not 0.0 < value < math.inf:  # comparisons only, as in check_fraction
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return value
 

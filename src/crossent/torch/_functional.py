@@ -87,7 +87,8 @@ def _row_blocks(z: torch.Tensor) -> int | None:
     on (65536, 1000) float32). On GPUs, and while ``torch.compile`` traces (it fuses these ops
     itself and would unroll the loop), one kernel is right.
     """
-    if z.device.type != "cpu" or z.numel() <= _CPU_BLOCK or torch.compiler.is_compiling():
+    # is_compiling() first: a size test seen while tracing would become a recompile guard.
+    if torch.compiler.is_compiling() or z.device.type != "cpu" or z.numel() <= _CPU_BLOCK:
         return None
     return max(1, _CPU_BLOCK // max(1, z[0].numel()))
 
@@ -178,9 +179,10 @@ class _IndexCE(torch.autograd.Function):
         if smoothing > 0:
             r = ((smoothing / num_classes) * s * valid_f).unsqueeze(1)
             out.sub_(r * _class_view(w, z.ndim) if w is not None else r)
-        out.masked_fill_(~valid.unsqueeze(1), 0)  # in place: no second logits-sized buffer
         if th is not None:
             out.mul_(1 - th * th)  # d softcap*tanh(x/softcap) / dx
+        # Last, in place: ignored rows get exactly 0 whatever their logits hold (NaN, inf).
+        out.masked_fill_(~valid.unsqueeze(1), 0)
         return out.to(logits.dtype), None, None, None, None, None, None, None
 
 
@@ -554,6 +556,7 @@ class _Focal(torch.autograd.Function):
         out = _softmax(others, lse_safe)
         out.scatter_(1, t.unsqueeze(1), -1.0)
         out.mul_(coef.unsqueeze(1))
+        out.masked_fill_(~valid.unsqueeze(1), 0)  # ignored rows: 0, even where they hold NaN
         return out.to(logits.dtype), None, None, None, None, None, None
 
 

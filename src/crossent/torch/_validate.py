@@ -46,7 +46,7 @@ def check_softcap(softcap: float | None) -> float | None:
     if softcap is None:
         return None
     value = float(softcap)
-    if not value > 0.0 or math.isinf(value):
+    if not 0.0 < value < math.inf:  # comparisons only: traceable with symbolic floats
         raise ValueError(f"softcap must be None or a finite number > 0, got {softcap!r}")
     return value
 
