@@ -182,6 +182,47 @@ def test_ignored_rows_may_hold_nan_or_inf(loss_fn, cpu_blocks):
     assert torch.equal(x.grad[1:3], torch.zeros(2, 5))
 
 
+INF = float("inf")
+INFINITE_ROWS = [[INF, 0, -INF], [INF, INF, 0], [0, 1, -INF], [-INF, -INF, -INF], [1, 2, 3]]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight": [0.5, 1.0, 2.0]}, {"label_smoothing": 0.1}, {"probabilities": True}],
+    ids=["plain", "weight", "smoothing", "prob-targets"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_infinite_logits_give_the_limit_like_the_core(options, dtype, cpu_blocks):
+    """+inf takes all the mass, -inf none, a row of -inf is uniform: loss and gradient equal the
+    core's (0, log 2, +inf where it belongs), never NaN."""
+    options = dict(options)
+    x = torch.tensor(INFINITE_ROWS, dtype=F64)
+    if options.pop("probabilities", False):
+        y = torch.tensor([[0.5, 0.5, 0.0]] * 5, dtype=F64)
+    else:
+        y = torch.tensor([0, 0, 1, 2, 2])
+    core = {k: np.asarray(v) for k, v in options.items() if k == "weight"}
+    core.update({k: v for k, v in options.items() if k != "weight"})
+    want = ce.softmax_cross_entropy(x.numpy(), y.numpy(), reduction="none", **core)
+    want_grad = ce.grad.softmax_cross_entropy(x.numpy(), y.numpy(), reduction="none", **core)
+    if "weight" in options:
+        options["weight"] = torch.tensor(options["weight"], dtype=dtype)
+    a = x.to(dtype).requires_grad_()
+    out = cet.cross_entropy(a, y.to(dtype) if y.is_floating_point() else y, reduction="none",
+                            **options)  # fmt: skip
+    out.backward(torch.ones_like(out))
+    assert not torch.isnan(out).any() and not torch.isnan(a.grad).any()
+    np.testing.assert_allclose(out.detach().double().numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(a.grad.double().numpy(), want_grad, rtol=1e-6, atol=1e-7)
+
+
+def test_z_loss_of_an_infinite_row_is_inf():
+    x = torch.tensor(INFINITE_ROWS)
+    out = cet.cross_entropy(x, torch.tensor([0, 0, 1, 2, 2]), z_loss=1e-2, reduction="none")
+    want = ce.softmax_cross_entropy(x.numpy(), [0, 0, 1, 2, 2], z_loss=1e-2, reduction="none")
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
+
+
 def test_saves_less_for_backward_than_torch():
     """Between forward and backward, crossent keeps a few numbers per sample besides the input;
     PyTorch keeps the (N, C) log-softmax."""

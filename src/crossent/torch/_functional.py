@@ -12,6 +12,7 @@ trace under ``torch.compile(fullgraph=True)``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from ._validate import (
     check_softcap,
     check_targets_in_range,
     compute_dtype,
+    may_read_values,
 )
 
 __all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "focal_loss"]
@@ -104,6 +106,31 @@ def _logsumexp(z: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _limit_rows(z: torch.Tensor, inf_rows: torch.Tensor) -> torch.Tensor:
+    """z with each row whose log-sum-exp is infinite replaced by its limit (the core's too).
+
+    A row holding +inf puts all its mass on its +inf entries, and a row of -inf is uniform: such
+    a row becomes 0 on its maxima and -inf elsewhere, whose softmax is that limit and whose
+    log-sum-exp is finite, so no inf - inf turns into NaN. Returns ``z`` itself (no full-size
+    pass) when the flags can be read and none is set.
+    """
+    if may_read_values(inf_rows) and not bool(inf_rows.any()):
+        return z
+    limit = torch.full_like(z, -math.inf).masked_fill_(z == z.amax(1, keepdim=True), 0)
+    return torch.where(inf_rows.unsqueeze(1), limit, z)
+
+
+def _finite_logsumexp(
+    z: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(z with infinite rows at their limit, its log-sum-exp, the raw log-sum-exp, the flags)."""
+    lse_raw = _logsumexp(z)
+    inf_rows = torch.isinf(lse_raw)
+    limited = _limit_rows(z, inf_rows)
+    lse = lse_raw if limited is z else _logsumexp(limited)
+    return limited, lse, lse_raw, inf_rows
+
+
 def _softmax(z: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     """exp(z - lse) in a new tensor: the softmax along dim 1 from its saved log-sum-exp."""
     rows = _row_blocks(z)
@@ -135,7 +162,7 @@ class _IndexCE(torch.autograd.Function):
     ) -> torch.Tensor:
         z, _ = _capped(logits, softcap)
         num_classes = z.shape[1]
-        lse = _logsumexp(z)
+        z, lse, lse_raw, inf_rows = _finite_logsumexp(z)
         valid = target != ignore_index
         t = torch.where(valid, target, 0)
         w = None if weight is None else weight.to(z.dtype)
@@ -149,20 +176,21 @@ class _IndexCE(torch.autograd.Function):
                 log_p = log_p * _class_view(w, z.ndim)
             loss = loss - (smoothing / num_classes) * log_p.sum(1)
         if z_loss > 0:
-            loss = loss + z_loss * w_t * lse * lse
+            loss = loss + z_loss * w_t * lse_raw * lse_raw  # +inf for a row with an infinite LSE
         # Ignored samples contribute exactly 0, whatever their logits hold.
         loss = torch.where(valid, loss, 0)
         count = w_t.sum()
-        ctx.save_for_backward(logits, t, valid, w_t, w, lse, count)
+        ctx.save_for_backward(logits, t, valid, w_t, w, lse, inf_rows, count)
         ctx.options = (smoothing, z_loss, softcap, reduction)
         return _reduce(loss, reduction, count).to(logits.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        logits, t, valid, w_t, w, lse, count = ctx.saved_tensors
+        logits, t, valid, w_t, w, lse, inf_rows, count = ctx.saved_tensors
         smoothing, z_loss, softcap, reduction = ctx.options
         z, th = _capped(logits, softcap)
+        z = _limit_rows(z, inf_rows)
         num_classes = z.shape[1]
         s = _row_scale(grad, reduction, count, z.dtype)
         w_sum = w.sum() if w is not None else float(num_classes)
@@ -201,23 +229,25 @@ class _ProbabilityCE(torch.autograd.Function):
         reduction: str,
     ) -> torch.Tensor:
         z, _ = _capped(logits, softcap)
-        lse = _logsumexp(z)
+        z, lse, lse_raw, inf_rows = _finite_logsumexp(z)
         q = _probability_weights(target, weight, smoothing, z.dtype)
-        loss = -(q * (z - lse.unsqueeze(1))).sum(1)
+        # q log p with 0 where q = 0, even where log p = -inf (a masked class)
+        loss = -torch.where(q == 0, 0, q * (z - lse.unsqueeze(1))).sum(1)
         if z_loss > 0:
-            loss = loss + z_loss * lse * lse
+            loss = loss + z_loss * lse_raw * lse_raw
         # A fill, not torch.tensor(): no host-to-device copy (CUDA-graph capturable).
         count = torch.full((), float(lse.numel()), dtype=z.dtype, device=z.device)
-        ctx.save_for_backward(logits, target, weight, lse, count)
+        ctx.save_for_backward(logits, target, weight, lse, inf_rows, count)
         ctx.options = (smoothing, z_loss, softcap, reduction)
         return _reduce(loss, reduction, count).to(logits.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        logits, target, weight, lse, count = ctx.saved_tensors
+        logits, target, weight, lse, inf_rows, count = ctx.saved_tensors
         smoothing, z_loss, softcap, reduction = ctx.options
         z, th = _capped(logits, softcap)
+        z = _limit_rows(z, inf_rows)
         s = _row_scale(grad, reduction, count, z.dtype)
         s = s.unsqueeze(1) if s.ndim else s
         q = _probability_weights(target, weight, smoothing, z.dtype)
