@@ -240,11 +240,13 @@ def test_probabilities_outside_unit_interval(xp):
         ce.binary_cross_entropy(xp.asarray(np.array([0.5, 0.5])), xp.asarray(np.array([1.0, 2.5])))
 
 
+@pytest.mark.parametrize("value", [-0.5, np.inf, np.nan])
 @pytest.mark.parametrize("where", ["softmax_weight", "bce_weight", "bce_pos_weight"])
-def test_negative_weights_name_the_value(xp, where):
+def test_bad_weights_name_the_value(xp, where, value):
+    """Negative, infinite or NaN weights: an error naming the value (inf would give NaN)."""
     z = xp.asarray(RNG.normal(size=(2, 3)))
-    bad = xp.asarray(np.array([1.0, -0.5, 1.0]))
-    with pytest.raises(ValueError, match=r"-0\.5") as err:
+    bad = xp.asarray(np.array([1.0, value, 1.0]))
+    with pytest.raises(ValueError, match=rf"finite and >= 0; found {value}") as err:
         if where == "softmax_weight":
             ce.softmax_cross_entropy(z, xp.asarray(np.array([0, 1])), weight=bad)
         elif where == "bce_weight":

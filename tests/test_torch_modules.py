@@ -478,6 +478,26 @@ def test_torch_compile_inductor():
          r"found -3 at index 2"),
         (lambda: cet.FocalLoss(gamma=-1.0), ValueError, r"gamma must be a finite number >= 0"),
         (lambda: cet.FocalLoss(reduction="avg"), ValueError, r"reduction must be one of"),
+        (lambda: cet.CrossEntropyLoss(reduction="avg"), ValueError, r"reduction must be one of"),
+        (lambda: cet.BCEWithLogitsLoss(reduction="avg"), ValueError, r"reduction must be one of"),
+        (lambda: cet.CrossEntropyLoss(weight=torch.tensor([1.0, -1.0, 1.0, 1.0]))(
+            torch.randn(3, 4), torch.tensor([0, 1, 2])), ValueError,
+         r"weight must be finite and >= 0; found -1.0 at class 1"),
+        (lambda: cet.CrossEntropyLoss(weight=torch.tensor([1.0, 1.0, float("inf"), 1.0]))(
+            torch.randn(3, 4), torch.tensor([0, 1, 2])), ValueError,
+         r"weight must be finite and >= 0; found inf at class 2"),
+        (lambda: cet.BCEWithLogitsLoss(pos_weight=torch.tensor([1.0, -2.0]))(
+            torch.randn(3, 2), torch.rand(3, 2)), ValueError,
+         r"pos_weight must be finite and >= 0; found -2.0 at index 1"),
+        (lambda: cet.BCEWithLogitsLoss(weight=torch.tensor([float("nan"), 1.0]))(
+            torch.randn(3, 2), torch.rand(3, 2)), ValueError,
+         r"weight must be finite and >= 0; found nan at index 0"),
+        (lambda: cet.linear_cross_entropy(torch.randn(3, 2), torch.randn(4, 2),
+                                          torch.tensor([0, 1, 2]),
+                                          class_weight=torch.tensor([1.0, 1.0, 1.0, -0.5])),
+         ValueError, r"class_weight must be finite and >= 0; found -0.5 at class 3"),
+        (lambda: cet.cross_entropy(torch.randn(3, 4), torch.tensor([0.0, 1.0, 2.0])), TypeError,
+         r"class-index targets must be integers, got torch.float32"),
     ],
 )  # fmt: skip
 def test_errors_name_the_offending_value(call, error, match):

@@ -213,11 +213,16 @@ def check_class_vector(
 
 
 def check_nonnegative_array(xp: Any, values: Array, name: str, *, where: str = "index") -> None:
-    """Every value >= 0 (NaN included as bad), else a ValueError naming the first."""
-    found = first_bad(xp, ~(values >= 0), values)
+    """Every value finite and >= 0 (NaN is bad), else a ValueError naming the first.
+
+    An infinite weight would turn the loss into inf / inf = NaN.
+    """
+    found = first_bad(xp, ~((values >= 0) & (values < math.inf)), values)
     if found is not None:
         index, value = found
-        raise ValueError(f"{name} must be >= 0; found {value} at {where} {format_index(index)}")
+        raise ValueError(
+            f"{name} must be finite and >= 0; found {value} at {where} {format_index(index)}"
+        )
 
 
 def check_index_targets(

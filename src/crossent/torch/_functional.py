@@ -23,6 +23,7 @@ from ._validate import (
     check_float,
     check_fraction,
     check_nonnegative,
+    check_nonnegative_values,
     check_reduction,
     check_softcap,
     check_targets_in_range,
@@ -364,6 +365,11 @@ def cross_entropy(
     check_class_vector(weight, num_classes, "weight", input)
     x, y, unbatched = _batched(input, target)
     if isinstance(target, torch.Tensor) and target.dtype.is_floating_point:
+        if target.shape != input.shape and tuple(target.shape) == _index_shape(input):
+            raise TypeError(
+                f"class-index targets must be integers, got {target.dtype}; probability "
+                f"targets need the input's shape {tuple(input.shape)}"
+            )
         if target.shape != input.shape:
             raise ValueError(
                 f"probability targets must have the input's shape {tuple(input.shape)}; "
@@ -513,6 +519,8 @@ def binary_cross_entropy_with_logits(
         )
     if not target.dtype.is_floating_point:
         target = target.to(input.dtype)
+    check_nonnegative_values(weight, "weight")
+    check_nonnegative_values(pos_weight, "pos_weight")
     return _BCEWithLogits.apply(input, target, weight, pos_weight, e, reduction)
 
 

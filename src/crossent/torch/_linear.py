@@ -527,7 +527,7 @@ def _validate(
     check_device(weight, "weight", hidden)
     check_device(targets, "targets", hidden)
     vocab = weight.shape[0]
-    check_class_vector(bias, vocab, "bias", hidden)
+    check_class_vector(bias, vocab, "bias", hidden, nonnegative=False)
     check_class_vector(class_weight, vocab, "class_weight", hidden)
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1

@@ -54,6 +54,7 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         softcap: float | None = None,
     ) -> None:
         super().__init__(weight, size_average, ignore_index, reduce, reduction, label_smoothing)
+        check_reduction(self.reduction)  # at construction, not at the first call
         self.z_loss = check_nonnegative(z_loss, "z_loss")
         self.softcap = check_softcap(softcap)
         check_fraction(label_smoothing, "label_smoothing")
@@ -118,6 +119,7 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(weight, size_average, reduce, reduction, pos_weight)
+        check_reduction(self.reduction)
         self.label_smoothing = check_fraction(label_smoothing, "label_smoothing")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ __all__ = [
     "check_fraction",
     "check_integer",
     "check_nonnegative",
+    "check_nonnegative_values",
     "check_reduction",
     "check_softcap",
     "check_targets_in_range",
@@ -83,9 +84,14 @@ def check_integer(tensor: torch.Tensor, name: str) -> None:
 
 
 def check_class_vector(
-    vector: torch.Tensor | None, num_classes: int, name: str, like: torch.Tensor
+    vector: torch.Tensor | None,
+    num_classes: int,
+    name: str,
+    like: torch.Tensor,
+    *,
+    nonnegative: bool = True,
 ) -> None:
-    """A per-class vector of shape (num_classes,) on ``like``'s device."""
+    """A per-class vector of shape (num_classes,) on ``like``'s device; weights >= 0 and finite."""
     if vector is None:
         return
     check_float(vector, name)
@@ -95,6 +101,23 @@ def check_class_vector(
             f"got shape {tuple(vector.shape)}"
         )
     check_device(vector, name, like)
+    if nonnegative:
+        check_nonnegative_values(vector, name, where="class")
+
+
+def check_nonnegative_values(
+    tensor: torch.Tensor | None, name: str, *, where: str = "index"
+) -> None:
+    """Every value finite and >= 0 (CPU, eager only), else a ValueError naming the first."""
+    if tensor is None or tensor.numel() == 0 or not may_read_values(tensor):
+        return
+    bad = ~((tensor >= 0) & (tensor < math.inf))
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        place = str(index[0]) if len(index) == 1 else str(index)
+        raise ValueError(
+            f"{name} must be finite and >= 0; found {tensor[index].item()} at {where} {place}"
+        )
 
 
 def check_device(tensor: torch.Tensor, name: str, like: torch.Tensor) -> None:
