@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -421,3 +423,27 @@ def test_half_precision_is_computed_in_float32() -> None:
 def test_bad_input_is_named(call, error, match) -> None:
     with pytest.raises(error, match=match):
         call()
+
+
+def test_jax_without_x64_gives_no_dtype_warnings() -> None:
+    """Under JAX's default config (no float64/int64) every metric runs without a warning."""
+    pytest.importorskip("jax")
+    code = """
+import warnings
+warnings.simplefilter("error")
+import jax.numpy as jnp
+import numpy as np
+import crossent.calibration as cal
+rng = np.random.default_rng(0)
+p = rng.dirichlet(np.ones(4), size=50).astype(np.float32)
+y = rng.integers(0, 4, 50)
+P, Y = jnp.asarray(p), jnp.asarray(y)
+for fn in (cal.expected_calibration_error, cal.brier_score, cal.log_loss):
+    assert abs(float(fn(P, Y)) - float(fn(p, y))) < 1e-5, fn
+assert float(cal.top_k_accuracy(P, Y, k=2)) == float(cal.top_k_accuracy(p, y, k=2))
+assert float(cal.expected_calibration_error(P, Y, scope="classwise")) >= 0
+cal.reliability_curve(P, Y)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]

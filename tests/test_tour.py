@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from decimal import Decimal
 
 import numpy as np
@@ -250,3 +252,14 @@ def test_json_values_are_plain_json(doc):
     row = next(r for s in doc["sections"] for r in s["rows"] if r["quantity"] == "loss −log p₀")
     assert row["values"] == pytest.approx([0.5371587570980944], rel=1e-12)
     assert row["seed"] == "0.4404"
+
+
+def test_command_without_the_cli_extra_says_so_in_one_line():
+    """A core-only install (typer missing) gets a hint and exit code 2, not a traceback."""
+    code = "import sys; sys.modules['typer'] = None\nfrom crossent._entry import main\nmain()\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "crossent: the command needs the 'cli' extra (typer is not installed): "
+        "pip install 'crossent[cli]'"
+    ]
