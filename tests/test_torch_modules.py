@@ -188,8 +188,14 @@ INFINITE_ROWS = [[INF, 0, -INF], [INF, INF, 0], [0, 1, -INF], [-INF, -INF, -INF]
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"weight": [0.5, 1.0, 2.0]}, {"label_smoothing": 0.1}, {"probabilities": True}],
-    ids=["plain", "weight", "smoothing", "prob-targets"],
+    [
+        {},
+        {"weight": [0.5, 1.0, 2.0]},
+        {"label_smoothing": 0.1},
+        {"weight": [1.0, 0.0, 1.0], "label_smoothing": 0.1},
+        {"probabilities": True},
+    ],
+    ids=["plain", "weight", "smoothing", "zero-weight-smoothing", "prob-targets"],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_infinite_logits_give_the_limit_like_the_core(options, dtype, cpu_blocks):
@@ -216,10 +222,16 @@ def test_infinite_logits_give_the_limit_like_the_core(options, dtype, cpu_blocks
     np.testing.assert_allclose(a.grad.double().numpy(), want_grad, rtol=1e-6, atol=1e-7)
 
 
-def test_z_loss_of_an_infinite_row_is_inf():
+@pytest.mark.parametrize("weight", [None, [1.0, 1.0, 0.0]], ids=["unweighted", "zero-weight"])
+def test_z_loss_of_an_infinite_row_is_inf(weight):
+    """+inf where a row's log-sum-exp is infinite, 0 where its weight is 0 (never 0 * inf)."""
     x = torch.tensor(INFINITE_ROWS)
-    out = cet.cross_entropy(x, torch.tensor([0, 0, 1, 2, 2]), z_loss=1e-2, reduction="none")
-    want = ce.softmax_cross_entropy(x.numpy(), [0, 0, 1, 2, 2], z_loss=1e-2, reduction="none")
+    y = [0, 0, 1, 2, 2]
+    w = None if weight is None else torch.tensor(weight)
+    out = cet.cross_entropy(x, torch.tensor(y), weight=w, z_loss=1e-2, reduction="none")
+    want = ce.softmax_cross_entropy(
+        x.numpy(), y, weight=None if w is None else w.numpy(), z_loss=1e-2, reduction="none"
+    )
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-6)
 
 

@@ -39,6 +39,11 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return x.clamp_min(0) + torch.log1p(torch.exp(-x.abs()))
 
 
+def _mul0(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a * b with 0 * inf = 0: a zero weight removes its term even where the term is infinite."""
+    return torch.where(a == 0, 0, a * b)
+
+
 def _class_view(vector: torch.Tensor, ndim: int) -> torch.Tensor:
     """A per-class vector shaped to broadcast along dim 1 of an ndim-dimensional input."""
     return vector.view((1, -1) + (1,) * (ndim - 2))
@@ -169,15 +174,16 @@ class _IndexCE(torch.autograd.Function):
         w = None if weight is None else weight.to(z.dtype)
         w_t = torch.where(valid, w[t], 0) if w is not None else valid.to(z.dtype)
         z_t = z.gather(1, t.unsqueeze(1)).squeeze(1)
-        loss = (1 - smoothing) * w_t * (lse - z_t)
+        loss = (1 - smoothing) * _mul0(w_t, lse - z_t)
         if smoothing > 0:
             # sum_c w_c (-log p_c), PyTorch's smoothing term (class weights included).
             log_p = z - lse.unsqueeze(1)
             if w is not None:
-                log_p = log_p * _class_view(w, z.ndim)
+                log_p = _mul0(_class_view(w, z.ndim), log_p)
             loss = loss - (smoothing / num_classes) * log_p.sum(1)
         if z_loss > 0:
-            loss = loss + z_loss * w_t * lse_raw * lse_raw  # +inf for a row with an infinite LSE
+            # +inf for a row with an infinite LSE, unless its weight is 0
+            loss = loss + z_loss * _mul0(w_t, lse_raw * lse_raw)
         # Ignored samples contribute exactly 0, whatever their logits hold.
         loss = torch.where(valid, loss, 0)
         count = w_t.sum()
