@@ -222,6 +222,22 @@ def test_infinite_logits_give_the_limit_like_the_core(options, dtype, cpu_blocks
     np.testing.assert_allclose(a.grad.double().numpy(), want_grad, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_at_infinite_logits_gives_the_limit_like_the_core(gamma, cpu_blocks):
+    """The focal loss and its gradient at +-inf logits: the core's limits, finite, never NaN."""
+    x = torch.tensor(INFINITE_ROWS, dtype=F64, requires_grad=True)
+    y = torch.tensor([0, 0, 1, 2, 2])
+    out = cet.focal_loss(x, y, gamma=gamma, reduction="none")
+    out.backward(torch.ones_like(out))
+    want = ce.softmax_focal_loss(x.detach().numpy(), y.numpy(), gamma=gamma, reduction="none")
+    want_grad = ce.grad.softmax_focal_loss(
+        x.detach().numpy(), y.numpy(), gamma=gamma, reduction="none"
+    )
+    assert np.isfinite(want).all() and np.isfinite(want_grad).all()
+    np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), want_grad, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize("weight", [None, [1.0, 1.0, 0.0]], ids=["unweighted", "zero-weight"])
 def test_z_loss_of_an_infinite_row_is_inf(weight):
     """+inf where a row's log-sum-exp is infinite, 0 where its weight is 0 (never 0 * inf)."""

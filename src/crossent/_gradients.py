@@ -240,7 +240,10 @@ def softmax_focal_loss(
             gamma * _mul0(xp, _sigmoid(xp, -d), _softplus(xp, d)) + slope
         )
     slope = _mul0(xp, alpha_t, slope)
-    rivals = xp.exp(others - _lse(xp, others, -1, keepdims=True))
+    lse_others = _lse(xp, others, -1, keepdims=True)
+    # Other classes all at -inf (the target holds all the mass): rivals 0, not -inf - -inf
+    lse_others = xp.where(xp.isfinite(lse_others), lse_others, xp.zeros_like(lse_others))
+    rivals = xp.exp(others - lse_others)
     grad = slope[..., None] * (rivals - problem.onehot())
     assert problem.valid is not None
     grad = xp.where(problem.valid[..., None], grad, xp.zeros_like(grad))

@@ -542,6 +542,7 @@ def _focal_parts(
     1 - p_t cancellation, even where p_t rounds to 1.
     """
     z = logits.to(compute_dtype(logits.dtype))
+    z = _limit_rows(z, torch.isinf(z.amax(1)))  # rows holding +inf, or all -inf: their limit
     classes = torch.arange(z.shape[1], device=z.device).view((1, -1) + (1,) * (z.ndim - 2))
     is_target = classes == t.unsqueeze(1)
     z_t = z.gather(1, t.unsqueeze(1)).squeeze(1)
