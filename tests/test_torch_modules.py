@@ -236,6 +236,11 @@ def test_focal_at_infinite_logits_gives_the_limit_like_the_core(gamma, cpu_block
     assert np.isfinite(want).all() and np.isfinite(want_grad).all()
     np.testing.assert_allclose(out.detach().numpy(), want, rtol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), want_grad, rtol=1e-12, atol=1e-15)
+    # an alpha of 0 on the target silences its term even where that term is +inf
+    alpha = torch.tensor([1.0, 0.0, 2.0], dtype=F64)
+    z = torch.tensor([[0.0, -INF, 1.0]], dtype=F64)
+    zero = cet.focal_loss(z, torch.tensor([1]), alpha=alpha, gamma=gamma, reduction="sum")
+    assert float(zero) == 0.0
 
 
 @pytest.mark.parametrize("weight", [None, [1.0, 1.0, 0.0]], ids=["unweighted", "zero-weight"])

@@ -342,6 +342,8 @@ def cross_entropy(
         Mix ``e`` of the uniform distribution into the targets (the e/K convention).
     z_loss : float, default 0
         Coefficient of :math:`\operatorname{LSE}(z)^2` (PaLM's z-loss), weighted like the NLL.
+        A row whose LSE is infinite then has loss +inf; its gradient is that of the row's limit
+        (finite), since an infinite loss has no gradient to match.
     softcap : float, optional
         Soft cap of the logits, :math:`s \tanh(z/s)`, applied before the loss.
 
@@ -574,7 +576,7 @@ class _Focal(torch.autograd.Function):
         if gamma > 0:
             # sigmoid(d)^gamma in log space: finite at saturated logits for every gamma.
             focal = torch.exp(gamma * -_softplus(-d)) * focal
-        loss = torch.where(valid, a_t * focal, 0)
+        loss = torch.where(valid, _mul0(a_t, focal), 0)  # alpha 0 silences even an inf term
         count = valid.sum().to(d.dtype)
         ctx.save_for_backward(logits, t, valid, a_t, count)
         ctx.options = (gamma, reduction)
