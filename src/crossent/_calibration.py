@@ -36,6 +36,7 @@ from ._namespace import (
     check_index_targets,
     check_positive,
     check_unit_interval,
+    default_int,
     first_bad,
     format_index,
     namespace,
@@ -210,7 +211,7 @@ def _binned(
 ) -> _Bins:
     """Per-bin count, sum of confidence and sum of hits for each column of ``conf`` ``(N, C)``."""
     edges = _bin_edges(xp, conf, n_bins, binning)
-    index_dtype = xp.asarray(0).dtype  # the default integer: int32 in JAX without x64
+    index_dtype = default_int(xp)
     idx = xp.zeros(conf.shape, dtype=index_dtype)
     for j in range(1, n_bins):
         e = edges[:, j][None, :]
@@ -625,7 +626,7 @@ def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     xp, s, y, dtype = _prepare(scores, labels, name="scores")
     _check_finite_or_neg_inf(xp, s, "scores")
-    above = xp.sum(xp.astype(s > _take(xp, s, y)[:, None], xp.asarray(0).dtype), axis=-1)
+    above = xp.sum(xp.astype(s > _take(xp, s, y)[:, None], default_int(xp)), axis=-1)
     return _out(xp, xp.mean(xp.astype(above < k, s.dtype)), dtype)
 
 

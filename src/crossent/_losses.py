@@ -26,6 +26,7 @@ from ._namespace import (
     check_reduction,
     check_same_shape,
     check_unit_interval,
+    default_int,
     is_concrete,
     namespace,
     normalize_axis,
@@ -137,9 +138,8 @@ def prepare_classes(
                 f"class-index targets must have shape {batch_shape} (the shape of the input "
                 f"{tuple(values.shape)} without axis {axis}); got {tuple(targets.shape)}"
             )
-        # one integer dtype for every backend: torch gathers only with int64, and a uint8 array
-        # cannot even be compared with ignore_index=-100 under array_api_strict
-        targets = xp.astype(targets, xp.asarray(0).dtype)
+        # a uint8 array cannot even be compared with ignore_index=-100 under array_api_strict
+        targets = xp.astype(targets, default_int(xp))
         check_index_targets(xp, targets, num_classes, ignore_index)
         valid = targets != ignore_index if ignore_index is not None else xp.ones_like(targets) > 0
         t = xp.where(valid, targets, xp.zeros_like(targets))

@@ -68,6 +68,14 @@ def numel(x: Array) -> int:
     return int(array_api_compat.size(x) or 0)
 
 
+def default_int(xp: Any) -> Any:
+    """The namespace's default integer dtype (int64 in NumPy and torch, int32 in JAX without x64).
+
+    One integer dtype per backend: torch gathers only with int64, and JAX warns on int64.
+    """
+    return xp.asarray(0).dtype
+
+
 def compute_dtype(xp: Any, dtype: Any) -> Any:
     """The floating dtype the math is done in: float16/bfloat16 are raised to float32.
 

@@ -373,12 +373,12 @@ def cross_entropy(
     check_class_vector(weight, num_classes, "weight", input)
     x, y, unbatched = _batched(input, target)
     if isinstance(target, torch.Tensor) and target.dtype.is_floating_point:
-        if target.shape != input.shape and tuple(target.shape) == _index_shape(input):
-            raise TypeError(
-                f"class-index targets must be integers, got {target.dtype}; probability "
-                f"targets need the input's shape {tuple(input.shape)}"
-            )
         if target.shape != input.shape:
+            if tuple(target.shape) == _index_shape(input):
+                raise TypeError(
+                    f"class-index targets must be integers, got {target.dtype}; probability "
+                    f"targets need the input's shape {tuple(input.shape)}"
+                )
             raise ValueError(
                 f"probability targets must have the input's shape {tuple(input.shape)}; "
                 f"got {tuple(target.shape)}"

@@ -12,7 +12,13 @@ import math
 
 import torch
 
-from .._namespace import check_fraction, check_nonnegative, check_reduction
+from .._namespace import (
+    check_fraction,
+    check_nonnegative,
+    check_reduction,
+    first_bad,
+    format_index,
+)
 
 __all__ = [
     "check_class_vector",
@@ -57,12 +63,12 @@ def check_targets_in_range(targets: torch.Tensor, num_classes: int, ignore_index
     if targets.numel() == 0 or not may_read_values(targets):
         return
     bad = ((targets < 0) | (targets >= num_classes)) & (targets != ignore_index)
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        where = str(index[0]) if len(index) == 1 else str(index)
+    found = first_bad(torch, bad, targets)
+    if found is not None:
+        index, value = found
         raise ValueError(
             f"targets must be in [0, {num_classes}) or equal ignore_index={ignore_index}; "
-            f"found {int(targets[index])} at index {where}"
+            f"found {value} at index {format_index(index)}"
         )
 
 
@@ -111,12 +117,11 @@ def check_nonnegative_values(
     """Every value finite and >= 0 (CPU, eager only), else a ValueError naming the first."""
     if tensor is None or tensor.numel() == 0 or not may_read_values(tensor):
         return
-    bad = ~((tensor >= 0) & (tensor < math.inf))
-    if bool(bad.any()):
-        index = tuple(int(i) for i in bad.nonzero()[0])
-        place = str(index[0]) if len(index) == 1 else str(index)
+    found = first_bad(torch, ~((tensor >= 0) & (tensor < math.inf)), tensor)
+    if found is not None:
+        index, value = found
         raise ValueError(
-            f"{name} must be finite and >= 0; found {tensor[index].item()} at {where} {place}"
+            f"{name} must be finite and >= 0; found {value} at {where} {format_index(index)}"
         )
 
 
