@@ -11,7 +11,7 @@ targets, and, for each method, the best of ``--repeat`` timed calls after one wa
   both from one pass with ``grad.softmax_cross_entropy(..., with_loss=True)``;
 - ``torch.nn.functional.cross_entropy`` on CPU on the same memory (``torch.from_numpy``), forward
   and forward + ``backward()``;
-- ``crossent.torch.cross_entropy`` (the drop-in with the closed-form backward) on the same
+- ``crossent.softmax_cross_entropy`` on a torch tensor (the closed-form backward) on the same
   tensor, forward + ``backward()``;
 - ``scipy.special.log_softmax`` plus a gather of the target column;
 - ``sklearn.metrics.log_loss`` on softmax probabilities with ``labels`` given (the
@@ -128,13 +128,13 @@ def _torch_gradient(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
 def _crossent_torch_gradient(x: np.ndarray, t: np.ndarray) -> Callable[[], Any]:
     import torch
 
-    from crossent.torch import cross_entropy
+    import crossent as ce
 
     xt, tt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(t)
 
     def run() -> float:
         xt.grad = None
-        loss = cross_entropy(xt, tt)
+        loss = ce.softmax_cross_entropy(xt, tt)  # the torch path: the closed-form Function
         loss.backward()
         return float(loss.detach())
 
@@ -167,7 +167,7 @@ METHODS = [
     Method("crossent grad(with_loss=True)", "gradient", _crossent_fused),
     Method("torch forward", "forward", _torch_forward, uses_torch=True),
     Method("torch forward + backward", "gradient", _torch_gradient, uses_torch=True),
-    Method("crossent.torch fwd + bwd", "gradient", _crossent_torch_gradient, uses_torch=True),
+    Method("crossent on torch fwd + bwd", "gradient", _crossent_torch_gradient, uses_torch=True),
     Method("scipy log_softmax + gather", "forward", _scipy),
     Method("sklearn log_loss (on probs)", "forward", _sklearn),
 ]

@@ -447,3 +447,19 @@ cal.reliability_curve(P, Y)
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("n", [7, 10, 97, 1000, 4099])
+@pytest.mark.parametrize("n_bins", [3, 10, 15])
+def test_quantile_edges_are_numpys_percentiles_to_the_bit(n, n_bins):
+    # scikit-learn's quantile strategy bins by np.percentile's edges; an edge one ulp off moves
+    # a confidence that lies on it into the next bin, so the edges must be NumPy's exactly
+    # (its _lerp: a + d t below t = 0.5, b - d (1 - t) above).
+    from crossent._calibration import _bin_edges
+
+    rng = np.random.default_rng(n * 31 + n_bins)
+    conf = rng.random((n, 2)) ** 3  # skewed, distinct values: every edge interpolates
+    edges = np.asarray(_bin_edges(np, conf, n_bins, "quantile"))
+    for column in range(2):
+        want = np.percentile(conf[:, column], np.linspace(0, 1, n_bins + 1) * 100)
+        np.testing.assert_array_equal(edges[column], want)

@@ -570,7 +570,7 @@ def test_any_normalized_quiz_is_answered_with_its_cross_entropy(client, probs, t
 def test_explore_is_a_crossent_command():
     from typer.testing import CliRunner
 
-    from crossent.cli import app
+    from crossent.apps.cli import app
 
     runner = CliRunner()
     assert "explore" in runner.invoke(app, ["--help"]).output
@@ -580,7 +580,7 @@ def test_explore_is_a_crossent_command():
 
 
 def _run_cli(*args: str) -> subprocess.Popen:
-    code = "from crossent.cli import main; main()"
+    code = "from crossent.apps.cli import main; main()"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,

@@ -52,7 +52,7 @@ def server_url() -> Iterator[str]:
     """The explorer served by the real command on a free 127.0.0.1 port."""
     import httpx
 
-    code = "from crossent.cli import main; main()"
+    code = "from crossent.apps.cli import main; main()"
     args = [sys.executable, "-c", code, "explore", "--port", "0", "--no-browser"]
     with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:

@@ -1,13 +1,16 @@
-"""The NumPy fast path (crossent._fast) gives the same losses and gradients as PyTorch."""
+"""The NumPy fast path (crossent._fast) gives the same losses and gradients as PyTorch, and the
+dispatch (crossent._dispatch) picks it, the torch Functions or the generic code consistently."""
 
 from __future__ import annotations
 
 import array_api_compat
 import numpy as np
 import pytest
+from scipy import special
 
 import crossent as ce
-from crossent import _fast
+from conftest import to_np
+from crossent import _dispatch, _fast
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -32,16 +35,24 @@ def test_fast_path_is_taken():
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"label_smoothing": 0.1}, {"weight": True, "label_smoothing": 0.2}, {"reduction": "sum"}],
+    [
+        {},
+        {"label_smoothing": 0.1},
+        {"class_weight": True, "label_smoothing": 0.2},
+        {"reduction": "sum"},
+    ],
 )
 def test_loss_and_gradient_match_torch(batch, options):
     logits, targets = batch
     logits = np.where(np.isinf(logits), 0.0, logits).astype(np.float32)
     options = dict(options)
-    if options.pop("weight", False):
-        options["weight"] = np.linspace(0.5, 2.0, K).astype(np.float32)
+    if options.pop("class_weight", False):
+        options["class_weight"] = np.linspace(0.5, 2.0, K).astype(np.float32)
     torch_options = {
-        k: torch.tensor(v).double() if k == "weight" else v for k, v in options.items()
+        ("weight" if k == "class_weight" else k): torch.tensor(v).double()
+        if k == "class_weight"
+        else v
+        for k, v in options.items()
     }
     z = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
     expected = F.cross_entropy(z, torch.tensor(targets), **torch_options)
@@ -85,3 +96,68 @@ def test_with_loss_equals_loss_and_grad(batch, options):
     np.testing.assert_allclose(loss, ce.softmax_cross_entropy(logits, targets, **options))
     expected = ce.grad.softmax_cross_entropy(logits.astype(np.float64), targets, **options)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+def compat(xp):
+    return array_api_compat.array_namespace(xp.asarray([0.0]))
+
+
+def test_torch_functions_only_for_torch(xp):
+    functions = _dispatch.torch_functions(compat(xp))
+    if xp.__name__ == "torch":
+        from crossent.torch import _functions
+
+        assert functions is _functions
+    else:
+        assert functions is None
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (N, K)], ids=["generic", "fast"])
+def test_row_statistics_match_scipy_on_either_path(shape):
+    rng = np.random.default_rng(8)
+    z = rng.normal(scale=3.0, size=shape)
+    ns = compat(np)
+    assert _fast.applies(ns, z) == (shape == (N, K))
+    lse = _dispatch.row_logsumexp(ns, z)
+    np.testing.assert_allclose(lse, special.logsumexp(z, axis=-1), rtol=1e-13)
+    kept = _dispatch.row_logsumexp(ns, z, keepdims=True)
+    np.testing.assert_allclose(kept, special.logsumexp(z, axis=-1, keepdims=True), rtol=1e-13)
+    scale = rng.uniform(0.5, 2.0, size=shape[0])
+    p, lse = _dispatch.scaled_softmax(ns, z, scale)
+    np.testing.assert_allclose(p, special.softmax(z, axis=-1) * scale[:, None], rtol=1e-12)
+    np.testing.assert_allclose(lse, special.logsumexp(z, axis=-1), rtol=1e-13)
+    index = rng.integers(0, shape[1], size=shape[0])
+    want = p.copy()
+    want[np.arange(shape[0]), index] -= scale
+    np.testing.assert_allclose(_dispatch.subtract_at(ns, p.copy(), index, scale), want)
+
+
+def test_row_statistics_on_every_backend(xp):
+    z = np.array([[0.5, -1.0, 2.0], [3.0, 3.0, 3.0]])
+    ns = compat(xp)
+    lse = _dispatch.row_logsumexp(ns, xp.asarray(z))
+    np.testing.assert_allclose(to_np(lse), special.logsumexp(z, axis=-1), rtol=1e-14)
+    along0 = _dispatch.row_logsumexp(ns, xp.asarray(z.T), axis=0)
+    np.testing.assert_allclose(to_np(along0), special.logsumexp(z, axis=-1), rtol=1e-14)
+    p, lse = _dispatch.scaled_softmax(ns, xp.asarray(z), xp.asarray(np.array([1.0, 2.0])))
+    np.testing.assert_allclose(to_np(p), special.softmax(z, axis=-1) * [[1.0], [2.0]])
+    g = _dispatch.subtract_at(
+        ns, xp.asarray(z), xp.asarray(np.array([2, 0])), xp.asarray(np.array([1.0, 0.5]))
+    )
+    np.testing.assert_allclose(to_np(g), z - [[0, 0, 1.0], [0.5, 0, 0]])
+
+
+def test_scaled_softmax_takes_the_limit_of_infinite_rows():
+    # the fast kernel gives NaN for such rows; the dispatch then takes the safe path
+    z = np.zeros((N, K))
+    z[3, 5] = np.inf
+    z[4] = -np.inf
+    with np.errstate(invalid="ignore"):
+        p, lse = _dispatch.scaled_softmax(compat(np), z, np.ones(N))
+    assert np.isfinite(p).all() and np.isfinite(lse).all()
+    np.testing.assert_array_equal(p[3], np.eye(K)[5])
+    np.testing.assert_allclose(p[4], 1 / K)
+    np.testing.assert_allclose(lse[[3, 4]], [0.0, np.log(K)])

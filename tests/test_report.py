@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 
 import crossent.calibration as cal
-from crossent import cli
-from crossent.report import EXAMPLE, example_path
+from crossent.apps import cli
+from crossent.errors import UsageError
+from crossent.report import EXAMPLE, example_path, write_report
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "netcal-cifar"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 def run(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """Run the real entry point (``crossent.cli:main``) in-process: exit code, stdout, stderr."""
+    """Run the real entry point (``crossent.apps.cli:main``) in-process: code, stdout, stderr."""
     monkeypatch.setattr(sys, "argv", ["crossent", *args])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
@@ -189,6 +190,21 @@ def test_report_without_a_temperature(tmp_path, capsys, monkeypatch) -> None:
     assert any("temperature scaling skipped" in note for note in summary["notes"])
     assert summary["before"]["accuracy"] == 1.0
     assert html.read_text().count("data:image/png;base64,") == 4
+
+
+def test_write_report_is_the_command_from_python(tmp_path, small) -> None:
+    logits, _, labels = small
+    np.savez(tmp_path / "p.npz", logits=logits, labels=labels)
+    page = tmp_path / "r.html"
+    steps: list[str] = []
+    report, written = write_report(tmp_path / "p.npz", output=page, step=steps.append)
+    assert written == page.resolve() and page.read_text().count("data:image/png;base64,") == 4
+    assert report.predictions.kind == "logits" and len(report.temperatures) == 2
+    assert steps[-1] == "writing the HTML page" and len(steps) == 5  # the command adds "done"
+    with pytest.raises(UsageError, match="already exists"):
+        write_report(tmp_path / "p.npz", output=page)
+    with pytest.raises(UsageError, match="'auto', 'probs' or 'logits'"):
+        write_report(tmp_path / "p.npz", kind="probabilities", html=False)
 
 
 def test_existing_report_is_never_overwritten_silently(tmp_path, capsys, monkeypatch, small):

@@ -41,15 +41,15 @@ def test_jax_jit_matches_eager(jax):
 
     @jax.jit
     def loss(z, t, w):
-        return ce.softmax_cross_entropy(z, t, weight=w, **opts)
+        return ce.softmax_cross_entropy(z, t, class_weight=w, **opts)
 
     z, t, w = jnp.asarray(LOGITS), jnp.asarray(TARGETS), jnp.asarray(WEIGHT)
     got = loss(z, t, w)
-    want = ce.softmax_cross_entropy(LOGITS, TARGETS, weight=WEIGHT, **opts)
+    want = ce.softmax_cross_entropy(LOGITS, TARGETS, class_weight=WEIGHT, **opts)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
     # a second call with new values reuses the trace
     z2 = jnp.asarray(LOGITS[::-1].copy())
-    want2 = ce.softmax_cross_entropy(LOGITS[::-1].copy(), TARGETS, weight=WEIGHT, **opts)
+    want2 = ce.softmax_cross_entropy(LOGITS[::-1].copy(), TARGETS, class_weight=WEIGHT, **opts)
     np.testing.assert_allclose(np.asarray(loss(z2, t, w)), want2, rtol=1e-12)
 
 
@@ -67,10 +67,10 @@ def test_jax_grad_equals_closed_form(jax):
     jnp = jax.numpy
 
     def loss(z):
-        return ce.softmax_cross_entropy(z, jnp.asarray(TARGETS), weight=jnp.asarray(WEIGHT))
+        return ce.softmax_cross_entropy(z, jnp.asarray(TARGETS), class_weight=jnp.asarray(WEIGHT))
 
     g = jax.jit(jax.grad(loss))(jnp.asarray(LOGITS))
-    closed = ce.grad.softmax_cross_entropy(LOGITS, TARGETS, weight=WEIGHT)
+    closed = ce.grad.softmax_cross_entropy(LOGITS, TARGETS, class_weight=WEIGHT)
     np.testing.assert_allclose(np.asarray(g), closed, rtol=1e-10, atol=1e-14)
     valid = TARGETS != -100
     p = special.softmax(LOGITS, axis=-1)
@@ -125,6 +125,21 @@ def test_jax_jit_does_not_trip_on_value_checks(jax):
     assert np.isfinite(float(bce))
 
 
+def test_jax_jit_and_grad_with_smoothing(jax):
+    jnp = jax.numpy
+    logits, targets = np.array([[2.0, 1.0, 0.1], [0.5, -1.0, 3.0]]), np.array([0, 2])
+    z, t = jnp.asarray(logits), jnp.asarray(targets)
+    loss = jax.jit(lambda z, t: ce.softmax_cross_entropy(z, t, label_smoothing=0.1))
+    np.testing.assert_allclose(
+        loss(z, t), ce.softmax_cross_entropy(logits, targets, label_smoothing=0.1)
+    )
+    grad = jax.grad(lambda v: ce.softmax_cross_entropy(v, t, label_smoothing=0.1))(z)
+    expected = ce.grad.softmax_cross_entropy(logits, targets, label_smoothing=0.1)
+    np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-6)
+    # value checks are skipped under tracing instead of breaking it: out-of-range targets
+    jax.jit(lambda z, t: ce.softmax_cross_entropy(z, t))(z, t + 10)
+
+
 def test_jax_vmap(jax):
     jnp = jax.numpy
     fn = jax.vmap(lambda z, t: ce.softmax_cross_entropy(z[None], t[None]))
@@ -133,25 +148,31 @@ def test_jax_vmap(jax):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
 
 
-@pytest.mark.slow
-def test_torch_compile_fullgraph(torch):
+@pytest.mark.parametrize(
+    "weighted", [pytest.param(True, marks=pytest.mark.slow, id="weighted"), False]
+)
+def test_torch_compile_fullgraph(torch, weighted):
     # a few seconds on CPU: one small compiled function, forward and backward
     torch._dynamo.reset()
-    w = torch.from_numpy(WEIGHT)
     with warnings.catch_warnings():
         # dynamo warns about array_api_compat's lru_cache and its own internals, not crossent's
         warnings.simplefilter("ignore")
-        _compile_and_check(torch, w)
+        _compile_and_check(torch, WEIGHT if weighted else None)
 
 
-def _compile_and_check(torch, w):
-    opts = dict(weight=w, label_smoothing=0.1)
+def _compile_and_check(torch, weight):
+    w = None if weight is None else torch.from_numpy(weight)
+    opts = dict(class_weight=w, label_smoothing=0.1)
     compiled = torch.compile(lambda z, t: ce.softmax_cross_entropy(z, t, **opts), fullgraph=True)
     z = torch.from_numpy(LOGITS.copy()).requires_grad_(True)
     t = torch.from_numpy(TARGETS)
     got = compiled(z, t)
-    ref = torch.nn.functional.cross_entropy(torch.from_numpy(LOGITS), t, **opts)
+    ref = torch.nn.functional.cross_entropy(
+        torch.from_numpy(LOGITS), t, weight=w, label_smoothing=0.1
+    )
     np.testing.assert_allclose(got.detach().numpy(), ref.numpy(), rtol=1e-10)
     got.backward()
-    closed = ce.grad.softmax_cross_entropy(LOGITS, TARGETS, weight=WEIGHT, label_smoothing=0.1)
+    closed = ce.grad.softmax_cross_entropy(
+        LOGITS, TARGETS, class_weight=weight, label_smoothing=0.1
+    )
     np.testing.assert_allclose(z.grad.numpy(), closed, rtol=1e-8, atol=1e-12)

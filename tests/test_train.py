@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from crossent import _train, cli
+from crossent.apps import cli, train
 
 
 def run(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
@@ -24,20 +24,20 @@ def run(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
 def test_backward_pass_matches_finite_differences(loss: str) -> None:
     """crossent.grad's d loss / d logits, chained by hand through the network, is the gradient."""
     rng = np.random.default_rng(0)
-    params = _train.init_params(rng, 5, 3.0)
+    params = train.init_params(rng, 5, 3.0)
     x = rng.random((7, 5))
     y = rng.integers(0, 10, 7)
     weight = rng.uniform(0.5, 2.0, 10)
-    s = _train.Settings()
-    grads = _train.gradients(params, x, y, loss, s, weight)
+    s = train.Settings()
+    grads = train.gradients(params, x, y, loss, s, weight)
     h = 1e-6
     for p, g in zip(params, grads, strict=True):
         for index in [tuple(rng.integers(0, n) for n in p.shape) for _ in range(4)]:
             old = p[index]
             p[index] = old + h
-            up = _train.loss_value(params, x, y, loss, s, weight)
+            up = train.loss_value(params, x, y, loss, s, weight)
             p[index] = old - h
-            down = _train.loss_value(params, x, y, loss, s, weight)
+            down = train.loss_value(params, x, y, loss, s, weight)
             p[index] = old
             assert g[index] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8)
 

@@ -5,7 +5,7 @@
 0.417
 """
 
-from . import calibration, grad
+from . import calibration, errors, grad, losses
 from ._calibration import (
     LogLossDecomposition,
     ReliabilityCurve,
@@ -20,9 +20,11 @@ from ._calibration import (
     top_k_accuracy,
 )
 from ._diagnostics import Finding, diagnose
-from ._gradients import GradientCheck, check_gradient
+from ._gradcheck import GradientCheck, check_gradient
 from ._information import cross_entropy, entropy, js_divergence, kl_divergence, perplexity
-from ._losses import (
+from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
+from ._targets import class_weights, one_hot, smooth_labels
+from .losses import (
     binary_cross_entropy,
     categorical_cross_entropy,
     distillation_loss,
@@ -33,8 +35,6 @@ from ._losses import (
     softmax_cross_entropy,
     softmax_focal_loss,
 )
-from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
-from ._targets import class_weights, one_hot, smooth_labels
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ __all__ = [
     "diagnose",
     "distillation_loss",
     "entropy",
+    "errors",
     "expected_calibration_error",
     "fit_temperature",
     "grad",
@@ -66,6 +67,7 @@ __all__ = [
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
+    "losses",
     "mse_loss",
     "one_hot",
     "perplexity",

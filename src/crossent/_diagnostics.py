@@ -101,7 +101,7 @@ def _check_values(values: np.ndarray, targets: np.ndarray | None) -> list[Findin
 
 def _double_softmax(probs: np.ndarray, targets: np.ndarray | None) -> Finding:
     """Measure what passing probabilities as logits does to the loss and the gradient."""
-    from . import _gradients, _losses
+    from .losses.softmax import softmax_cross_entropy, softmax_cross_entropy_grad
 
     message = (
         "values look like probabilities (every row is in [0, 1] and sums to 1), but "
@@ -118,10 +118,10 @@ def _double_softmax(probs: np.ndarray, targets: np.ndarray | None) -> Finding:
     # through the softmax Jacobian diag(p) - p p^T.
     with np.errstate(divide="ignore"):
         logits = np.log(probs)
-    right_loss = float(_losses.softmax_cross_entropy(logits, targets))
-    wrong_loss = float(_losses.softmax_cross_entropy(probs, targets))
-    right = np.asarray(_gradients.softmax_cross_entropy(logits, targets, reduction="sum"))
-    g = np.asarray(_gradients.softmax_cross_entropy(probs, targets, reduction="sum"))
+    right_loss = float(softmax_cross_entropy(logits, targets))
+    wrong_loss = float(softmax_cross_entropy(probs, targets))
+    right = np.asarray(softmax_cross_entropy_grad(logits, targets, reduction="sum"))
+    g = np.asarray(softmax_cross_entropy_grad(probs, targets, reduction="sum"))
     wrong = probs * (g - (g * probs).sum(axis=-1, keepdims=True))
     right_norm = float(np.linalg.norm(right, axis=-1).mean())
     wrong_norm = float(np.linalg.norm(wrong, axis=-1).mean())

@@ -13,7 +13,7 @@ CLI_MODULES = ("typer", "rich", "click")
 
 def main() -> None:
     try:
-        from crossent.cli import main as cli_main
+        from crossent.apps.cli import main as cli_main
     except ModuleNotFoundError as exc:
         if exc.name not in CLI_MODULES:
             raise

@@ -10,17 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._namespace import (
-    Array,
-    check_base,
-    check_same_shape,
-    check_unit_interval,
-    namespace,
-    normalize_axis,
-    quiet_numpy,
-    upcast,
-)
+from ._namespace import Array, namespace, quiet_numpy, upcast
 from ._primitives import _xlogy
+from ._validation import check_base, check_same_shape, check_unit_interval, normalize_axis
 
 __all__ = ["cross_entropy", "entropy", "js_divergence", "kl_divergence", "perplexity"]
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import _fast
 from ._namespace import (
     Array,
     is_concrete,
     namespace,
-    normalize_axis,
     quiet_numpy,
     result_dtype,
     upcast,
 )
+from ._semantics import limit_rows
+from ._semantics import sigmoid as _sigmoid
+from ._semantics import softplus as _softplus
+from ._validation import normalize_axis
 
 __all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax", "softplus"]
 
@@ -35,9 +37,6 @@ def _lse(xp: Any, x: Array, axis: int, keepdims: bool = False) -> Array:
         shape[axis] = 1
         out = xp.full(tuple(shape), -math.inf, dtype=x.dtype)
         return out if keepdims else xp.squeeze(out, axis=axis)
-    if axis % x.ndim == x.ndim - 1 and _fast.applies(xp, x):
-        lse = _fast.row_logsumexp(x)
-        return lse[:, None] if keepdims else lse
     m = xp.max(x, axis=axis, keepdims=True)
     # Shift by the max so no exp overflows; a +-inf max would give inf - inf = NaN, so those rows
     # shift by 0 instead (their sum is then inf or 0, whose log is the right +-inf).
@@ -46,21 +45,21 @@ def _lse(xp: Any, x: Array, axis: int, keepdims: bool = False) -> Array:
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
-def _shift_by_max(xp: Any, x: Array, axis: int) -> Array:
-    """``x - max(x)`` along ``axis``, with the limits of infinite rows.
+def _shift_by_max(xp: Any, x: Array, axis: int = -1) -> Array:
+    """``x - max(x)`` along ``axis``, rows with an infinite max at their limit (limit_rows).
 
     A row with a +inf entry becomes 0 on its +inf entries and -inf elsewhere (all the mass goes
     there); a row of all -inf becomes all 0 (uniform). A NaN row stays NaN.
     """
-    m = xp.max(x, axis=axis, keepdims=True)
+    x = x if axis in (-1, x.ndim - 1) else xp.moveaxis(x, axis, -1)
+    m = xp.max(x, axis=-1, keepdims=True)
     finite = xp.isfinite(m)
     shifted = x - xp.where(finite, m, xp.zeros_like(m))
     # The extra full-size pass is only paid when a row really has an infinite max, or when the
     # data cannot be inspected (jax.jit, torch.compile), where both branches must be traced.
     if not is_concrete(m) or not bool(xp.all(finite)):
-        limit = xp.where(x == m, xp.zeros_like(x), xp.full_like(x, -math.inf))
-        shifted = xp.where(finite, shifted, limit)
-    return shifted
+        shifted = limit_rows(xp, shifted, xp.isinf(m[..., 0]))
+    return shifted if axis in (-1, x.ndim - 1) else xp.moveaxis(shifted, -1, axis)
 
 
 def _log_softmax(xp: Any, x: Array, axis: int) -> Array:
@@ -73,30 +72,11 @@ def _softmax(xp: Any, x: Array, axis: int) -> Array:
     return e / xp.sum(e, axis=axis, keepdims=True)
 
 
-def _softplus(xp: Any, x: Array) -> Array:
-    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): the exponent is never positive, so nothing
-    # overflows, and log1p keeps the digits of a tiny e^-|x|.
-    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
-
-
-def _sigmoid(xp: Any, x: Array) -> Array:
-    # e = e^-|x| <= 1 in both branches, so neither branch overflows (and jax.grad of the
-    # unselected branch stays finite).
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
 def _xlogy(xp: Any, x: Array, y: Array) -> Array:
     """x * log(y) with 0 * log(0) = 0 (and a finite gradient where x == 0)."""
     zero = x == 0
     safe_y = xp.where(zero, xp.ones_like(y), y)
     return xp.where(zero, xp.zeros_like(x), x * xp.log(safe_y))
-
-
-def _mul0(xp: Any, a: Array, b: Array) -> Array:
-    """a * b with 0 * inf = 0: a zero coefficient removes its term even where the term is inf."""
-    zero = a == 0
-    return xp.where(zero, xp.zeros_like(a), a * xp.where(zero, xp.zeros_like(b), b))
 
 
 def _elementwise(fn: Any, x: Array) -> Array:
@@ -140,9 +120,12 @@ def logsumexp(x: Array, /, *, axis: int = -1, keepdims: bool = False) -> Array:
     >>> print(float(ce.logsumexp([1000.0, 1000.0])))  # naive log(sum(exp)) overflows
     1000.6931471805599
     """
+    from ._dispatch import row_logsumexp  # the dispatch layer imports this module
+
     xp, (x,) = namespace(x)
     axis = normalize_axis(axis, x.ndim)
-    return xp.astype(_lse(xp, upcast(xp, x), axis, keepdims), result_dtype(xp, x.dtype))
+    lse = row_logsumexp(xp, upcast(xp, x), axis=axis, keepdims=keepdims)
+    return xp.astype(lse, result_dtype(xp, x.dtype))
 
 
 @quiet_numpy

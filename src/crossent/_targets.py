@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._namespace import (
-    Array,
-    check_fraction,
-    check_index_targets,
-    first_bad,
-    namespace,
-    quiet_numpy,
-)
+from ._namespace import Array, namespace, quiet_numpy
+from ._validation import check_fraction, check_index_targets, first_bad
 
 __all__ = ["class_weights", "one_hot", "smooth_labels"]
 

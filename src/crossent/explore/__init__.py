@@ -1,50 +1,11 @@
-"""``crossent explore``: an interactive local page to drag probabilities and logits.
+"""An interactive local page to drag probabilities and logits (``crossent explore``).
 
 Six panels (the pop quiz, binary cross-entropy, logits to softmax to gradient, the
 double-softmax bug, label smoothing / temperature / focal gamma, and the forward/backward
 pipeline) draw what :mod:`crossent` computes through a small JSON API under ``/api/``. The page
 is plain HTML, CSS and JavaScript shipped in ``crossent/explore/static``; it loads nothing from
-the network. The server (Starlette on uvicorn, the ``explore`` extra) listens on 127.0.0.1 only.
+the network. The server (:mod:`crossent.explore.server`: Starlette on uvicorn, the ``explore``
+extra) listens on 127.0.0.1 only; the command is :mod:`crossent.apps.explore`.
 
-Nothing heavy is imported here: starlette and uvicorn are imported when the command runs.
+Nothing heavy is imported here: starlette and uvicorn are imported with the server.
 """
-
-from __future__ import annotations
-
-from typing import Annotated
-
-import typer
-
-__all__ = ["register"]
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``explore`` command to the ``crossent`` app.
-
-    Parameters
-    ----------
-    app : typer.Typer
-        The CLI application.
-    """
-
-    @app.command("explore")
-    def explore(
-        port: Annotated[
-            int,
-            typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free one)."),
-        ] = 8765,
-        no_browser: Annotated[
-            bool, typer.Option("--no-browser", help="Print the address; do not open a browser.")
-        ] = False,
-    ) -> None:
-        """Interactive page: drag probabilities and logits, watch the loss and gradient move."""
-        from crossent.cli import UsageError
-
-        try:
-            from .server import serve
-        except ImportError as error:
-            raise UsageError(
-                f"crossent explore needs starlette and uvicorn ({error.name} is missing): "
-                "pip install 'crossent[explore]'"
-            ) from None
-        serve(port, open_browser=not no_browser, echo=typer.echo)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 import crossent as ce
-from crossent import _calibration as cal
+from crossent import calibration as cal
 
 from ._load import Predictions
 

@@ -1,7 +1,7 @@
 """Reading predictions and labels from .npz, .npy pairs, .csv and .parquet, with one-line errors.
 
 Every problem a file can have (unreadable, a missing array or column, a wrong shape, NaN, labels
-out of range) ends in a :class:`crossent.cli.UsageError` whose message is a single line.
+out of range) ends in a :class:`crossent.errors.UsageError` whose message is a single line.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from crossent.errors import UsageError
 
 PREDICTION_KEYS = ("predictions", "probs", "probabilities", "y_proba", "y_prob", "scores", "logits")
 LABEL_KEYS = ("ground_truth", "labels", "label", "targets", "target", "y_true", "y")
@@ -35,9 +37,7 @@ class Predictions:
     notes: list[str] = field(default_factory=list)
 
 
-def _error(message: str) -> Exception:
-    from crossent.cli import UsageError
-
+def _error(message: str) -> UsageError:
     return UsageError(" ".join(str(message).split()))  # always one line
 
 
@@ -73,7 +73,7 @@ def _read_npz(path: Path, pred_key: str | None, label_key: str | None) -> tuple[
             lk = _pick(names, label_key, LABEL_KEYS, "array of labels")
             return np.asarray(data[pk]), np.asarray(data[lk]), pk
     except Exception as error:
-        if type(error).__name__ == "UsageError":
+        if isinstance(error, UsageError):
             raise
         raise _error(f"cannot read {path} as .npz: {_first_line(error)}") from None
 

@@ -1,12 +1,17 @@
-"""PyTorch fast paths: drop-in loss modules and a fused linear cross-entropy.
+"""PyTorch-only parts: drop-in loss modules and a fused linear cross-entropy.
 
-Imported explicitly (``import crossent.torch``); ``import crossent`` never imports torch.
+Imported explicitly (``import crossent.torch``); ``import crossent`` never imports torch. The
+core losses already take torch tensors (``crossent.softmax_cross_entropy(tensor, ...)`` runs an
+autograd Function with a closed-form backward); what lives here is what only torch has:
 
-- :class:`CrossEntropyLoss`, :class:`BCEWithLogitsLoss`, :class:`FocalLoss`: the ``torch.nn``
-  modules' constructors and dim-1 class axis, closed-form backward (less memory), plus z-loss,
-  soft-capping, finite values at infinite logits and 0 for all-ignored batches.
+- :class:`CrossEntropyLoss`, :class:`BCEWithLogitsLoss`, :class:`FocalLoss`: ``torch.nn``
+  modules (same constructors, class dim 1) that are thin wrappers over the core losses, plus
+  z-loss, soft-capping, finite values at infinite logits and 0 for all-ignored batches.
 - :func:`linear_cross_entropy` / :class:`LinearCrossEntropyLoss`: the loss of
   ``softmax(hidden @ weight.T + bias)`` in chunks, never materializing the N x V logits.
+
+The functions ``cross_entropy``, ``binary_cross_entropy_with_logits`` and ``focal_loss`` are
+deprecated aliases of the core losses.
 
 >>> import torch
 >>> import crossent.torch as cet

@@ -27,18 +27,21 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._validate import (
+from .._semantics import SoftmaxCE, softmax_ce_coefficients, softmax_ce_loss
+from .._validation import (
     check_class_vector,
-    check_device,
-    check_float,
+    check_floating,
     check_fraction,
+    check_index_targets,
     check_integer,
     check_nonnegative,
     check_reduction,
+    check_same_device,
+    check_smoothing_convention,
     check_softcap,
-    check_targets_in_range,
-    compute_dtype,
 )
+from ..losses._problem import IndexTargets, index_target_data
+from ._functions import _xp, compute_dtype
 
 __all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
 
@@ -85,26 +88,21 @@ def _host_shortcuts(hidden: torch.Tensor) -> bool:
     return hidden.device.type == "cpu"
 
 
+#: Whether a reduced loss computes its gradients during the forward pass (see the module
+#: docstring); tests switch it off to check the backward's recomputing sweep.
+PRECOMPUTE = True
+
+
 class _Options:
     """The non-tensor options of one call (a plain object: the Function saves it on ctx)."""
 
-    __slots__ = ("chunk", "ignore_index", "precompute", "reduction", "smoothing", "softcap", "zeta")
+    __slots__ = ("chunk", "ignore_index", "precompute", "reduction", "rule")
 
     def __init__(
-        self,
-        *,
-        ignore_index: int,
-        smoothing: float,
-        zeta: float,
-        softcap: float | None,
-        reduction: str,
-        chunk: int,
-        precompute: bool,
+        self, *, rule: SoftmaxCE, ignore_index: int, reduction: str, chunk: int, precompute: bool
     ) -> None:
+        self.rule = rule
         self.ignore_index = ignore_index
-        self.smoothing = smoothing
-        self.zeta = zeta
-        self.softcap = softcap
         self.reduction = reduction
         self.chunk = chunk
         self.precompute = precompute
@@ -114,23 +112,16 @@ class _Targets:
     """Per-row target data shared by forward and backward (all of length N, no host sync)."""
 
     def __init__(
-        self,
-        targets: torch.Tensor,
-        class_weight: torch.Tensor | None,
-        ignore_index: int,
-        dtype: torch.dtype,
-        vocab: int,
-    ) -> None:
-        self.valid = targets != ignore_index
-        self.index = torch.where(self.valid, targets, 0)
+        self, targets: torch.Tensor, class_weight: torch.Tensor | None, ignore_index: int,
+        dtype: torch.dtype, vocab: int,
+    ) -> None:  # fmt: skip
         self.class_weight = None if class_weight is None else class_weight.to(dtype)
-        if self.class_weight is None:
-            self.w_t = self.valid.to(dtype)
-            self.w_sum: torch.Tensor | float = float(vocab)
-        else:
-            self.w_t = torch.where(self.valid, self.class_weight[self.index], 0)
-            self.w_sum = self.class_weight.sum()
-        self.valid_f = self.valid.to(dtype)
+        data: IndexTargets = index_target_data(
+            _xp(), targets, self.class_weight, ignore_index, dtype
+        )
+        self.valid, self.index, self.w_t = data.valid, data.index, data.w_t
+        cw = self.class_weight
+        self.w_sum: torch.Tensor | float = float(vocab) if cw is None else cw.sum()
 
 
 class _Sweep:
@@ -166,7 +157,7 @@ class _Sweep:
     def _chunk_logits(self, r0: int, r1: int, z: torch.Tensor, th: torch.Tensor | None) -> None:
         """z (V, rows) = the chunk's (soft-capped) logits; th = tanh(logits / cap) if capped."""
         self._logits(r0, r1, z)
-        cap = self.opts.softcap
+        cap = self.opts.rule.softcap
         if cap is not None:
             assert th is not None
             torch.div(z, cap, out=th).tanh_()
@@ -187,7 +178,7 @@ class _Sweep:
             m = torch.where(torch.isfinite(m), m, 0)  # a row without a finite max: shift 0
             z.sub_(m)
             zw = None
-            if self.opts.smoothing > 0:
+            if self.opts.rule.smoothing.per_class > 0:
                 # sum_c w_c (z_c - m): the smoothing term without cancellation
                 zw = z.sum(0) if tgt.class_weight is None else tgt.class_weight @ z
             z.exp_()
@@ -236,7 +227,8 @@ class _Sweep:
         opts, tgt = self.opts, self.tgt
         n_rows, vocab = self.hidden.shape[0], self.mm_weight.shape[0]
         dtype, device = self.dtype, self.hidden.device
-        e, zeta, cap = opts.smoothing, opts.zeta, opts.softcap
+        rule, xp = opts.rule, _xp()
+        cap = rule.softcap
         grads = scale is not None and (need_h or need_w or need_b)
         rows = max(1, min(opts.chunk, n_rows))
 
@@ -265,7 +257,7 @@ class _Sweep:
             th = None if flat_tanh is None else flat_tanh[: vocab * n].view(vocab, n)
             self._chunk_logits(r0, r1, z, th)
             index = tgt.index[r0:r1].unsqueeze(0)
-            w_t, valid = tgt.w_t[r0:r1], tgt.valid_f[r0:r1]
+            w_t, valid = tgt.w_t[r0:r1], tgt.valid[r0:r1]
             if lse_in is None:
                 assert loss is not None
                 z_t = z.gather(0, index)[0]
@@ -273,13 +265,12 @@ class _Sweep:
                 log_sum = sum_exp.log()
                 lse_c = m + log_sum
                 lse[r0:r1] = lse_c
-                l_c = (1 - e) * w_t * (log_sum + (m - z_t))  # lse - z_t
-                if zw is not None:
-                    # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m)
-                    l_c = l_c + (e / vocab) * valid * (tgt.w_sum * log_sum - zw)
-                if zeta > 0:
-                    l_c = l_c + zeta * w_t * lse_c * lse_c
-                loss[r0:r1] = torch.where(tgt.valid[r0:r1], l_c, 0)
+                # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m)
+                smooth_nll = None if zw is None else tgt.w_sum * log_sum - zw
+                loss[r0:r1] = softmax_ce_loss(
+                    xp, rule, nll_t=log_sum + (m - z_t), smooth_nll=smooth_nll, lse=lse_c,
+                    w_t=w_t, valid=valid,
+                )  # fmt: skip
                 if not grads:
                     continue
                 inv = 1 / sum_exp  # z now holds exp(z - m); p = exp(z - m) / sum_exp
@@ -289,17 +280,14 @@ class _Sweep:
                 inv = None
             assert scale is not None
             s = scale[r0:r1] if scale.ndim else scale
-            # d l / d z = c exp(z - m) - b onehot(t) - r w, per row (column of the chunk):
-            # c = s a / sum exp, a = (1-e) w_t + (e/V) sum(w) + 2 zeta w_t lse,
-            # b = (1-e) s w_t, r = (e/V) s valid.
-            a = (1 - e) * w_t
-            if e > 0:
-                a = a + (e / vocab) * tgt.w_sum * valid
-            if zeta > 0:
-                a = a + 2 * zeta * w_t * lse_c
+            # d l / d z = c exp(z - m) - b onehot(t) - r w, per row (column of the chunk), from
+            # the rule's a p - b onehot - r w: c = s a / sum exp, b and r times s.
+            a, b, r = softmax_ce_coefficients(
+                xp, rule, lse=lse_c, w_t=w_t, valid=valid, w_sum=tgt.w_sum
+            )
             c = s * a if inv is None else s * a * inv
-            b = (1 - e) * s * w_t
-            r = (e / vocab) * s * valid if e > 0 else None
+            b = s * b
+            r = None if r is None else s * r
             if self.shortcuts and th is None:
                 self._accumulate_factored(r0, r1, z, c, b, r, gh, gw, gb, smooth)
                 continue
@@ -314,7 +302,7 @@ class _Sweep:
                 th.mul_(th).neg_().add_(1)  # d cap*tanh(x/cap)/dx = 1 - tanh^2
                 z.mul_(th)
             self._accumulate(r0, r1, z, gh, gw, gb)
-        if gw is not None and e > 0 and self.shortcuts and cap is None:
+        if gw is not None and rule.smoothing.per_class > 0 and self.shortcuts and cap is None:
             # the smoothing term's weight gradient, - w (sum_i r_i h_i), added once
             if tgt.class_weight is None:
                 gw.sub_(smooth)
@@ -497,9 +485,10 @@ def _validate(
     class_weight: torch.Tensor | None,
     chunk_size: int | None,
 ) -> None:
-    check_float(hidden, "hidden")
-    check_float(weight, "weight")
-    check_integer(targets, "targets")
+    xp = _xp()
+    check_floating(xp, hidden, "hidden")
+    check_floating(xp, weight, "weight")
+    check_integer(xp, targets, "targets")
     if hidden.ndim < 2:
         raise ValueError(
             f"hidden must have shape (N, D) or (B, T, D); got shape {tuple(hidden.shape)}"
@@ -524,11 +513,17 @@ def _validate(
             f"targets must have shape {tuple(hidden.shape[:-1])} (hidden's shape "
             f"{tuple(hidden.shape)} without the last dimension); got {tuple(targets.shape)}"
         )
-    check_device(weight, "weight", hidden)
-    check_device(targets, "targets", hidden)
     vocab = weight.shape[0]
-    check_class_vector(bias, vocab, "bias", hidden, nonnegative=False)
-    check_class_vector(class_weight, vocab, "class_weight", hidden)
+    for name, array in (("weight", weight), ("targets", targets), ("bias", bias)):
+        if array is not None:
+            check_same_device(array, name, hidden)
+    for name, vector in (("bias", bias), ("class_weight", class_weight)):
+        if vector is not None:
+            check_floating(xp, vector, name)
+            check_same_device(vector, name, hidden)
+            check_class_vector(
+                xp, vector, vocab, name, vector.dtype, nonnegative=name == "class_weight"
+            )
     if chunk_size is not None and (
         isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
     ):
@@ -551,7 +546,7 @@ def linear_cross_entropy(
     shift: bool = False,
     chunk_size: int | None = None,
     return_lse: bool = False,
-    _precompute: bool = True,
+    smoothing_convention: str = "uniform",
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Cross-entropy of ``softmax(hidden @ weight.T + bias)`` without materializing the logits.
 
@@ -587,6 +582,9 @@ def linear_cross_entropy(
         Targets equal to it contribute nothing.
     label_smoothing : float, default 0
         Smoothing ``e`` with PyTorch's e/V convention (class weights included).
+    smoothing_convention : {"uniform", "others"}
+        e/V on every class, or e/(V-1) on the other classes (see
+        :func:`crossent.softmax_cross_entropy`).
     z_loss : float, default 0
         Coefficient of the squared log-sum-exp (PaLM), weighted like the NLL.
     softcap : float, optional
@@ -625,19 +623,25 @@ def linear_cross_entropy(
     """
     _validate(hidden, weight, targets, bias, class_weight, chunk_size)
     check_reduction(reduction)
-    opts = _Options(
-        ignore_index=int(ignore_index),
-        smoothing=check_fraction(label_smoothing, "label_smoothing"),
-        zeta=check_nonnegative(z_loss, "z_loss"),
+    vocab = weight.shape[0]
+    rule = SoftmaxCE(
+        vocab,
+        label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
+        smoothing_convention=check_smoothing_convention(smoothing_convention),
+        z_loss=check_nonnegative(z_loss, "z_loss"),
         softcap=check_softcap(softcap),
+    )
+    rule.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
+    opts = _Options(
+        rule=rule,
+        ignore_index=int(ignore_index),
         reduction=reduction,
         chunk=0,
         # Under no_grad / inference_mode, needs_input_grad still says True for parameters:
         # only grad mode tells that no backward will come (forward runs with grad disabled).
-        precompute=bool(_precompute) and torch.is_grad_enabled(),
+        precompute=PRECOMPUTE and torch.is_grad_enabled(),
     )
-    vocab = weight.shape[0]
-    check_targets_in_range(targets, vocab, opts.ignore_index)
+    check_index_targets(_xp(), targets, vocab, opts.ignore_index)
     batch_shape = tuple(targets.shape)
     if shift:
         targets = _shift_targets(targets, opts.ignore_index)
@@ -663,7 +667,8 @@ class LinearCrossEntropyLoss(torch.nn.Module):
 
     Parameters
     ----------
-    ignore_index, label_smoothing, z_loss, softcap, reduction, shift, chunk_size, return_lse
+    ignore_index, label_smoothing, smoothing_convention, z_loss, softcap, reduction, shift,
+    chunk_size, return_lse
         As in :func:`linear_cross_entropy`.
     class_weight : torch.Tensor, optional
         A weight per class (registered as a buffer).
@@ -688,6 +693,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         *,
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
+        smoothing_convention: str = "uniform",
         z_loss: float = 0.0,
         softcap: float | None = None,
         class_weight: torch.Tensor | None = None,
@@ -700,6 +706,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         check_reduction(reduction)
         self.ignore_index = ignore_index
         self.label_smoothing = check_fraction(label_smoothing, "label_smoothing")
+        self.smoothing_convention = check_smoothing_convention(smoothing_convention)
         self.z_loss = check_nonnegative(z_loss, "z_loss")
         self.softcap = check_softcap(softcap)
         self.register_buffer("class_weight", class_weight)
@@ -722,6 +729,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
             bias=bias,
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
+            smoothing_convention=self.smoothing_convention,
             z_loss=self.z_loss,
             softcap=self.softcap,
             class_weight=self.class_weight,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._functional import binary_cross_entropy_with_logits, cross_entropy, focal_loss
-from ._validate import check_fraction, check_nonnegative, check_reduction, check_softcap
+from .. import losses
+from .._validation import check_fraction, check_nonnegative, check_reduction, check_softcap
+from ._functional import class_axis
 
 __all__ = ["BCEWithLogitsLoss", "CrossEntropyLoss", "FocalLoss"]
 
@@ -15,11 +16,13 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     r"""``torch.nn.CrossEntropyLoss`` with less memory, z-loss, soft-capping and a safe mean.
 
     Same constructor, buffers and class dimension (dim 1) as the PyTorch module, of which it is
-    a subclass, so it loads the same state dicts. Differences: the backward is the closed form
-    from a saved log-sum-exp (no log-softmax kept between forward and backward); a batch whose
-    targets are all ignored gives 0 with a zero gradient instead of NaN; and two extras,
+    a subclass, so it loads the same state dicts; a thin wrapper over
+    :func:`crossent.softmax_cross_entropy` with ``axis=1``. Differences: the backward is the
+    closed form from a saved log-sum-exp (no log-softmax kept between forward and backward); a
+    batch whose targets are all ignored gives 0 with a zero gradient instead of NaN; and two
+    extras,
     ``z_loss`` (:math:`\zeta\, w_{y_i} \operatorname{LSE}(z_i)^2`) and ``softcap``
-    (:math:`s \tanh(z/s)` applied to the logits first). See :func:`crossent.torch.cross_entropy`.
+    (:math:`s \tanh(z/s)` applied to the logits first).
 
     Parameters
     ----------
@@ -60,10 +63,11 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         check_fraction(label_smoothing, "label_smoothing")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return cross_entropy(
+        return losses.softmax_cross_entropy(
             input,
             target,
-            weight=self.weight,
+            axis=class_axis(input),
+            class_weight=self.weight,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
@@ -89,8 +93,8 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
 
     Same constructor and buffers as the PyTorch module (a subclass of it), plus
     ``label_smoothing`` (targets become :math:`(1-e) y + e/2`). At logits of :math:`\pm\infty`
-    the loss is its limit and the gradient finite, where PyTorch gives NaN. See
-    :func:`crossent.torch.binary_cross_entropy_with_logits`.
+    the loss is its limit and the gradient finite, where PyTorch gives NaN. A thin wrapper over
+    :func:`crossent.sigmoid_binary_cross_entropy`.
 
     Parameters
     ----------
@@ -123,7 +127,7 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         self.label_smoothing = check_fraction(label_smoothing, "label_smoothing")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return binary_cross_entropy_with_logits(
+        return losses.sigmoid_binary_cross_entropy(
             input,
             target,
             weight=self.weight,
@@ -137,8 +141,8 @@ class FocalLoss(nn.Module):
     r"""Softmax focal loss as a module (classes along dim 1, like ``nn.CrossEntropyLoss``).
 
     :math:`-\alpha_t (1 - p_t)^\gamma \log p_t`, computed in log space so that gradients stay
-    finite at saturated logits for every :math:`\gamma \ge 0`. See
-    :func:`crossent.torch.focal_loss`.
+    finite at saturated logits for every :math:`\gamma \ge 0`. A thin wrapper over
+    :func:`crossent.softmax_focal_loss` with ``axis=1``.
 
     Parameters
     ----------
@@ -183,9 +187,10 @@ class FocalLoss(nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         alpha = self.alpha if self.alpha is not None else self.alpha_scalar
-        return focal_loss(
+        return losses.softmax_focal_loss(
             input,
             target,
+            axis=class_axis(input),
             alpha=alpha,
             gamma=self.gamma,
             ignore_index=self.ignore_index,

@@ -31,7 +31,8 @@ import numpy as np
 import typer
 
 import crossent as ce
-from crossent import _calibration as cal
+from crossent import calibration as cal
+from crossent.errors import UsageError
 
 __all__ = ["register"]
 
@@ -123,8 +124,8 @@ def _loss_and_grad(
     e = s.label_smoothing if loss == "smooth" else 0.0
     w = weight if loss == "weighted" else None
     return (
-        lambda: float(ce.softmax_cross_entropy(z, y, weight=w, label_smoothing=e)),
-        np.asarray(ce.grad.softmax_cross_entropy(z, y, weight=w, label_smoothing=e)),
+        lambda: float(ce.softmax_cross_entropy(z, y, class_weight=w, label_smoothing=e)),
+        np.asarray(ce.grad.softmax_cross_entropy(z, y, class_weight=w, label_smoothing=e)),
     )
 
 
@@ -411,8 +412,6 @@ def train_command(
     """Train a small classifier on scikit-learn's digits with crossent's closed-form gradients."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from crossent.cli import UsageError
 
     s = Settings(epochs, lr, 0.9, 32, init_scale, label_smoothing, gamma, seed)
     todo = plan(loss)

@@ -1,7 +1,8 @@
 """The ``crossent`` command.
 
-Each subcommand lives in its own module, which exposes ``register(app)``; heavy imports
-(matplotlib, starlette, torch) happen inside the command bodies, so ``crossent --help`` is quick.
+Each subcommand lives in its own module of :mod:`crossent.apps`, which exposes
+``register(app)``; heavy imports (matplotlib, starlette, torch) happen inside the command bodies,
+so ``crossent --help`` is quick.
 Any error a user can cause ends with a one-line message and exit code 2, never a traceback.
 """
 
@@ -27,20 +28,21 @@ def _root() -> None:
 
 
 # Modules that register a subcommand, in the order `crossent --help` lists them.
-COMMAND_MODULES = ("crossent._tour", "crossent.report", "crossent._train", "crossent.explore")
+COMMAND_MODULES = (
+    "crossent.apps.tour",
+    "crossent.apps.report",
+    "crossent.apps.train",
+    "crossent.apps.explore",
+)
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
-
-
-class UsageError(Exception):
-    """A problem with the user's input (a bad file, a bad option): shown as one line, exit 2."""
 
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
     try:
         app()
-    except (UsageError, ValueError, TypeError, OSError) as error:
+    except (ValueError, TypeError, OSError) as error:  # crossent.errors.UsageError among them
         typer.echo(f"crossent: error: {error}", err=True)
         sys.exit(2)

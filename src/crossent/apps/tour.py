@@ -21,6 +21,7 @@ import numpy as np
 import typer
 
 import crossent as ce
+from crossent.errors import UsageError
 
 # ---------------------------------------------------------------- rows and their checks
 
@@ -407,7 +408,7 @@ def _smoothing() -> list[Row]:
     w = np.array([1.0, 1.0, 5.0, 1.0, 1.0])
     uniform = ce.smooth_labels(y, smoothing=0.1, num_classes=5)
     others = ce.smooth_labels(y, smoothing=0.1, num_classes=5, convention="others")
-    per_sample = ce.softmax_cross_entropy(logits, y, weight=w, reduction="none")
+    per_sample = ce.softmax_cross_entropy(logits, y, class_weight=w, reduction="none")
     return [
         fig("standard CCE", ce.softmax_cross_entropy(logits, y)),
         fig(
@@ -425,7 +426,10 @@ def _smoothing() -> list[Row]:
                 "Σ w[yᵢ] = 8, so the seed's figure is twice PyTorch's for these targets"
             ),
         ),
-        fig("weighted, PyTorch: Σ w[y]·ce / Σ w[y]", ce.softmax_cross_entropy(logits, y, weight=w)),
+        fig(
+            "weighted, PyTorch: Σ w[y]·ce / Σ w[y]",
+            ce.softmax_cross_entropy(logits, y, class_weight=w),
+        ),
         fig(
             "class_weights(targets, 3) = N / (K n_k)",
             ce.class_weights(y, 3),
@@ -651,8 +655,6 @@ def register(app: typer.Typer) -> None:
         Beside each figure a seed prints, the library's figure, and a mark where the seed is
         wrong.
         """
-        from .cli import UsageError
-
         chosen = [s for s in SECTIONS if section is None or s.name == section]
         if not chosen:
             raise UsageError(f"unknown section {section!r}; choose one of: {_SECTION_NAMES}")

@@ -1,7 +1,8 @@
 """crossent.torch.linear_cross_entropy against F.cross_entropy(hidden @ weight.T + bias), on CPU.
 
 Loss and the gradients of hidden, weight and bias over the whole option grid (small shapes,
-several chunks with a ragged last one), against a float64 reference; bfloat16/float16; the
+several chunks with a ragged last one), against a float64 reference; both smoothing
+conventions; bfloat16/float16; the overflow retry of the CPU sweep's target-logit shift; the
 all-ignored batch; bit-identical repeats; the memory check (a subprocess whose peak RSS would
 show the N x V logits); and the error messages.
 """
@@ -18,20 +19,25 @@ import textwrap
 import pytest
 
 torch = pytest.importorskip("torch")
-F = torch.nn.functional
+
 
 from crossent.torch import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 from crossent.torch._linear import CHUNK_BYTES, default_chunk_size  # noqa: E402
 
 _linear = sys.modules["crossent.torch._linear"]
+F = torch.nn.functional
 
 F64 = torch.float64
 B, T, D, V = 2, 7, 8, 37
 
 
 def reference(h, w, y, *, bias=None, class_weight=None, smoothing=0.0, z_loss=0.0,
-              softcap=None, reduction="mean", shift=False, ignore_index=-100):  # fmt: skip
-    """F.cross_entropy of the materialized logits, plus z_loss * w[y] * lse^2."""
+              softcap=None, reduction="mean", shift=False, ignore_index=-100,
+              convention="uniform"):  # fmt: skip
+    """F.cross_entropy of the materialized logits, plus z_loss * w[y] * lse^2.
+
+    With ``convention="others"``: 1 - e on the target, e / (V - 1) on every other class (the
+    class weights applied to each term), written out with log_softmax."""
     z = h @ w.T
     if bias is not None:
         z = z + bias
@@ -41,12 +47,20 @@ def reference(h, w, y, *, bias=None, class_weight=None, smoothing=0.0, z_loss=0.
         z, y = z[..., :-1, :], y[..., 1:]
     batch = y.shape
     z, y = z.reshape(-1, z.shape[-1]), y.reshape(-1)
-    per = F.cross_entropy(
-        z, y, weight=class_weight, ignore_index=ignore_index, reduction="none",
-        label_smoothing=smoothing,
-    )  # fmt: skip
     valid = y != ignore_index
     t = torch.where(valid, y, 0)
+    if convention == "uniform":
+        per = F.cross_entropy(
+            z, y, weight=class_weight, ignore_index=ignore_index, reduction="none",
+            label_smoothing=smoothing,
+        )  # fmt: skip
+    else:
+        vocab = z.shape[-1]
+        cw = class_weight if class_weight is not None else torch.ones(vocab, dtype=z.dtype)
+        q = (1 - smoothing) * F.one_hot(t, vocab) + smoothing / (vocab - 1) * (
+            1 - F.one_hot(t, vocab)
+        )
+        per = torch.where(valid, -(cw * q * torch.log_softmax(z, -1)).sum(-1), 0)
     w_t = (class_weight[t] if class_weight is not None else torch.ones_like(per)) * valid
     per = per + z_loss * w_t * torch.logsumexp(z, 1) ** 2
     if reduction == "none":
@@ -115,16 +129,51 @@ def test_matches_materialized_cross_entropy(
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_recompute_path_matches(reduction, path):
+def test_recompute_path_matches(reduction, path, monkeypatch):
     """Gradients recomputed in backward (the path of reduction='none') for mean and sum too."""
+    monkeypatch.setattr(_linear, "PRECOMPUTE", False)
+    sweeps = []
+    run = _linear._Sweep.run
+
+    def spy(self, **kwargs):
+        sweeps.append("backward" if kwargs["lse_in"] is not None else "forward")
+        return run(self, **kwargs)
+
+    monkeypatch.setattr(_linear._Sweep, "run", spy)
     ours, theirs, y, gen = _inputs(11, bias=True)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], label_smoothing=0.1, z_loss=1e-3, softcap=3.0,
-        reduction=reduction, chunk_size=3, _precompute=False,
+        reduction=reduction, chunk_size=3,
     )  # fmt: skip
+    assert sweeps == ["forward"]
     ref = reference(theirs[0], theirs[1], y, bias=theirs[2], smoothing=0.1, z_loss=1e-3,
                     softcap=3.0, reduction=reduction)  # fmt: skip
     _check(out, ref, ours, theirs, gen)
+    assert sweeps == ["forward", "backward"]  # the gradients came from the recomputing sweep
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_others_smoothing_convention(weighted, reduction, path):
+    """smoothing_convention="others" (1 - e on the target, e/(V-1) elsewhere), with z-loss and
+    a bias, against the materialized float64 reference written out with log_softmax."""
+    ours, theirs, y, gen = _inputs(24, bias=True)
+    cw = torch.rand(V, generator=gen, dtype=F64) + 0.2 if weighted else None
+    out = linear_cross_entropy(
+        ours[0], ours[1], y, bias=ours[2], class_weight=None if cw is None else cw.float(),
+        label_smoothing=0.2, smoothing_convention="others", z_loss=1e-3, reduction=reduction,
+        chunk_size=4,
+    )  # fmt: skip
+    ref = reference(
+        theirs[0], theirs[1], y, bias=theirs[2], class_weight=cw, smoothing=0.2, z_loss=1e-3,
+        reduction=reduction, convention="others",
+    )  # fmt: skip
+    _check(out, ref, ours, theirs, gen)
+    module = LinearCrossEntropyLoss(
+        label_smoothing=0.2, smoothing_convention="others", z_loss=1e-3, reduction=reduction,
+        chunk_size=4, class_weight=None if cw is None else cw.float(),
+    )  # fmt: skip
+    assert torch.equal(module(ours[0], ours[1], y, ours[2]).detach(), out.detach())
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
@@ -183,6 +232,69 @@ def test_large_logits_do_not_overflow(monkeypatch, shortcuts):
     ref = reference(theirs[0], theirs[1], y, reduction="none")
     assert torch.isfinite(out).all()
     _check(out, ref, ours, theirs, gen, rtol=1e-4, atol=1e-2)
+
+
+# Logit margins (largest logit minus the target's) of the rows of test_overflow_retry_...: on
+# CPU the sweep shifts each row by its target logit and redoes a chunk shifted by its row max
+# once some sum of exp(z - z_t) reaches 2**64 (a margin past ln 2**64 = 44.36).
+RETRY_MARGINS = [3.0, 44.5, 46.0, 50.0, 60.0, 70.0, 75.0, 85.0, 100.0]
+
+
+def _retry_inputs():
+    """Rows whose logits are set exactly, beside weight columns of order 1e20.
+
+    Row k of hidden is one-hot at feature k, so its logits are weight[:, k] (small integers and
+    halves, exact in float32): the target (class 0) at 0, one class at RETRY_MARGINS[k]. The
+    other features of weight are +-1e20 and hidden is 0 there (no effect on the logits), but
+    they enter the hidden gradient sum_c p_c W_c - W_t: unshifted, exp(z - z_t) of a margin
+    past 42.7 times 1e20 overflows float32 (past ~88.7 exp itself overflows).
+    """
+    k, vocab = len(RETRY_MARGINS), 8
+    features = k + 3
+    w = torch.zeros(vocab, features)
+    base = torch.tensor([0.0, 1.0, -2.0, 3.0, 0.5, 2.0, -1.0, 1.5])
+    for i, margin in enumerate(RETRY_MARGINS):
+        w[:, i] = base
+        w[3 + i % 4, i] = margin
+    gen = torch.Generator().manual_seed(25)
+    w[:, k:] = (2 * torch.rand(vocab, features - k, generator=gen) - 1) * 1e20
+    h = torch.zeros(k, features)
+    h[torch.arange(k), torch.arange(k)] = 1.0
+    return h, w, torch.zeros(k, dtype=torch.long)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4], ids=["row-chunks", "mixed-chunks"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1], ids=["e0", "e0.1"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_overflow_retry_of_the_target_shift(reduction, smoothing, chunk_size, path):
+    """Margins of 44.5 to 100 in float32: a chunk whose sum of exps reaches 2**64 is redone
+    shifted by its row maxima, so loss and gradients equal the float64 reference.
+
+    With one row per chunk each margin is its own case: a retry threshold raised past 2**64
+    (to 2**70, 2**100, ...) or no retry leaves an unshifted chunk whose hidden gradient
+    overflows (inf/NaN); without the retry a margin of 100 also overflows the loss. The path
+    accelerators take shifts by the maxima from the start.
+    """
+    h, w, y = _retry_inputs()
+    ours = [h.clone().requires_grad_(), w.clone().requires_grad_()]
+    theirs = [t.to(F64).requires_grad_() for t in (h, w)]
+    out = linear_cross_entropy(
+        *ours, y, label_smoothing=smoothing, reduction=reduction, chunk_size=chunk_size
+    )
+    ref = reference(*theirs, y, smoothing=smoothing, reduction=reduction)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.to(F64), ref.detach(), rtol=1e-6, atol=1e-6)
+    u = torch.rand(ref.shape, generator=torch.Generator().manual_seed(26), dtype=F64) + 0.5
+    (out.to(F64) * u).sum().backward()
+    (ref * u).sum().backward()
+    k = len(RETRY_MARGINS)
+    for got, want in ((ours[0].grad, theirs[0].grad), (ours[1].grad, theirs[1].grad)):
+        assert torch.isfinite(got).all()
+        # the small-logit features and the 1e20 ones, each to its own scale
+        for part in (slice(0, k), slice(k, None)):
+            g, r = got[:, part].to(F64), want[:, part]
+            scale = r.abs().max().clamp_min(1e-30)
+            torch.testing.assert_close(g / scale, r / scale, rtol=0, atol=1e-5)
 
 
 def test_return_lse():
@@ -384,9 +496,10 @@ def _t(*shape, dtype=torch.float32):
         ((_t(4, D), _t(V, D, dtype=F64), _t(4, dtype=torch.long)), {}, TypeError,
          r"same dtype; got torch.float32 and torch.float64"),
         ((_t(4, D, dtype=torch.long), _t(V, D), _t(4, dtype=torch.long)), {}, TypeError,
-         r"hidden must be a floating tensor"),
+         r"hidden must be a floating array \(float16, bfloat16, float32 or float64\), "
+         r"got torch.int64"),
         ((_t(4, D), _t(V, D), _t(4)), {}, TypeError,
-         r"targets must be an integer tensor of class indices, got torch.float32"),
+         r"targets must be an integer array of class indices, got torch.float32"),
         ((_t(2, 3, D), _t(V, D), _t(3, 2, dtype=torch.long)), {}, ValueError,
          r"targets must have shape \(2, 3\) .* got \(3, 2\)"),
         ((_t(4, D), _t(V, D), torch.tensor([0, 5, 37, -100])), {}, ValueError,
@@ -395,6 +508,11 @@ def _t(*shape, dtype=torch.float32):
          r"bias must have shape \(37,\)"),
         ((_t(4, D), _t(V, D), _t(4, dtype=torch.long)), {"class_weight": _t(3)}, ValueError,
          r"class_weight must have shape \(37,\)"),
+        ((torch.randn(3, 2), torch.randn(4, 2), torch.tensor([0, 1, 2])),
+         {"class_weight": torch.tensor([1.0, 1.0, 1.0, -0.5])}, ValueError,
+         r"class_weight must be finite and >= 0; found -0.5 at class 3"),
+        ((_t(4, D), _t(V, D), _t(4, dtype=torch.long)), {"smoothing_convention": "both"},
+         ValueError, r"smoothing_convention"),
         ((_t(4, D), _t(V, D), _t(4, dtype=torch.long)), {"reduction": "avg"}, ValueError,
          r"reduction must be one of"),
         ((_t(4, D), _t(V, D), _t(4, dtype=torch.long)), {"label_smoothing": -0.1}, ValueError,
@@ -412,7 +530,8 @@ def test_errors_name_the_offending_value(args, kwargs, error, match):
 
 def test_benchmark_script_runs(tmp_path):
     """benchmarks/linear_ce.py on a tiny shape: every method agrees on the loss, JSON is written."""
-    script = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "linear_ce.py")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(root, "benchmarks", "linear_ce.py")
     out = tmp_path / "lce.json"
     cmd = [sys.executable, script, "--shapes", "64x16x100", "--repeats", "1", "--json", str(out)]
     subprocess.run([*cmd, "--methods", "torch,crossent,liger"], check=True, capture_output=True)

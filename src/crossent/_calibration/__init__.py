@@ -1,0 +1,68 @@
+"""Evaluating predicted probabilities: calibration error, reliability bins, scores, temperature.
+
+Every metric takes probabilities of shape ``(..., K)`` (classes last) and integer labels of the
+leading shape; a 1-D ``probs`` with labels of the same shape is read as the probability of class 1
+of a binary problem. Leading axes are flattened: every row is one example.
+
+One module per concern: ``_inputs`` checks and flattens the inputs; ``_binning`` computes the
+bin edges and per-bin statistics (its notes give the bin-edge conventions that make the
+published tools disagree); ``_scores`` holds the reliability curve, the calibration errors and
+the proper scores; ``_temperature`` fits and applies a temperature and decomposes the log-loss.
+:mod:`crossent.calibration` is the public face; every name is re-exported here.
+"""
+
+from __future__ import annotations
+
+from ._binning import BINNINGS as BINNINGS
+from ._binning import SCOPES as SCOPES
+from ._binning import _bin_edges as _bin_edges
+from ._binning import _binned as _binned
+from ._binning import _Bins as _Bins
+from ._binning import _check_binning_options as _check_binning_options
+from ._binning import _check_n_bins as _check_n_bins
+from ._binning import _confidence_and_hits as _confidence_and_hits
+from ._binning import _inner_positions as _inner_positions
+from ._binning import _means as _means
+from ._inputs import _check_finite_or_neg_inf as _check_finite_or_neg_inf
+from ._inputs import _choice as _choice
+from ._inputs import _log_of_base as _log_of_base
+from ._inputs import _onehot as _onehot
+from ._inputs import _out as _out
+from ._inputs import _precise as _precise
+from ._inputs import _prepare as _prepare
+from ._inputs import _prepare_probs as _prepare_probs
+from ._inputs import _take as _take
+from ._scores import NORMS as NORMS
+from ._scores import ReliabilityCurve as ReliabilityCurve
+from ._scores import _nll_of_probs as _nll_of_probs
+from ._scores import brier_score as brier_score
+from ._scores import expected_calibration_error as expected_calibration_error
+from ._scores import label_perplexity as label_perplexity
+from ._scores import log_loss as log_loss
+from ._scores import reliability_curve as reliability_curve
+from ._scores import top_k_accuracy as top_k_accuracy
+from ._temperature import KINDS as KINDS
+from ._temperature import LogLossDecomposition as LogLossDecomposition
+from ._temperature import _as_logits as _as_logits
+from ._temperature import _log_of_probs as _log_of_probs
+from ._temperature import _looks_like_probs as _looks_like_probs
+from ._temperature import _nll_terms as _nll_terms
+from ._temperature import _prepare_temperature as _prepare_temperature
+from ._temperature import _resolve_kind as _resolve_kind
+from ._temperature import apply_temperature as apply_temperature
+from ._temperature import fit_temperature as fit_temperature
+from ._temperature import log_loss_decomposition as log_loss_decomposition
+
+__all__ = [
+    "LogLossDecomposition",
+    "ReliabilityCurve",
+    "apply_temperature",
+    "brier_score",
+    "expected_calibration_error",
+    "fit_temperature",
+    "label_perplexity",
+    "log_loss",
+    "log_loss_decomposition",
+    "reliability_curve",
+    "top_k_accuracy",
+]

@@ -1,0 +1,391 @@
+"""Scores of predicted probabilities: reliability curve, calibration errors, proper scores.
+
+The reliability curve and the calibration errors (ECE, RMSCE, MCE) bin the confidences; the
+bin-edge conventions (``right_closed``, ``ones_in_own_bin``) are the module notes of
+:mod:`crossent._calibration._binning`. The Brier score, log-loss, label perplexity and top-k
+accuracy need no bins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .._namespace import Array, default_int
+from ..losses.probability import clip_eps
+from ._binning import _binned, _check_binning_options, _confidence_and_hits, _means
+from ._inputs import (
+    _check_finite_or_neg_inf,
+    _choice,
+    _log_of_base,
+    _onehot,
+    _out,
+    _prepare,
+    _prepare_probs,
+    _take,
+)
+
+NORMS = ("l1", "l2", "max")
+
+
+# ---------------------------------------------------------------- reliability and ECE
+
+
+@dataclass(frozen=True)
+class ReliabilityCurve:
+    """Per-bin statistics of a reliability diagram.
+
+    Attributes
+    ----------
+    edges : array
+        Bin edges, shape ``(B + 1,)`` (top-label) or ``(K, B + 1)`` (class-wise). With
+        ``ones_in_own_bin`` a last, degenerate bin ``[1, 1]`` is appended.
+    counts : array
+        Number of examples in each bin (integer), shape ``(B,)`` or ``(K, B)``.
+    confidence : array
+        Mean predicted probability in each bin; NaN for an empty bin.
+    accuracy : array
+        Fraction of hits in each bin (top-label: the prediction is right; class-wise: the label
+        is that class); NaN for an empty bin.
+    """
+
+    edges: Array
+    counts: Array
+    confidence: Array
+    accuracy: Array
+
+
+def reliability_curve(
+    probs: Array,
+    labels: Array,
+    /,
+    *,
+    n_bins: int = 15,
+    binning: str = "uniform",
+    scope: str = "top_label",
+    right_closed: bool = True,
+    ones_in_own_bin: bool = False,
+) -> ReliabilityCurve:
+    r"""Count, mean confidence and accuracy in each confidence bin: a reliability diagram's data.
+
+    For bin :math:`B_b`, :math:`\operatorname{conf}(b) = \frac{1}{n_b}\sum_{i \in B_b} c_i` and
+    :math:`\operatorname{acc}(b) = \frac{1}{n_b}\sum_{i \in B_b} [\text{hit}_i]`, where top-label
+    uses :math:`c_i = \max_k p_{ik}` and hit = "argmax is the label"; class-wise does it for
+    each class k with :math:`c_i = p_{ik}` and hit = "the label is k" (scikit-learn's
+    ``calibration_curve`` of the one-vs-rest problem of class k).
+
+    Parameters
+    ----------
+    probs : array
+        Predicted probabilities, shape ``(..., K)``; or ``(N,)`` for the class-1 probability of
+        a binary problem.
+    labels : array
+        Integer labels in [0, K), shape ``probs.shape[:-1]``.
+    n_bins : int, default 15
+        Number of bins B.
+    binning : {"uniform", "quantile"}
+        Equal-width bins on [0, 1], or equal-mass bins whose edges are the linear-interpolation
+        quantiles of the confidences (ties collapse edges and leave bins empty).
+    scope : {"top_label", "classwise"}
+        Bin the top-class confidence, or every class's probability separately.
+    right_closed : bool, default True
+        ``(lo, hi]`` bins (Guo et al., scikit-learn) or ``[lo, hi)`` bins (netcal, torchmetrics);
+        see the module notes.
+    ones_in_own_bin : bool, default False
+        With ``right_closed=False``, put confidences equal to 1.0 in an extra bin, as
+        torchmetrics does.
+
+    Returns
+    -------
+    ReliabilityCurve
+        ``edges``, ``counts``, ``confidence`` and ``accuracy`` arrays.
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> curve = cal.reliability_curve([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]], [0, 1, 1], n_bins=2)
+    >>> print(curve.counts, curve.confidence, curve.accuracy)
+    [0 3] [nan 0.8] [       nan 0.66666667]
+    """
+    _check_binning_options(n_bins, binning, scope, right_closed, ones_in_own_bin)
+    xp, p, y, dtype = _prepare_probs(probs, labels)
+    conf, hit = _confidence_and_hits(xp, p, y, scope)
+    bins = _binned(
+        xp,
+        conf,
+        hit,
+        n_bins=n_bins,
+        binning=binning,
+        right_closed=right_closed,
+        ones_in_own_bin=ones_in_own_bin,
+    )
+    mean_conf, acc, nonempty = _means(xp, bins)
+    nan = xp.full_like(mean_conf, math.nan)
+    mean_conf = xp.where(nonempty, mean_conf, nan)
+    acc = xp.where(nonempty, acc, nan)
+    if scope == "top_label":
+        return ReliabilityCurve(
+            _out(xp, bins.edges[0, :], dtype),
+            bins.counts[0, :],
+            _out(xp, mean_conf[0, :], dtype),
+            _out(xp, acc[0, :], dtype),
+        )
+    return ReliabilityCurve(
+        _out(xp, bins.edges, dtype), bins.counts, _out(xp, mean_conf, dtype), _out(xp, acc, dtype)
+    )
+
+
+def expected_calibration_error(
+    probs: Array,
+    labels: Array,
+    /,
+    *,
+    n_bins: int = 15,
+    norm: str = "l1",
+    binning: str = "uniform",
+    scope: str = "top_label",
+    right_closed: bool = True,
+    ones_in_own_bin: bool = False,
+    debias: bool = False,
+) -> Array:
+    r"""Expected calibration error: the binned gap between confidence and accuracy.
+
+    .. math::
+
+        \text{l1 (ECE)} = \sum_b \frac{n_b}{N} \lvert \operatorname{acc}(b) -
+        \operatorname{conf}(b) \rvert, \quad
+        \text{l2 (RMSCE)} = \Big(\sum_b \frac{n_b}{N}
+        (\operatorname{acc}(b) - \operatorname{conf}(b))^2\Big)^{1/2}, \quad
+        \text{max (MCE)} = \max_{b:\, n_b > 0} \lvert \operatorname{acc}(b) -
+        \operatorname{conf}(b) \rvert
+
+    With ``debias=True`` (l2 only) each bin's squared gap loses its sampling noise
+    :math:`\operatorname{acc}(b)(1 - \operatorname{acc}(b)) / (n_b - 1)`, bins with fewer than 2
+    examples are dropped, and the square root is taken of the sum clipped at 0 (Kumar et al.
+    2019, ``verified_calibration``). Class-wise: the per-class l1 errors are averaged (Kull et
+    al. 2019), the per-class squared errors averaged before the root (Kumar's marginal CE), the
+    max taken over classes.
+
+    Parameters
+    ----------
+    probs : array
+        Predicted probabilities, shape ``(..., K)``, or ``(N,)`` for a binary class-1
+        probability.
+    labels : array
+        Integer labels in [0, K).
+    n_bins : int, default 15
+        Number of bins (Guo et al. 2017 use 15).
+    norm : {"l1", "l2", "max"}
+        ECE, root-mean-square calibration error, or maximum calibration error.
+    binning : {"uniform", "quantile"}
+        Equal-width or equal-mass ("adaptive") bins.
+    scope : {"top_label", "classwise"}
+        Calibration of the top-class confidence, or of every class's probability.
+    right_closed : bool, default True
+        ``(lo, hi]`` bins (Guo et al., scikit-learn) or ``[lo, hi)`` (netcal, torchmetrics).
+    ones_in_own_bin : bool, default False
+        With ``right_closed=False``: confidences equal to 1.0 form their own bin, which
+        reproduces torchmetrics' ``MulticlassCalibrationError`` exactly (torchmetrics #3510).
+    debias : bool, default False
+        The debiased l2 estimator of Kumar et al. (2019).
+
+    Returns
+    -------
+    array
+        A 0-d array in the probabilities' floating dtype, in [0, 1].
+
+    References
+    ----------
+    Guo, Pleiss, Sun, Weinberger (2017), On Calibration of Modern Neural Networks.
+    Kumar, Liang, Ma (2019), Verified Uncertainty Calibration.
+    Kull et al. (2019), Beyond temperature scaling (class-wise ECE).
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> probs = [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]]
+    >>> labels = [0, 1, 1, 1]
+    >>> print(round(float(cal.expected_calibration_error(probs, labels, n_bins=5)), 4))
+    0.3
+    """
+    _check_binning_options(n_bins, binning, scope, right_closed, ones_in_own_bin)
+    _choice(norm, NORMS, "norm")
+    if debias and norm != "l2":
+        raise ValueError(
+            f"debias=True is the debiased l2 estimator; it needs norm='l2', got {norm!r}"
+        )
+    xp, p, y, dtype = _prepare_probs(probs, labels)
+    conf, hit = _confidence_and_hits(xp, p, y, scope)
+    bins = _binned(
+        xp,
+        conf,
+        hit,
+        n_bins=n_bins,
+        binning=binning,
+        right_closed=right_closed,
+        ones_in_own_bin=ones_in_own_bin,
+    )
+    mean_conf, acc, _ = _means(xp, bins)
+    gap = acc - mean_conf  # 0 in empty bins
+    weight = xp.astype(bins.counts, gap.dtype) / float(conf.shape[0])
+    if norm == "l1":
+        return _out(xp, xp.mean(xp.sum(weight * xp.abs(gap), axis=-1)), dtype)
+    if norm == "max":
+        return _out(xp, xp.max(xp.abs(gap)), dtype)
+    square = gap * gap
+    if debias:
+        n = xp.astype(bins.counts, gap.dtype)
+        usable = bins.counts >= 2
+        noise = acc * (1 - acc) / xp.where(usable, n - 1, xp.ones_like(n))
+        square = xp.where(usable, square - noise, xp.zeros_like(square))
+    total = xp.mean(xp.sum(weight * square, axis=-1))
+    return _out(xp, xp.sqrt(xp.maximum(total, xp.zeros_like(total))), dtype)
+
+
+# ---------------------------------------------------------------- proper scores and accuracy
+
+
+def brier_score(probs: Array, labels: Array, /) -> Array:
+    r"""Multiclass Brier score: the mean squared distance to the one-hot label.
+
+    .. math:: \text{BS} = \frac{1}{N} \sum_i \sum_k (p_{ik} - [y_i = k])^2 \in [0, 2]
+
+    scikit-learn's ``brier_score_loss`` gives the same for K >= 3 and half of it for K = 2
+    (``scale_by_half="auto"``).
+
+    Parameters
+    ----------
+    probs : array
+        Predicted probabilities, shape ``(..., K)`` or ``(N,)`` (binary class-1 probability).
+    labels : array
+        Integer labels in [0, K).
+
+    Returns
+    -------
+    array
+        A 0-d array in the probabilities' floating dtype.
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> print(round(float(cal.brier_score([[0.8, 0.2], [0.4, 0.6]], [0, 0])), 4))
+    0.4
+    """
+    xp, p, y, dtype = _prepare_probs(probs, labels)
+    diff = p - xp.astype(_onehot(xp, y, int(p.shape[-1])), p.dtype)
+    return _out(xp, xp.mean(xp.sum(diff * diff, axis=-1)), dtype)
+
+
+def _nll_of_probs(xp: Any, p: Array, y: Array, eps: float | None) -> Array:
+    e = clip_eps(xp, p.dtype, eps)
+    p_y = xp.clip(_take(xp, p, y), e, 1 - e)
+    return -xp.log(p_y)
+
+
+def log_loss(
+    probs: Array, labels: Array, /, *, base: float | None = None, eps: float | None = None
+) -> Array:
+    r"""Mean negative log-likelihood of the labels (cross-entropy of the predictions).
+
+    .. math:: \text{NLL} = -\frac{1}{N} \sum_i \log_b \operatorname{clip}(p_{i y_i},
+              \epsilon, 1 - \epsilon)
+
+    The clip is scikit-learn's ``log_loss`` (``eps`` = the dtype's machine epsilon): a
+    probability of 0 costs :math:`-\log \epsilon` (15.9 nats in float32), not infinity.
+
+    Parameters
+    ----------
+    probs : array
+        Predicted probabilities, shape ``(..., K)`` or ``(N,)`` (binary class-1 probability).
+    labels : array
+        Integer labels in [0, K).
+    base : float, optional
+        Logarithm base: None for nats, 2 for bits.
+    eps : float, optional
+        The clip; default the machine epsilon of the probabilities' dtype (0 disables it).
+
+    Returns
+    -------
+    array
+        A 0-d array in the probabilities' floating dtype.
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> print(round(float(cal.log_loss([[0.5, 0.5], [0.25, 0.75]], [0, 1], base=2)), 4))
+    0.7075
+    """
+    log_b = _log_of_base(base)
+    xp, p, y, dtype = _prepare_probs(probs, labels)
+    return _out(xp, xp.mean(_nll_of_probs(xp, p, y, eps)) / log_b, dtype)
+
+
+def label_perplexity(probs: Array, labels: Array, /, *, eps: float | None = None) -> Array:
+    r"""Perplexity of the labels under the predictions: ``exp`` of the mean log-loss in nats.
+
+    .. math:: \operatorname{PPL} = \exp\Big(-\frac{1}{N}\sum_i \log p_{i y_i}\Big)
+
+    The effective number of classes the model hesitates between (K for a uniform guess, 1 for a
+    certain and right one). :func:`crossent.perplexity` is the per-distribution
+    :math:`e^{H(p, q)}` instead.
+
+    Parameters
+    ----------
+    probs : array
+        Predicted probabilities, shape ``(..., K)``.
+    labels : array
+        Integer labels in [0, K).
+    eps : float, optional
+        The clip of :func:`log_loss`.
+
+    Returns
+    -------
+    array
+        A 0-d array >= 1.
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> print(round(float(cal.label_perplexity([[0.25] * 4, [0.25] * 4], [0, 3])), 4))
+    4.0
+    """
+    xp, p, y, dtype = _prepare_probs(probs, labels)
+    return _out(xp, xp.exp(xp.mean(_nll_of_probs(xp, p, y, eps))), dtype)
+
+
+def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
+    r"""Fraction of examples whose label is among the k highest scores.
+
+    .. math:: \frac{1}{N} \sum_i \big[\, \#\{c : s_{ic} > s_{i y_i}\} < k \,\big]
+
+    A tie with the label's score counts in the label's favour (scikit-learn's
+    ``top_k_accuracy_score`` breaks ties by class order instead).
+
+    Parameters
+    ----------
+    scores : array
+        Probabilities or logits, shape ``(..., K)`` (any monotone score works).
+    labels : array
+        Integer labels in [0, K).
+    k : int, default 1
+        How many top classes count as right.
+
+    Returns
+    -------
+    array
+        A 0-d array in [0, 1] in the scores' floating dtype.
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> scores = [[0.5, 0.3, 0.2], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3]]
+    >>> print(float(cal.top_k_accuracy(scores, [0, 1, 2], k=2)))
+    1.0
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    xp, s, y, dtype = _prepare(scores, labels, name="scores")
+    _check_finite_or_neg_inf(xp, s, "scores")
+    above = xp.sum(xp.astype(s > _take(xp, s, y)[:, None], default_int(xp)), axis=-1)
+    return _out(xp, xp.mean(xp.astype(above < k, s.dtype)), dtype)

@@ -1,0 +1,123 @@
+"""The one place that chooses how a loss is computed: NumPy fast kernels, torch autograd
+Functions, or the generic Array API code (after array-api-extra's ``_delegation.py``).
+
+Each public loss validates its inputs once (:mod:`crossent.losses._problem`), then asks here:
+
+- :func:`torch_functions`: for torch tensors, the module of autograd Functions with closed-form
+  backward passes (imported on first use: ``import crossent`` never imports torch);
+- :func:`jax_functions`: for JAX arrays, the module of ``jax.custom_vjp`` losses;
+- :func:`row_logsumexp`, :func:`scaled_softmax`, :func:`subtract_at`: the row statistics of a
+  softmax, from the cache-blocked NumPy kernels (:mod:`crossent._fast`) where they apply, else
+  from the generic code; :func:`elementwise`: an element-wise rule over cache-sized blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+from . import _fast
+from ._namespace import Array, all_finite
+from ._primitives import _lse, _shift_by_max
+
+
+def torch_functions(xp: Any) -> ModuleType | None:
+    """``crossent.torch._functions`` for the torch namespace, else None."""
+    # By name: array_api_compat's namespace tests are cached functions torch.compile warns on.
+    if getattr(xp, "__name__", "") != "array_api_compat.torch":
+        return None
+    from .torch import _functions
+
+    return _functions
+
+
+def jax_functions(xp: Any) -> ModuleType | None:
+    """``crossent.jax._functions`` for JAX's namespace, else None."""
+    if getattr(xp, "__name__", "") != "jax.numpy":
+        return None
+    from .jax import _functions
+
+    return _functions
+
+
+def row_logsumexp(xp: Any, z: Array, *, axis: int = -1, keepdims: bool = False) -> Array:
+    """The log-sum-exp along ``axis`` (a +inf entry gives +inf, a row of -inf gives -inf)."""
+    if axis % max(z.ndim, 1) == z.ndim - 1 and _fast.applies(xp, z):
+        lse = _fast.row_logsumexp(z)
+        return lse[:, None] if keepdims else lse
+    return _lse(xp, z, axis, keepdims)
+
+
+def scaled_softmax(xp: Any, z: Array, scale: Array) -> tuple[Array, Array]:
+    """``(softmax(z) * scale[..., None], log-sum-exp)`` of classes-last ``z``.
+
+    Rows with an infinite log-sum-exp get their limit (:func:`crossent._semantics.limit_rows`),
+    and the log-sum-exp returned is that of the limit (finite).
+    """
+    if _fast.applies(xp, z):
+        p, lse = _fast.softmax_with_lse(z, scale)
+        if all_finite(xp, lse):
+            return p, lse
+    shifted = _shift_by_max(xp, z)
+    log_sum = xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+    lse = log_sum[..., 0] + _finite_max(xp, z)
+    return xp.exp(shifted - log_sum) * scale[..., None], lse
+
+
+def _finite_max(xp: Any, z: Array) -> Array:
+    m = xp.max(z, axis=-1)
+    return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+
+
+def subtract_at(xp: Any, g: Array, index: Array, amount: Array) -> Array:
+    """``g[..., index] -= amount`` along the last axis (in place on large NumPy arrays)."""
+    if _fast.applies(xp, g):
+        return _fast.subtract_at(g, index, amount)
+    onehot = xp.astype(index[..., None] == xp.arange(g.shape[-1]), g.dtype)
+    return g - amount[..., None] * onehot
+
+
+def elementwise(xp: Any, rule: Any, x: Array, *others: Array | None, total: bool = False) -> Array:
+    """``rule(x, *others)`` of an element-wise rule, or with ``total`` its sum.
+
+    Large CPU arrays go through cache-sized blocks (:func:`crossent._fast.map_blocks`), whose
+    temporaries stay in cache instead of page-faulting array-sized ones; the sum is then
+    accumulated block by block without forming the array.
+    """
+    if _fast.blockable(xp, x, *others) and _fast.fits_blocks(x, *others):
+        if total:
+            return xp.asarray(_fast.map_blocks(rule, x, *others, total=True), dtype=x.dtype)
+        return _fast.map_blocks(rule, x, *others)
+    out = xp.broadcast_to(rule(x, *others), x.shape)
+    return xp.sum(out) if total else out
+
+
+def focal_margin(xp: Any, z: Array, index: Array) -> tuple[Array, Array | None]:
+    """(d = LSE of the other classes - z_t per row, the rivals' shifted logits or None).
+
+    The blocked NumPy kernel where it applies and every row is safe for it (finite, rivals'
+    terms far from subnormal); else the Array API path, which also returns the logits of the
+    rivals shifted by the max (-inf at the target) that its gradient needs.
+    """
+    if _fast.applies(xp, z):
+        d, rivals = _fast.focal_margin(z, index)
+        tiny = float(xp.finfo(z.dtype).tiny) * 2.0**30
+        if all_finite(xp, d) and bool(xp.all(rivals > tiny)):
+            return d, None
+    shifted = _shift_by_max(xp, z)
+    is_target = index[..., None] == xp.arange(z.shape[-1])
+    others = xp.where(is_target, xp.full_like(shifted, -math.inf), shifted)
+    z_t = xp.take_along_axis(shifted, index[..., None], axis=-1)[..., 0]
+    return _lse(xp, others, -1) - z_t, others
+
+
+def focal_gradient(xp: Any, z: Array, index: Array, slope: Array, others: Array | None) -> Array:
+    """``slope * (softmax of the rivals - onehot(t))`` per row (``others`` from focal_margin)."""
+    if others is None:
+        return _fast.focal_gradient(z, index, slope)
+    lse_others = _lse(xp, others, -1, keepdims=True)
+    # Other classes all at -inf (the target holds all the mass): rivals 0, not -inf - -inf
+    lse_others = xp.where(xp.isfinite(lse_others), lse_others, xp.zeros_like(lse_others))
+    onehot = xp.astype(index[..., None] == xp.arange(z.shape[-1]), z.dtype)
+    return slope[..., None] * (xp.exp(others - lse_others) - onehot)

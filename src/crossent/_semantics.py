@@ -1,0 +1,270 @@
+"""The loss rules, written once: per-row losses and the coefficients of their gradients.
+
+Every path that computes a loss (the generic Array API code, the NumPy fast path, the torch
+autograd Functions and the fused linear cross-entropy) obtains a few statistics per row in its
+own way (the log-sum-exp, the target logit, a class-weighted sum) and hands them to these
+functions, which return the per-row loss and the coefficients of its gradient. They are
+elementwise over per-row vectors and written against the Array API (``xp``), so the same code
+runs on NumPy arrays, torch tensors (eager, compiled, on any device) and JAX tracers.
+
+The rules, each in one place:
+
+- the target distribution of label smoothing, in either convention (:func:`smoothing`);
+- the softmax cross-entropy of a row and its gradient ``a softmax - b onehot - r w``
+  (:func:`softmax_ce_loss`, :func:`softmax_ce_coefficients`) and the probability-target form
+  (:func:`probability_targets`);
+- the focal modulation as a function of the margin (:func:`focal_loss`, :func:`focal_slope`);
+- binary cross-entropy from logits (:func:`binary_ce_loss`, :func:`binary_ce_grad`);
+- ``0 * inf = 0`` for zero weights (:func:`mul0`), the limit of rows with an infinite
+  log-sum-exp (:func:`limit_rows`), and the safe mean (:func:`mean_scale`, :func:`reduce`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+Array = Any
+
+SMOOTHING_CONVENTIONS = ("uniform", "others")
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------- elementary rules
+
+
+def mul0(xp: Any, a: Array, b: Array) -> Array:
+    """``a * b`` with ``0 * inf = 0``: a zero weight removes its term even where it is infinite."""
+    product = a * b
+    return xp.where(a == 0, xp.zeros_like(product), product)
+
+
+def softplus(xp: Any, x: Array) -> Array:
+    # log(1 + e^x) = max(x, 0) + log1p(e^-|x|): the exponent is never positive, so nothing
+    # overflows, and log1p keeps the digits of a tiny e^-|x|.
+    return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def sigmoid(xp: Any, x: Array) -> Array:
+    # e = e^-|x| <= 1 in both branches, so neither overflows (and jax.grad of the unselected
+    # branch stays finite).
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def limit_rows(xp: Any, z: Array, inf_rows: Array) -> Array:
+    """``z`` (classes last) with each row flagged in ``inf_rows`` replaced by its limit.
+
+    A row holding +inf puts all its mass on its +inf entries, and a row of -inf is uniform
+    (softmax is shift invariant): such a row becomes 0 on its maxima and -inf elsewhere, whose
+    softmax is that limit and whose log-sum-exp is finite, so no ``inf - inf`` becomes NaN.
+    """
+    m = xp.max(z, axis=-1, keepdims=True)
+    limit = xp.where(z == m, xp.zeros_like(z), xp.full_like(z, -math.inf))
+    return xp.where(inf_rows[..., None], limit, z)
+
+
+def mean_scale(xp: Any, count: Array) -> Array:
+    """``1 / count``, or 0 when nothing counts: the mean of nothing is 0 with a zero gradient.
+
+    PyTorch gives 0/0 = NaN for a batch whose targets are all ignored (pytorch #70348).
+    """
+    positive = count > 0
+    return xp.where(positive, 1 / xp.where(positive, count, xp.ones_like(count)), 0 * count)
+
+
+def reduce(xp: Any, losses: Array, reduction: str, count: Array) -> Array:
+    """Apply ``reduction`` to per-row losses; "mean" divides by ``count`` (see mean_scale)."""
+    if reduction == "none":
+        return losses
+    total = xp.sum(losses)
+    if reduction == "sum":
+        return total
+    return total * mean_scale(xp, xp.astype(count, total.dtype))
+
+
+# ---------------------------------------------------------------- label smoothing
+
+
+@dataclass(frozen=True)
+class Smoothing:
+    """Target distribution ``q = on_target * onehot(y) + per_class`` (before class weights)."""
+
+    on_target: float
+    per_class: float
+
+
+def smoothing(label_smoothing: float, num_classes: int, convention: str = "uniform") -> Smoothing:
+    """The smoothed target's coefficients in one of the two conventions of the literature.
+
+    "uniform" (Szegedy et al., PyTorch, optax, Keras) mixes e of the uniform distribution in:
+    the true class gets 1 - e + e/K. "others" spreads e over the other classes: the true class
+    gets exactly 1 - e and every other class e/(K-1) (pytorch #148884 is the confusion).
+    """
+    e = label_smoothing
+    if e == 0:
+        return Smoothing(1.0, 0.0)
+    if convention == "uniform":
+        return Smoothing(1 - e, e / num_classes)
+    if num_classes < 2:
+        raise ValueError("the 'others' smoothing convention needs at least 2 classes")
+    return Smoothing(1 - e - e / (num_classes - 1), e / (num_classes - 1))
+
+
+# ---------------------------------------------------------------- softmax cross-entropy
+
+
+@dataclass(frozen=True)
+class SoftmaxCE:
+    """The checked options of a softmax cross-entropy over ``num_classes`` classes."""
+
+    num_classes: int
+    label_smoothing: float = 0.0
+    smoothing_convention: str = "uniform"
+    z_loss: float = 0.0
+    softcap: float | None = None
+
+    @property
+    def smoothing(self) -> Smoothing:
+        return smoothing(self.label_smoothing, self.num_classes, self.smoothing_convention)
+
+
+def softmax_ce_loss(
+    xp: Any,
+    rule: SoftmaxCE,
+    *,
+    nll_t: Array,
+    smooth_nll: Array | None,
+    lse: Array,
+    w_t: Array,
+    valid: Array,
+) -> Array:
+    r"""Per-row loss against class indices, from the row statistics.
+
+    .. math:: \ell = \alpha\, w_t\, (-\log p_t) + \beta \sum_c w_c (-\log p_c)
+              + \zeta\, w_t \operatorname{LSE}^2
+
+    with :math:`(\alpha, \beta)` the smoothing coefficients, ``nll_t`` = :math:`-\log p_t`,
+    ``smooth_nll`` = :math:`\sum_c w_c (-\log p_c)` (needed only with smoothing), ``lse`` the
+    raw log-sum-exp (a row whose LSE is infinite has an infinite z-loss), ``w_t`` the class
+    weight of the target (0 where ignored). Ignored rows are exactly 0, whatever they hold.
+    """
+    s = rule.smoothing
+    loss = mul0(xp, s.on_target * w_t, nll_t)
+    if s.per_class > 0:
+        assert smooth_nll is not None
+        loss = loss + s.per_class * smooth_nll
+    if rule.z_loss > 0:
+        loss = loss + mul0(xp, rule.z_loss * w_t, lse * lse)
+    return xp.where(valid, loss, xp.zeros_like(loss))
+
+
+def softmax_ce_coefficients(
+    xp: Any, rule: SoftmaxCE, *, lse: Array, w_t: Array, valid: Array, w_sum: Array | float
+) -> tuple[Array, Array, Array | None]:
+    r"""``(a, b, r)`` with :math:`\partial\ell/\partial z = a\,p - b\,e_t - r\,w` per row.
+
+    :math:`a = \alpha w_t + \beta \sum_c w_c + 2 \zeta w_t \operatorname{LSE}`,
+    :math:`b = \alpha w_t`, :math:`r = \beta` on valid rows (None without smoothing); ``lse``
+    is that of the row's limit (finite), so a row with an infinite log-sum-exp gets the
+    gradient of its limit. The famous ``p - y`` is ``a = b = 1``, ``r = 0``.
+    """
+    s = rule.smoothing
+    b = s.on_target * w_t
+    a = b
+    r = None
+    if s.per_class > 0:
+        r = s.per_class * xp.astype(valid, w_t.dtype)
+        a = a + w_sum * r
+    if rule.z_loss > 0:
+        a = a + 2 * rule.z_loss * mul0(xp, w_t, lse)
+    return a, b, r
+
+
+def probability_targets(xp: Any, rule: SoftmaxCE, y: Array, class_weight: Array | None) -> Array:
+    """The weighted, smoothed target distribution ``q = w (alpha y + beta)`` of soft targets.
+
+    The loss is :math:`-\\sum_c q_c \\log p_c + \\zeta \\operatorname{LSE}^2`, its gradient
+    :math:`(\\sum_c q_c + 2\\zeta \\operatorname{LSE})\\, p - q`.
+    """
+    s = rule.smoothing
+    q = y if s.per_class == 0 else s.on_target * y + s.per_class
+    return q if class_weight is None else q * class_weight
+
+
+def probability_ce_loss(xp: Any, rule: SoftmaxCE, *, cross: Array, lse: Array) -> Array:
+    """Per-row loss against soft targets: ``cross`` = -sum_c q_c log p_c, plus the z-loss."""
+    return cross + rule.z_loss * (lse * lse) if rule.z_loss > 0 else cross
+
+
+def probability_ce_coefficient(xp: Any, rule: SoftmaxCE, *, q_sum: Array, lse: Array) -> Array:
+    """``a`` of the gradient ``a p - q`` against soft targets (``lse`` of the row's limit)."""
+    return q_sum + 2 * rule.z_loss * lse if rule.z_loss > 0 else q_sum
+
+
+# ---------------------------------------------------------------- focal loss
+
+
+def focal_loss(xp: Any, d: Array, gamma: float) -> Array:
+    r"""Softmax focal loss of a row, from its margin :math:`d = \operatorname{LSE}_{c \ne t} - z_t`.
+
+    :math:`1 - p_t = \sigma(d)` and :math:`-\log p_t = \operatorname{softplus}(d)`, so the
+    loss :math:`\sigma(d)^\gamma \operatorname{softplus}(d)` has no :math:`1 - p_t`
+    cancellation; the power is taken in log space, finite at saturated logits for every
+    :math:`\gamma \ge 0` (optax #1267).
+    """
+    nll = softplus(xp, d)
+    return nll if gamma == 0 else xp.exp(-gamma * softplus(xp, -d)) * nll
+
+
+def focal_slope(xp: Any, d: Array, gamma: float) -> Array:
+    r""":math:`f'(d) = \sigma(d)^\gamma [\gamma \sigma(-d) \operatorname{softplus}(d) + \sigma(d)]`.
+
+    The gradient of a row is :math:`f'(d)\,(r - e_t)`, with :math:`r` the softmax over the
+    other classes. At :math:`d = \pm\infty` the product :math:`\sigma(-d)\operatorname{softplus}(d)`
+    is :math:`0 \cdot \infty`, whose limit is 0 (a target logit of -inf, or a certain target).
+    """
+    sig = sigmoid(xp, d)
+    if gamma == 0:
+        return sig
+    tail = mul0(xp, sigmoid(xp, -d), softplus(xp, d))
+    return xp.exp(-gamma * softplus(xp, -d)) * (gamma * tail + sig)
+
+
+# ---------------------------------------------------------------- binary cross-entropy
+
+
+def binary_targets(xp: Any, y: Array, label_smoothing: float, convention: str) -> Array:
+    """Binary targets after label smoothing: the two-class case of :func:`smoothing`."""
+    if label_smoothing == 0:
+        return y
+    s = smoothing(label_smoothing, 2, convention)
+    return s.on_target * y + s.per_class
+
+
+def binary_ce_loss(
+    xp: Any, z: Array, y: Array, pos_weight: Array | None, *, guard_infinite: bool
+) -> Array:
+    r""":math:`\pi y \operatorname{softplus}(-z) + (1-y) \operatorname{softplus}(z)`.
+
+    ``softplus(-z) = -log sigmoid(z)`` and ``softplus(z) = -log(1 - sigmoid(z))`` share their
+    costly part ``log1p(exp(-|z|))`` and are exact, without overflow, at every z including
+    +-inf. With ``guard_infinite`` a zero coefficient removes its term where the softplus is
+    +inf (``y = 1`` at ``z = +inf``); the caller skips the guard when every logit is finite.
+    """
+    positive = y if pos_weight is None else pos_weight * y
+    tail = xp.log1p(xp.exp(-xp.abs(z)))
+    zero = xp.zeros_like(z)
+    nll_positive = xp.maximum(-z, zero) + tail  # softplus(-z)
+    nll_negative = xp.maximum(z, zero) + tail  # softplus(z)
+    if guard_infinite:
+        return mul0(xp, positive, nll_positive) + mul0(xp, 1 - y, nll_negative)
+    return positive * nll_positive + (1 - y) * nll_negative
+
+
+def binary_ce_grad(xp: Any, z: Array, y: Array, pos_weight: Array | None) -> Array:
+    r""":math:`(1-y)\sigma(z) - \pi y\, \sigma(-z)`: ``sigmoid(z) - y`` without weights."""
+    if pos_weight is None:
+        return sigmoid(xp, z) - y
+    return (1 - y) * sigmoid(xp, z) - (pos_weight * y) * sigmoid(xp, -z)

@@ -1,0 +1,208 @@
+"""Input validation shared by every public function, on every library: one set of messages.
+
+Checks of shapes, dtypes and options read metadata only and always run. Checks of values
+(targets in range, probabilities in [0, 1], weights finite and >= 0) need the data: they run
+where it can be read for free (:func:`crossent._namespace.is_concrete`) and are skipped under
+tracing and on accelerators.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._namespace import Array, _is_array, is_concrete, numel, to_numpy
+from ._semantics import REDUCTIONS, SMOOTHING_CONVENTIONS
+
+
+def first_bad(xp: Any, bad: Array, values: Array) -> tuple[tuple[int, ...], Any] | None:
+    """Index and value of the first ``True`` of ``bad``, for error messages; None if none.
+
+    The mask, not the input, decides whether the data can be read: under ``jax.jit`` a concrete
+    array captured by a closure gives a traced mask, and reading it would break the trace.
+    """
+    if not is_concrete(bad) or numel(bad) == 0 or not bool(xp.any(bad)):
+        return None
+    index = tuple(int(i) for i in np.argwhere(to_numpy(bad))[0])
+    value = to_numpy(values)[index]
+    return index, value.item() if hasattr(value, "item") else value
+
+
+def format_index(index: tuple[int, ...]) -> str:
+    return str(index[0]) if len(index) == 1 else str(index)
+
+
+def normalize_axis(axis: int, ndim: int, *, name: str = "axis") -> int:
+    """``axis`` as a non-negative integer, or a ValueError naming it."""
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(f"{name} must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an array of {ndim} dimensions")
+    return axis % ndim
+
+
+def check_smoothing_convention(convention: str) -> str:
+    if convention not in SMOOTHING_CONVENTIONS:
+        raise ValueError(
+            f"smoothing_convention must be one of {SMOOTHING_CONVENTIONS}, got {convention!r}"
+        )
+    return convention
+
+
+def check_softcap(softcap: float | None) -> float | None:
+    """None, or a finite number > 0."""
+    if softcap is None:
+        return None
+    value = float(softcap)
+    if not 0.0 < value < math.inf:  # comparisons only: traceable with symbolic floats
+        raise ValueError(f"softcap must be None or a finite number > 0, got {softcap!r}")
+    return value
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def check_fraction(value: float, name: str, *, upper_inclusive: bool = True) -> float:
+    """A Python float in [0, 1] (or [0, 1)), else a ValueError naming it."""
+    value = float(value)
+    # Comparisons only (NaN fails them all): math.isnan cannot trace a symbolic float under
+    # torch.compile(dynamic=True).
+    ok = 0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
+    if not ok:
+        bound = "]" if upper_inclusive else ")"
+        raise ValueError(f"{name} must be in [0, 1{bound}, got {value}")
+    return value
+
+
+def check_nonnegative(value: float, name: str) -> float:
+    value = float(value)
+    if not 0.0 <= value < math.inf:  # comparisons only, as in check_fraction
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_positive(value: float, name: str) -> float:
+    value = float(value)
+    if not 0.0 < value < math.inf:  # comparisons only, as in check_fraction
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def check_base(base: float | None) -> float | None:
+    """A logarithm base > 1 (None means nats)."""
+    if base is None:
+        return None
+    value = float(base)
+    if not value > 1.0 or math.isinf(value):
+        raise ValueError(f"base must be None (nats) or a finite number > 1, got {base!r}")
+    return value
+
+
+def check_class_vector(
+    xp: Any,
+    vector: Array | None,
+    num_classes: int,
+    name: str,
+    dtype: Any,
+    *,
+    nonnegative: bool = True,
+) -> Array | None:
+    """A per-class vector (weights, alpha, a bias) of shape (K,) in ``dtype``; weights must be
+    finite and >= 0."""
+    if vector is None:
+        return None
+    vector = vector if _is_array(vector) else xp.asarray(vector, dtype=dtype)
+    if tuple(vector.shape) != (num_classes,):
+        raise ValueError(
+            f"{name} must have shape ({num_classes},), one value per class; "
+            f"got shape {tuple(vector.shape)}"
+        )
+    vector = xp.astype(vector, dtype)
+    if nonnegative:
+        check_nonnegative_array(xp, vector, name, where="class")
+    return vector
+
+
+def check_nonnegative_array(xp: Any, values: Array, name: str, *, where: str = "index") -> None:
+    """Every value finite and >= 0 (NaN is bad), else a ValueError naming the first.
+
+    An infinite weight would turn the loss into inf / inf = NaN.
+    """
+    found = first_bad(xp, ~((values >= 0) & (values < math.inf)), values)
+    if found is not None:
+        index, value = found
+        raise ValueError(
+            f"{name} must be finite and >= 0; found {value} at {where} {format_index(index)}"
+        )
+
+
+def check_index_targets(
+    xp: Any, targets: Array, num_classes: int, ignore_index: int | None
+) -> None:
+    """Integer class indices in [0, K) or equal to ``ignore_index``, else a ValueError."""
+    if not is_concrete(targets):
+        return
+    bad = (targets < 0) | (targets >= num_classes)
+    if ignore_index is not None:
+        bad = bad & (targets != ignore_index)
+    found = first_bad(xp, bad, targets)
+    if found is not None:
+        index, value = found
+        allowed = f"[0, {num_classes})"
+        if ignore_index is not None:
+            allowed += f" or equal ignore_index={ignore_index}"
+        raise ValueError(
+            f"targets must be in {allowed}; found {value} at index {format_index(index)}"
+        )
+
+
+def check_unit_interval(xp: Any, values: Array, name: str) -> None:
+    """Every value in [0, 1] (NaN included as bad), else a ValueError naming the first."""
+    if not is_concrete(values) or numel(values) == 0:
+        return
+    # Two reductions, no temporary, in the common case (a NaN makes min and max NaN, which
+    # fails the comparison); the mask that finds the offending value is built only on failure.
+    if bool(xp.min(values) >= 0) and bool(xp.max(values) <= 1):
+        return
+    found = first_bad(xp, ~((values >= 0) & (values <= 1)), values)
+    if found is not None:
+        index, value = found
+        raise ValueError(
+            f"{name} must be probabilities in [0, 1]; found {value} at index {format_index(index)}"
+        )
+
+
+def check_same_shape(a: Array, b: Array, names: Sequence[str]) -> None:
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape; "
+            f"got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_same_device(array: Array, name: str, like: Array) -> None:
+    device, expected = getattr(array, "device", None), getattr(like, "device", None)
+    if device != expected:
+        raise ValueError(f"{name} is on {device} but the input is on {expected}")
+
+
+def check_floating(xp: Any, x: Array, name: str) -> None:
+    if not _is_array(x):
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(
+            f"{name} must be a floating array (float16, bfloat16, float32 or float64), "
+            f"got {x.dtype}"
+        )
+
+
+def check_integer(xp: Any, x: Array, name: str) -> None:
+    if not _is_array(x):
+        raise TypeError(f"{name} must be an array, got {type(x).__name__}")
+    if not xp.isdtype(x.dtype, "integral"):
+        raise TypeError(f"{name} must be an integer array of class indices, got {x.dtype}")

@@ -1,0 +1,128 @@
+"""The JAX path of the softmax cross-entropy: a ``jax.custom_vjp`` with the closed-form gradient.
+
+``crossent.softmax_cross_entropy(jax_array, targets)`` with class-index targets validates in the
+core and comes here (:func:`crossent._dispatch.jax_functions`). The rules are
+:mod:`crossent._semantics`'; what is JAX-only is that the gradient is written by hand instead of
+derived by autodiff, which gives three things autodiff of the forward cannot: rows with an
+infinite log-sum-exp get the gradient of their limit (autodiff sees a constant there), ignored
+rows whose logits hold NaN get exactly 0 (autodiff propagates 0 * NaN = NaN through the masked
+branch), and XLA fuses the whole backward into one pass over the logits.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .._semantics import (
+    SoftmaxCE,
+    mean_scale,
+    mul0,
+    reduce,
+    softmax_ce_coefficients,
+    softmax_ce_loss,
+)
+from ..losses._problem import ClassProblem, IndexTargets
+
+__all__ = ["softmax_cross_entropy"]
+
+
+def _compute_dtype(dtype: Any) -> Any:
+    return jnp.float64 if dtype == jnp.float64 else jnp.float32
+
+
+def _shifted(logits: Any, valid: Any, softcap: float | None) -> tuple[Any, Any, Any, Any | None]:
+    """(z - max with infinite rows at their limit, the finite max, the raw max, tanh or None).
+
+    The limit (0 on the maxima, -inf elsewhere) and the masking of ignored rows (to 0, so
+    a NaN there reaches neither the loss nor the gradient) are elementwise: XLA fuses them into
+    the passes that need them.
+    """
+    z = logits.astype(_compute_dtype(logits.dtype))
+    th = None
+    if softcap is not None:
+        th = jnp.tanh(z / softcap)
+        z = th * softcap
+    z = jnp.where(valid[:, None], z, 0.0)
+    m = jnp.max(z, axis=-1, keepdims=True)
+    finite = jnp.isfinite(m)
+    m_fin = jnp.where(finite, m, 0.0)
+    shifted = jnp.where(finite, z - m_fin, jnp.where(z == m, 0.0, -math.inf))
+    return shifted, m_fin[:, 0], m[:, 0], th
+
+
+def _forward(
+    rule: SoftmaxCE, reduction: str, logits: Any, index: Any, valid: Any, w_t: Any, w: Any
+) -> tuple[Any, Any]:
+    shifted, m_fin, m, _ = _shifted(logits, valid, rule.softcap)
+    log_sum = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
+    nll_t = log_sum - jnp.take_along_axis(shifted, index[:, None], axis=-1)[:, 0]
+    smooth_nll = None
+    if rule.smoothing.per_class > 0:
+        nll = log_sum[:, None] - shifted
+        smooth_nll = jnp.sum(nll if w is None else mul0(jnp, w[None, :], nll), axis=-1)
+    lse = m_fin + log_sum  # the limit's log-sum-exp; the raw one is +-inf where m is
+    lse_raw = jnp.where(jnp.isfinite(m), lse, m)
+    loss = softmax_ce_loss(
+        jnp, rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse_raw, w_t=w_t, valid=valid
+    )
+    return reduce(jnp, loss, reduction, jnp.sum(w_t)).astype(logits.dtype), log_sum
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _index_ce(
+    rule: SoftmaxCE, reduction: str, logits: Any, index: Any, valid: Any, w_t: Any, w: Any
+) -> Any:
+    return _forward(rule, reduction, logits, index, valid, w_t, w)[0]
+
+
+def _index_ce_fwd(
+    rule: SoftmaxCE, reduction: str, logits: Any, index: Any, valid: Any, w_t: Any, w: Any
+) -> tuple[Any, tuple[Any, ...]]:
+    loss, log_sum = _forward(rule, reduction, logits, index, valid, w_t, w)
+    return loss, (logits, index, valid, w_t, w, log_sum)
+
+
+def _index_ce_bwd(
+    rule: SoftmaxCE, reduction: str, saved: tuple[Any, ...], grad: Any
+) -> tuple[Any, None, None, None, None]:
+    logits, index, valid, w_t, w, log_sum = saved
+    shifted, m_fin, _, th = _shifted(logits, valid, rule.softcap)
+    dtype = shifted.dtype
+    s = grad.astype(dtype)
+    if reduction == "mean":
+        s = s * mean_scale(jnp, jnp.sum(w_t))
+    w_sum = float(shifted.shape[-1]) if w is None else jnp.sum(w)
+    a, b, r = softmax_ce_coefficients(
+        jnp, rule, lse=m_fin + log_sum, w_t=w_t, valid=valid, w_sum=w_sum
+    )
+    onehot = index[:, None] == jnp.arange(shifted.shape[-1])
+    g = (s * a)[:, None] * jnp.exp(shifted - log_sum[:, None]) - jnp.where(
+        onehot, (s * b)[:, None], 0.0
+    )
+    if r is not None:
+        g = g - (s * r)[:, None] * (1.0 if w is None else w[None, :])
+    if th is not None:
+        g = g * (1 - th * th)  # d s tanh(x / s) / dx
+    g = jnp.where(valid[:, None], g, 0.0)  # ignored rows: 0, even where they hold NaN
+    return g.astype(logits.dtype), None, None, None, None
+
+
+_index_ce.defvjp(_index_ce_fwd, _index_ce_bwd)
+
+
+def softmax_cross_entropy(problem: ClassProblem, rule: SoftmaxCE, reduction: str) -> Any:
+    """The JAX path of :func:`crossent.softmax_cross_entropy` for class-index targets."""
+    tg = problem.targets
+    assert isinstance(tg, IndexTargets)
+    k = problem.num_classes
+    batch = tuple(problem.raw.shape[:-1])
+    out = _index_ce(
+        rule, reduction, problem.raw.reshape(-1, k), tg.index.reshape(-1), tg.valid.reshape(-1),
+        tg.w_t.reshape(-1), problem.class_weight,
+    )  # fmt: skip
+    return out.reshape(batch) if reduction == "none" else out

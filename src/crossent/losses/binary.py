@@ -1,0 +1,160 @@
+"""Binary cross-entropy from logits (binary and multi-label), and its closed-form gradient.
+
+Equals ``torch.nn.functional.binary_cross_entropy_with_logits`` wherever that is finite; at
+logits of +-inf it gives the limit (0 or +inf) and a finite gradient, never NaN (pytorch
+#49844). Torch tensors go to the torch autograd Function, which calls the same rules.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .._dispatch import elementwise, torch_functions
+from .._namespace import Array, all_finite, numel, quiet_numpy
+from .._semantics import binary_ce_grad, binary_ce_loss, binary_targets, mean_scale, mul0
+from .._validation import check_fraction, check_reduction, check_smoothing_convention
+from ._problem import BinaryProblem, gradient_of, prepare_binary
+
+__all__ = ["sigmoid_binary_cross_entropy", "sigmoid_binary_cross_entropy_grad"]
+
+
+def prepare_sigmoid_bce(
+    logits: Array,
+    targets: Array,
+    *,
+    weight: Array | None,
+    pos_weight: Array | None,
+    label_smoothing: float,
+    smoothing_convention: str,
+    reduction: str,
+) -> tuple[BinaryProblem, float, str]:
+    check_reduction(reduction)
+    e = check_fraction(label_smoothing, "label_smoothing")
+    convention = check_smoothing_convention(smoothing_convention)
+    problem = prepare_binary(logits, targets, weight=weight, pos_weight=pos_weight)
+    return problem, e, convention
+
+
+def element_count(xp: Any, x: Array) -> Array:
+    """The element count, the mean's normalizer of an element-wise loss."""
+    return xp.asarray(float(numel(x)), dtype=x.dtype)
+
+
+@quiet_numpy
+def sigmoid_binary_cross_entropy(
+    logits: Array,
+    targets: Array,
+    /,
+    *,
+    weight: Array | None = None,
+    pos_weight: Array | None = None,
+    label_smoothing: float = 0.0,
+    smoothing_convention: str = "uniform",
+    reduction: str = "mean",
+) -> Array:
+    r"""Binary cross-entropy of ``sigmoid(logits)``, element-wise (binary and multi-label).
+
+    .. math::
+
+        \ell = w \bigl[\, \pi\, y \operatorname{softplus}(-z) + (1 - y) \operatorname{softplus}(z)
+        \bigr]
+
+    with :math:`\pi` the ``pos_weight``; :math:`\operatorname{softplus}(-z) = -\log\sigma(z)`
+    and :math:`\operatorname{softplus}(z) = -\log(1-\sigma(z))` are computed without overflow.
+    Equals ``torch.nn.functional.binary_cross_entropy_with_logits``; unlike it, +-inf logits
+    give the limit (0 or +inf), never NaN (pytorch #49844).
+
+    Parameters
+    ----------
+    logits : array
+        One logit per binary decision.
+    targets : array
+        Targets in [0, 1] (hard or soft), same shape as ``logits``.
+    weight : array, optional
+        Non-negative weights broadcastable to ``logits``.
+    pos_weight : array, optional
+        Weight of the positive term, broadcast along the last axis (one per label).
+    label_smoothing : float, default 0
+        Targets become ``(1 - e) y + e/2`` (the two-class case of either convention:
+        ``smoothing_convention="others"`` gives ``(1 - 2e) y + e``).
+    smoothing_convention : {"uniform", "others"}
+        As in :func:`crossent.softmax_cross_entropy`, with two classes.
+    reduction : {"mean", "sum", "none"}
+        "mean" averages over every element.
+
+    Returns
+    -------
+    array
+        The loss in the logits' floating dtype.
+
+    Examples
+    --------
+    >>> import crossent as ce
+    >>> ones = [1.0, 1.0, 1.0]
+    >>> print(ce.sigmoid_binary_cross_entropy([50.0, -50.0, 0.0], ones, reduction="none"))
+    [1.92874985e-22 5.00000000e+01 6.93147181e-01]
+    """
+    problem, e, convention = prepare_sigmoid_bce(
+        logits, targets, weight=weight, pos_weight=pos_weight, label_smoothing=label_smoothing,
+        smoothing_convention=smoothing_convention, reduction=reduction,
+    )  # fmt: skip
+    xp = problem.xp
+    functions = torch_functions(xp)
+    if functions is not None:
+        return functions.binary_cross_entropy_with_logits(problem, e, convention, reduction)
+    # Zero coefficients must silence infinite terms only where a logit is infinite: one
+    # reduction tells, and the common finite case skips the guards.
+    rule = partial(elementwise_loss, xp, label_smoothing=e, convention=convention,
+                   guard_infinite=not all_finite(xp, problem.z))  # fmt: skip
+    z, arrays = problem.z, (problem.y, problem.weight, problem.pos_weight)
+    if reduction == "none":
+        return xp.astype(elementwise(xp, rule, z, *arrays), problem.dtype)
+    total = elementwise(xp, rule, z, *arrays, total=True)
+    if reduction == "mean":
+        total = total * mean_scale(xp, element_count(xp, z))
+    return xp.astype(total, problem.dtype)
+
+
+def elementwise_loss(
+    xp: Any, z: Array, y: Array, weight: Array | None, pos_weight: Array | None, *,
+    label_smoothing: float, convention: str, guard_infinite: bool,
+) -> Array:  # fmt: skip
+    """The element-wise loss of logits and raw targets (smoothed here): the rule, weighted."""
+    y = binary_targets(xp, y, label_smoothing, convention)
+    loss = binary_ce_loss(xp, z, y, pos_weight, guard_infinite=guard_infinite)
+    if weight is None:
+        return loss
+    return mul0(xp, weight, loss) if guard_infinite else weight * loss
+
+
+def elementwise_grad(
+    xp: Any, z: Array, y: Array, weight: Array | None, pos_weight: Array | None, *,
+    label_smoothing: float, convention: str, scale: float,
+) -> Array:  # fmt: skip
+    """d loss / d z element-wise, times ``scale`` (the mean's 1 / count, or 1)."""
+    grad = binary_ce_grad(xp, z, binary_targets(xp, y, label_smoothing, convention), pos_weight)
+    return grad * scale if weight is None else grad * (weight * scale)
+
+
+@quiet_numpy
+@gradient_of(sigmoid_binary_cross_entropy)
+def sigmoid_binary_cross_entropy_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
+    r"""Gradient of :func:`crossent.sigmoid_binary_cross_entropy` with respect to the logits.
+
+    .. math:: \frac{\partial \ell}{\partial z} = w \bigl[(1-y)\,\sigma(z) - \pi y\,\sigma(-z)\bigr]
+
+    which is :math:`\sigma(z) - y` without weights.
+
+    Examples
+    --------
+    >>> import crossent as ce
+    >>> print(ce.grad.sigmoid_binary_cross_entropy([0.0, 2.0], [1.0, 0.0], reduction="sum"))
+    [-0.5         0.88079708]
+    """
+    problem, e, convention = prepare_sigmoid_bce(logits, targets, **options)
+    xp, z = problem.xp, problem.z
+    scale = 1 / max(numel(z), 1) if options["reduction"] == "mean" else 1.0
+    rule = partial(elementwise_grad, xp, label_smoothing=e, convention=convention, scale=scale)
+    grad = elementwise(xp, rule, z, problem.y, problem.weight, problem.pos_weight)
+    return xp.astype(grad, problem.dtype)

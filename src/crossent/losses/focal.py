@@ -1,0 +1,314 @@
+"""Focal losses (Lin et al. 2017), softmax and sigmoid, with their closed-form gradients.
+
+Both are computed in log space, so losses and gradients stay finite at saturated logits for
+every ``gamma >= 0`` (optax #1267 gave NaN for gamma < 2). The softmax focal loss is a function
+of one number per row, the margin (:func:`crossent._semantics.focal_loss`); torch tensors go to
+the torch autograd Function, which calls the same rules.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .._dispatch import elementwise, focal_gradient, focal_margin, torch_functions
+from .._namespace import Array, numel, quiet_numpy
+from .._primitives import _sigmoid
+from .._semantics import focal_loss, focal_slope, mean_scale, mul0, reduce
+from .._validation import check_class_vector, check_fraction, check_nonnegative, check_reduction
+from ._problem import (
+    BinaryProblem,
+    ClassProblem,
+    gradient_of,
+    index_targets,
+    prepare_binary,
+    prepare_classes,
+    safe_log,
+    take_per_class,
+)
+from .binary import element_count
+
+__all__ = [
+    "sigmoid_focal_loss",
+    "sigmoid_focal_loss_grad",
+    "softmax_focal_loss",
+    "softmax_focal_loss_grad",
+]
+
+
+# ---------------------------------------------------------------- softmax focal loss
+
+
+def prepare_softmax_focal(
+    logits: Array,
+    targets: Array,
+    *,
+    axis: int,
+    alpha: float | Array | None,
+    gamma: float,
+    ignore_index: int,
+    reduction: str,
+) -> tuple[ClassProblem, Array, float]:
+    """The validated problem, alpha of each row's target (0 where ignored), and gamma."""
+    check_reduction(reduction)
+    gamma = check_nonnegative(gamma, "gamma")
+    problem = prepare_classes(
+        logits, targets, axis=axis, ignore_index=ignore_index, allow_probability_targets=False
+    )
+    xp, tg = problem.xp, index_targets(problem)
+    dtype = tg.w_t.dtype
+    if alpha is None or isinstance(alpha, (int, float)):
+        a = 1.0 if alpha is None else check_nonnegative(alpha, "alpha")
+        alpha_t = a * xp.astype(tg.valid, dtype)
+    else:
+        vector = check_class_vector(xp, alpha, problem.num_classes, "alpha", dtype)
+        alpha_t = take_per_class(xp, vector, tg.index)
+        alpha_t = xp.where(tg.valid, alpha_t, xp.zeros_like(alpha_t))
+    return problem, alpha_t, gamma
+
+
+def _valid_count(xp: Any, problem: ClassProblem) -> Array:
+    valid = index_targets(problem).valid
+    return xp.sum(xp.astype(valid, problem.values.dtype))
+
+
+@quiet_numpy
+def softmax_focal_loss(
+    logits: Array,
+    targets: Array,
+    /,
+    *,
+    axis: int = -1,
+    alpha: float | Array | None = None,
+    gamma: float = 2.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Array:
+    r"""Multiclass focal loss: cross-entropy down-weighted on examples already classified well.
+
+    .. math:: \ell_i = -\alpha_{y_i} (1 - p_{i y_i})^\gamma \log p_{i y_i}
+
+    Computed from the margin :math:`d = \operatorname{LSE}_{c \ne t} z_c - z_t`, where
+    :math:`1 - p_t = \sigma(d)` and :math:`-\log p_t = \operatorname{softplus}(d)`: no
+    :math:`1 - p_t` cancellation, and finite gradients at saturated logits for every
+    :math:`\gamma \ge 0` (optax #1267 gave NaN for :math:`\gamma < 2`).
+
+    Parameters
+    ----------
+    logits : array
+        Unnormalized scores, classes along ``axis``.
+    targets : array
+        Integer class indices.
+    axis : int, default -1
+        The class axis.
+    alpha : float or array, optional
+        A scalar weight, or one weight per class (shape (K,)). None means 1.
+    gamma : float, default 2
+        Focusing exponent; 0 gives plain cross-entropy.
+    ignore_index : int, default -100
+        Targets equal to it contribute nothing.
+    reduction : {"mean", "sum", "none"}
+        "mean" averages over the non-ignored samples.
+
+    Returns
+    -------
+    array
+        The loss, in the logits' floating dtype.
+
+    References
+    ----------
+    .. [1] Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Examples
+    --------
+    >>> import crossent as ce
+    >>> print(round(float(ce.softmax_focal_loss([[2.0, 1.0, 0.1]], [0], gamma=2.0)), 4))
+    0.0485
+    """
+    problem, alpha_t, gamma = prepare_softmax_focal(
+        logits, targets, axis=axis, alpha=alpha, gamma=gamma, ignore_index=ignore_index,
+        reduction=reduction,
+    )  # fmt: skip
+    xp, tg = problem.xp, index_targets(problem)
+    functions = torch_functions(xp)
+    if functions is not None:
+        return functions.softmax_focal_loss(problem, alpha_t, gamma, reduction)
+    d, _ = focal_margin(xp, problem.values, tg.index)
+    loss = mul0(xp, alpha_t, focal_loss(xp, d, gamma))  # alpha 0 silences even an inf term
+    loss = xp.where(tg.valid, loss, xp.zeros_like(loss))
+    return xp.astype(reduce(xp, loss, reduction, _valid_count(xp, problem)), problem.dtype)
+
+
+@quiet_numpy
+@gradient_of(softmax_focal_loss)
+def softmax_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
+    r"""Gradient of :func:`crossent.softmax_focal_loss` with respect to the logits.
+
+    With the margin :math:`d = \operatorname{LSE}_{c \ne t} z_c - z_t` the loss is
+    :math:`f(d) = \alpha\, \sigma(d)^\gamma \operatorname{softplus}(d)`, so
+
+    .. math:: \frac{\partial \ell}{\partial z} = f'(d)\,(r - e_t), \quad
+              f'(d) = \alpha\, \sigma(d)^\gamma
+              \bigl[\gamma\, \sigma(-d) \operatorname{softplus}(d) + \sigma(d)\bigr]
+
+    where :math:`r` is the softmax over the other classes (0 on the target). Every factor is
+    bounded, so the gradient is finite at saturated logits for every :math:`\gamma \ge 0`.
+
+    Examples
+    --------
+    >>> import crossent as ce
+    >>> print(ce.grad.softmax_focal_loss([[2.0, 1.0, 0.1]], [0], gamma=0.0).round(4))
+    [[-0.341   0.2424  0.0986]]
+    """
+    problem, alpha_t, gamma = prepare_softmax_focal(logits, targets, **options)
+    xp, tg = problem.xp, index_targets(problem)
+    d, others = focal_margin(xp, problem.values, tg.index)
+    slope = mul0(xp, alpha_t, focal_slope(xp, d, gamma))
+    if options["reduction"] == "mean":
+        slope = slope * mean_scale(xp, _valid_count(xp, problem))
+    grad = focal_gradient(xp, problem.values, tg.index, slope, others)
+    if others is not None:  # the fast kernel's rows are all finite; NaN ones are masked here
+        grad = xp.where(tg.valid[..., None], grad, xp.zeros_like(grad))
+    return problem.restore(grad)
+
+
+# ---------------------------------------------------------------- sigmoid focal loss
+
+
+def sigmoid_focal_parts(
+    logits: Array, targets: Array, *, alpha: float | None, gamma: float, reduction: str
+) -> tuple[BinaryProblem, float | None, float]:
+    """(problem, alpha or None, gamma) of torchvision's sigmoid focal loss, checked."""
+    check_reduction(reduction)
+    gamma = check_nonnegative(gamma, "gamma")
+    problem = prepare_binary(logits, targets)
+    a = None if alpha is None or alpha < 0 else check_fraction(alpha, "alpha")
+    return problem, a, gamma
+
+
+def _focal_terms(xp: Any, z: Array, y: Array) -> tuple[Array, Array, Array, Array]:
+    """(BCE, log(1 - p_t), softplus(z), softplus(-z)) element-wise, sharing log1p(exp(-|z|))."""
+    tail = xp.log1p(xp.exp(-xp.abs(z)))
+    zero = xp.zeros_like(z)
+    sp_pos, sp_neg = xp.maximum(z, zero) + tail, xp.maximum(-z, zero) + tail
+    bce = mul0(xp, y, sp_neg) + mul0(xp, 1 - y, sp_pos)
+    # log(1 - p_t) = log(y sigmoid(-z) + (1 - y) sigmoid(z)) as a log-add-exp of two terms: no
+    # cancellation where the prediction is right and confident.
+    a, b = safe_log(xp, y) - sp_pos, safe_log(xp, 1 - y) - sp_neg
+    gap = xp.where(a == b, xp.zeros_like(a), xp.abs(a - b))  # both -inf at z = +-inf: no NaN
+    log_1m_pt = xp.maximum(a, b) + xp.log1p(xp.exp(-gap))
+    return bce, log_1m_pt, sp_pos, sp_neg
+
+
+def _alpha_t(xp: Any, y: Array, alpha: float | None) -> Array | None:
+    return None if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+
+
+def _sigmoid_focal(xp: Any, z: Array, y: Array, *, alpha: float | None, gamma: float) -> Array:
+    """The element-wise loss alpha_t (1 - p_t)^gamma BCE (the power in log space)."""
+    bce, log_1m_pt, _, _ = _focal_terms(xp, z, y)
+    loss = bce if gamma == 0 else xp.exp(gamma * log_1m_pt) * bce
+    alpha_t = _alpha_t(xp, y, alpha)
+    return loss if alpha_t is None else mul0(xp, alpha_t, loss)
+
+
+def _sigmoid_focal_grad(
+    xp: Any, z: Array, y: Array, *, alpha: float | None, gamma: float, scale: float
+) -> Array:
+    """d loss / d z element-wise, times ``scale``."""
+    grad = _sigmoid(xp, z) - y
+    if gamma > 0:
+        # At |z| = inf the exponent below is inf - inf; the gradient's limit there is what a
+        # logit of +-1e4 gives (every exponential has long underflowed), so clip to that.
+        z = xp.clip(z, -1e4, 1e4)
+        bce, log_1m_pt, sp_pos, sp_neg = _focal_terms(xp, z, y)
+        d_focal = (1 - 2 * y) * xp.exp((gamma - 1) * log_1m_pt - sp_neg - sp_pos)
+        grad = gamma * d_focal * bce + xp.exp(gamma * log_1m_pt) * grad
+    alpha_t = _alpha_t(xp, y, alpha)
+    grad = grad if alpha_t is None else mul0(xp, alpha_t, grad)
+    return grad * scale
+
+
+@quiet_numpy
+def sigmoid_focal_loss(
+    logits: Array,
+    targets: Array,
+    /,
+    *,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+) -> Array:
+    r"""Binary (and multi-label) focal loss of ``sigmoid(logits)``, torchvision's semantics.
+
+    .. math::
+
+        \ell = \alpha_t (1 - p_t)^\gamma \operatorname{BCE}(z, y), \quad
+        p_t = p y + (1-p)(1-y), \quad \alpha_t = \alpha y + (1-\alpha)(1-y)
+
+    computed with :math:`\log(1 - p_t)` as a log-sum-exp, so it stays finite and smooth at
+    saturated logits for every :math:`\gamma \ge 0`.
+
+    Parameters
+    ----------
+    logits : array
+        One logit per binary decision.
+    targets : array
+        Targets in [0, 1], same shape.
+    alpha : float or None, default 0.25
+        Weight of positives (negatives get 1 - alpha); None or a negative value disables it.
+    gamma : float, default 2
+        Focusing exponent.
+    reduction : {"mean", "sum", "none"}
+        torchvision's default is "none"; crossent's is "mean" like every other loss here.
+
+    Returns
+    -------
+    array
+        The loss, in the logits' floating dtype.
+
+    References
+    ----------
+    .. [1] Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Examples
+    --------
+    >>> import crossent as ce
+    >>> print(ce.sigmoid_focal_loss([3.0, -3.0], [1.0, 1.0], reduction="none").round(4))
+    [0.     0.6916]
+    """
+    problem, a, gamma = sigmoid_focal_parts(
+        logits, targets, alpha=alpha, gamma=gamma, reduction=reduction
+    )
+    xp, z = problem.xp, problem.z
+    rule = partial(_sigmoid_focal, xp, alpha=a, gamma=gamma)
+    if reduction == "none":
+        return xp.astype(elementwise(xp, rule, z, problem.y), problem.dtype)
+    total = elementwise(xp, rule, z, problem.y, total=True)
+    if reduction == "mean":
+        total = total * mean_scale(xp, element_count(xp, z))
+    return xp.astype(total, problem.dtype)
+
+
+@quiet_numpy
+@gradient_of(sigmoid_focal_loss)
+def sigmoid_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
+    r"""Gradient of :func:`crossent.sigmoid_focal_loss` with respect to the logits.
+
+    With :math:`L = \log(1 - p_t)` and :math:`\operatorname{BCE}' = \sigma(z) - y`:
+
+    .. math:: \frac{\partial \ell}{\partial z} = \alpha_t e^{\gamma L}
+              \bigl[\gamma L' \operatorname{BCE} + \sigma(z) - y\bigr], \quad
+              e^{\gamma L} L' = (1 - 2y)\, e^{(\gamma - 1) L + \log\sigma(z) + \log\sigma(-z)}
+
+    Examples
+    --------
+    >>> import crossent as ce
+    >>> print(ce.grad.sigmoid_focal_loss([0.0], [1.0], alpha=None, gamma=0.0))
+    [-0.5]
+    """
+    problem, a, gamma = sigmoid_focal_parts(logits, targets, **options)
+    xp, z = problem.xp, problem.z
+    scale = 1 / max(numel(z), 1) if options["reduction"] == "mean" else 1.0
+    rule = partial(_sigmoid_focal_grad, xp, alpha=a, gamma=gamma, scale=scale)
+    return xp.astype(elementwise(xp, rule, z, problem.y), problem.dtype)

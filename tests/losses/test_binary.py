@@ -1,0 +1,195 @@
+"""sigmoid_binary_cross_entropy and its closed-form gradient against PyTorch's BCE with logits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import special
+
+import crossent as ce
+from conftest import to_np
+
+from ._support import (
+    REDUCTIONS,
+    Case,
+    check_autograd_through_crossent_equals_closed_form,
+    check_closed_form_equals_autograd_of_reference,
+    check_closed_form_equals_finite_differences,
+    close,
+    load,
+    over_backends,
+    params,
+    t64,
+)
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+RNG = np.random.default_rng(1234)
+
+
+BCE_GRID = list(
+    itertools.product(
+        [(8,), (6, 4)],
+        [None, "elementwise", "last"],  # weight
+        [False, True],  # pos_weight
+        REDUCTIONS,
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("backend", "shape", "weight_kind", "use_pos", "reduction"),
+    over_backends(BCE_GRID, everywhere=lambda combo: len(combo[0]) == 2),
+)
+def test_sigmoid_bce_matches_torch(backend, shape, weight_kind, use_pos, reduction):
+    """Loss and closed-form gradient == F.binary_cross_entropy_with_logits and its autograd."""
+    xp = load(backend)
+    logits = RNG.normal(scale=3.0, size=shape)
+    targets = RNG.uniform(size=shape)
+    targets[..., :2] = np.round(targets[..., :2])  # hard and soft labels
+    weight = {
+        None: None,
+        "elementwise": RNG.uniform(0, 2, size=shape),
+        "last": RNG.uniform(0, 2, size=shape[-1:]),
+    }[weight_kind]
+    pos = RNG.uniform(0.5, 3.0, size=shape[-1:]) if use_pos else None
+    z = t64(logits.copy()).requires_grad_(True)
+    want = F.binary_cross_entropy_with_logits(
+        z,
+        t64(targets),
+        weight=None if weight is None else t64(weight),
+        pos_weight=None if pos is None else t64(pos),
+        reduction=reduction,
+    )
+    want.sum().backward()
+    opts = dict(
+        weight=None if weight is None else xp.asarray(weight),
+        pos_weight=None if pos is None else xp.asarray(pos),
+        reduction=reduction,
+    )
+    got = ce.sigmoid_binary_cross_entropy(xp.asarray(logits), xp.asarray(targets), **opts)
+    close(got, want.detach().numpy())
+    grad = ce.grad.sigmoid_binary_cross_entropy(xp.asarray(logits), xp.asarray(targets), **opts)
+    close(grad, z.grad.numpy(), rtol=1e-10)
+
+
+def test_sigmoid_bce_label_smoothing_is_e_over_two(xp):
+    logits = RNG.normal(size=(5, 3))
+    targets = RNG.integers(0, 2, size=(5, 3)).astype(np.float64)
+    want = F.binary_cross_entropy_with_logits(t64(logits), t64(0.8 * targets + 0.1)).numpy()
+    got = ce.sigmoid_binary_cross_entropy(
+        xp.asarray(logits), xp.asarray(targets), label_smoothing=0.2
+    )
+    close(got, want)
+
+
+def test_sigmoid_bce_others_convention_keeps_one_minus_e(xp):
+    # two classes: "others" moves e to the other class, so a target of 1 becomes 1 - e
+    logits = RNG.normal(size=(5, 3))
+    targets = RNG.uniform(size=(5, 3))
+    targets[:, 0] = np.round(targets[:, 0])
+    smoothed = 0.8 * targets + 0.2 * (1 - targets)
+    want = F.binary_cross_entropy_with_logits(t64(logits), t64(smoothed), reduction="sum")
+    got = ce.sigmoid_binary_cross_entropy(
+        xp.asarray(logits),
+        xp.asarray(targets),
+        label_smoothing=0.2,
+        smoothing_convention="others",
+        reduction="sum",
+    )
+    close(got, want.numpy())
+
+
+def test_sigmoid_bce_is_finite_at_infinite_logits(xp):
+    inf = math.inf
+    logits = np.array([inf, -inf, inf, -inf, inf])
+    targets = np.array([1.0, 0.0, 0.0, 1.0, 0.5])
+    got = to_np(
+        ce.sigmoid_binary_cross_entropy(
+            xp.asarray(logits),
+            xp.asarray(targets),
+            pos_weight=xp.asarray([2.0]),
+            reduction="none",
+        )
+    )
+    np.testing.assert_array_equal(got, [0.0, 0.0, inf, inf, inf])
+    # torch gives NaN in the first two (pytorch #49844)
+    ok = ce.sigmoid_binary_cross_entropy(xp.asarray(logits[:2]), xp.asarray(targets[:2]))
+    assert float(to_np(ok)) == 0.0
+
+
+# ------------------------------------------------------------------------------- gradients
+
+
+def ref_sigmoid_bce(z, t, *, weight=None, pos_weight=None, label_smoothing=0.0,
+                    smoothing_convention="uniform", reduction="mean"):  # fmt: skip
+    e = label_smoothing
+    t = (1 - e) * t + (e / 2 if smoothing_convention == "uniform" else e * (1 - t))
+    return F.binary_cross_entropy_with_logits(
+        z,
+        t,
+        weight=None if weight is None else t64(weight),
+        pos_weight=None if pos_weight is None else t64(pos_weight),
+        reduction=reduction,
+    )
+
+
+GRNG = np.random.default_rng(99)
+
+
+def logits(*shape, scale=2.0):
+    return GRNG.normal(scale=scale, size=shape)
+
+
+def binary_targets(*shape):
+    y = GRNG.uniform(size=shape)
+    y.reshape(-1)[::2] = np.round(y.reshape(-1)[::2])
+    return y
+
+
+def case(id, x, t, **opts):
+    return Case(id, "sigmoid_binary_cross_entropy", ref_sigmoid_bce, x, t, opts)
+
+
+CASES = [
+    case("bce", logits(4, 3), binary_targets(4, 3)),
+    case("bce-weights", logits(4, 3), binary_targets(4, 3),
+         weight=GRNG.uniform(0, 2, size=(4, 3)), pos_weight=np.array([0.5, 2.0, 3.0])),
+    case("bce-sum", logits(4, 3), binary_targets(4, 3), pos_weight=np.array([2.0, 1.0, 0.3]),
+         reduction="sum"),
+    case("bce-none", logits(7), binary_targets(7), reduction="none"),
+    case("bce-pos-weight-soft", logits(7, 5, scale=3.0),
+         special.softmax(GRNG.normal(size=(7, 5)), axis=-1),
+         pos_weight=GRNG.uniform(0.2, 2.0, size=5)),
+    case("bce-smooth", logits(5, 3), binary_targets(5, 3), label_smoothing=0.1,
+         weight=GRNG.uniform(0, 2, size=3)),
+    case("bce-smooth-others", logits(5, 3), binary_targets(5, 3), label_smoothing=0.2,
+         smoothing_convention="others", pos_weight=np.array([2.0, 1.0, 0.3]), reduction="sum"),
+]  # fmt: skip
+
+
+@params(CASES)
+def test_closed_form_equals_autograd_of_reference(xp, case):
+    check_closed_form_equals_autograd_of_reference(xp, case)
+
+
+@params(CASES)
+def test_closed_form_equals_finite_differences(case):
+    check_closed_form_equals_finite_differences(case)
+
+
+@params(CASES)
+def test_autograd_through_crossent_equals_closed_form(case):
+    check_autograd_through_crossent_equals_closed_form(case)
+
+
+def test_gradient_is_sigmoid_minus_y(xp):
+    x = logits(2, 3, 4)
+    y = np.round(GRNG.dirichlet(np.ones(4), size=(2, 3)))
+    g = ce.grad.sigmoid_binary_cross_entropy(xp.asarray(x), xp.asarray(y))
+    assert type(g) is type(xp.asarray(x))
+    np.testing.assert_allclose(to_np(g), (special.expit(x) - y) / x.size, rtol=1e-12)
