@@ -36,6 +36,7 @@ test: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/core.py
+	$(PY) benchmarks/families.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
