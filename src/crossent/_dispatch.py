@@ -8,17 +8,19 @@ Each public loss validates its inputs once (:mod:`crossent.losses._problem`), th
 - :func:`jax_functions`: for JAX arrays, the module of ``jax.custom_vjp`` losses;
 - :func:`row_logsumexp`, :func:`scaled_softmax`, :func:`subtract_at`: the row statistics of a
   softmax, from the cache-blocked NumPy kernels (:mod:`crossent._fast`) where they apply, else
-  from the generic code; :func:`elementwise`: an element-wise rule over cache-sized blocks.
+  from the generic code; :func:`elementwise`: an element-wise rule over cache-sized blocks;
+- :func:`when_finite`: the guards for +-inf inputs only where some input is infinite.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from . import _fast
-from ._namespace import Array, all_finite
+from ._namespace import Array, all_finite, is_concrete
 from ._primitives import _lse, _shift_by_max
 
 
@@ -121,3 +123,21 @@ def focal_gradient(xp: Any, z: Array, index: Array, slope: Array, others: Array 
     lse_others = xp.where(xp.isfinite(lse_others), lse_others, xp.zeros_like(lse_others))
     onehot = xp.astype(index[..., None] == xp.arange(z.shape[-1]), z.dtype)
     return slope[..., None] * (xp.exp(others - lse_others) - onehot)
+
+
+def when_finite(xp: Any, x: Array, fast: Callable[[], Any], guarded: Callable[[], Any]) -> Any:
+    """``fast()`` if every value of ``x`` is finite, else ``guarded()``, tested once.
+
+    The guards that make +-inf inputs give their limits (``0 * inf = 0`` and the like) cost
+    full-size ``where`` passes, and under XLA they stop the element-wise loop from being
+    vectorized (5x slower for BCE): one reduction decides instead. Readable data branches in
+    Python; JAX tracers branch with ``lax.cond`` (one branch runs); elsewhere (torch.compile,
+    CUDA) the guarded branch runs, with no read of the data.
+    """
+    if is_concrete(x):
+        return fast() if all_finite(xp, x) else guarded()
+    if getattr(xp, "__name__", "") == "jax.numpy":
+        from jax import lax
+
+        return lax.cond(xp.isfinite(xp.sum(x)), fast, guarded)
+    return guarded()

@@ -145,6 +145,8 @@ def all_finite(xp: Any, x: Array) -> bool:
     """
     if not is_concrete(x):
         return False
+    if _is_torch(x):
+        x = x.detach()  # a read, not part of the graph
     return numel(x) == 0 or math.isfinite(float(xp.sum(x)))
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from .._dispatch import elementwise, torch_functions
-from .._namespace import Array, all_finite, numel, quiet_numpy
+from .._dispatch import elementwise, torch_functions, when_finite
+from .._namespace import Array, numel, quiet_numpy
 from .._semantics import binary_ce_grad, binary_ce_loss, binary_targets, mean_scale, mul0
 from .._validation import check_fraction, check_reduction, check_smoothing_convention
 from ._problem import BinaryProblem, gradient_of, prepare_binary
@@ -103,17 +103,19 @@ def sigmoid_binary_cross_entropy(
     functions = torch_functions(xp)
     if functions is not None:
         return functions.binary_cross_entropy_with_logits(problem, e, convention, reduction)
-    # Zero coefficients must silence infinite terms only where a logit is infinite: one
-    # reduction tells, and the common finite case skips the guards.
-    rule = partial(elementwise_loss, xp, label_smoothing=e, convention=convention,
-                   guard_infinite=not all_finite(xp, problem.z))  # fmt: skip
     z, arrays = problem.z, (problem.y, problem.weight, problem.pos_weight)
-    if reduction == "none":
-        return xp.astype(elementwise(xp, rule, z, *arrays), problem.dtype)
-    total = elementwise(xp, rule, z, *arrays, total=True)
-    if reduction == "mean":
-        total = total * mean_scale(xp, element_count(xp, z))
-    return xp.astype(total, problem.dtype)
+
+    def compute(guard: bool) -> Array:
+        # Zero coefficients must silence infinite terms only where a logit is infinite.
+        rule = partial(elementwise_loss, xp, label_smoothing=e, convention=convention,
+                       guard_infinite=guard)  # fmt: skip
+        if reduction == "none":
+            return elementwise(xp, rule, z, *arrays)
+        total = elementwise(xp, rule, z, *arrays, total=True)
+        return total * mean_scale(xp, element_count(xp, z)) if reduction == "mean" else total
+
+    loss = when_finite(xp, z, lambda: compute(False), lambda: compute(True))
+    return xp.astype(loss, problem.dtype)
 
 
 def elementwise_loss(

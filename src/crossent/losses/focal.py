@@ -8,10 +8,17 @@ the torch autograd Function, which calls the same rules.
 
 from __future__ import annotations
 
+import operator
 from functools import partial
 from typing import Any
 
-from .._dispatch import elementwise, focal_gradient, focal_margin, torch_functions
+from .._dispatch import (
+    elementwise,
+    focal_gradient,
+    focal_margin,
+    torch_functions,
+    when_finite,
+)
 from .._namespace import Array, numel, quiet_numpy
 from .._primitives import _sigmoid
 from .._semantics import focal_loss, focal_slope, mean_scale, mul0, reduce
@@ -186,16 +193,21 @@ def sigmoid_focal_parts(
     return problem, a, gamma
 
 
-def _focal_terms(xp: Any, z: Array, y: Array) -> tuple[Array, Array, Array, Array]:
-    """(BCE, log(1 - p_t), softplus(z), softplus(-z)) element-wise, sharing log1p(exp(-|z|))."""
+def _focal_terms(xp: Any, z: Array, y: Array, *, guard: bool) -> tuple[Array, Array, Array, Array]:
+    """(BCE, log(1 - p_t), softplus(z), softplus(-z)) element-wise, sharing log1p(exp(-|z|)).
+
+    ``guard`` is for infinite logits: 0 * inf = 0 in the BCE, and no -inf - -inf in the
+    log-add-exp (both of its terms are -inf at z = +-inf); finite logits need neither.
+    """
     tail = xp.log1p(xp.exp(-xp.abs(z)))
     zero = xp.zeros_like(z)
     sp_pos, sp_neg = xp.maximum(z, zero) + tail, xp.maximum(-z, zero) + tail
-    bce = mul0(xp, y, sp_neg) + mul0(xp, 1 - y, sp_pos)
+    times = partial(mul0, xp) if guard else operator.mul
+    bce = times(y, sp_neg) + times(1 - y, sp_pos)
     # log(1 - p_t) = log(y sigmoid(-z) + (1 - y) sigmoid(z)) as a log-add-exp of two terms: no
     # cancellation where the prediction is right and confident.
     a, b = safe_log(xp, y) - sp_pos, safe_log(xp, 1 - y) - sp_neg
-    gap = xp.where(a == b, xp.zeros_like(a), xp.abs(a - b))  # both -inf at z = +-inf: no NaN
+    gap = xp.where(a == b, xp.zeros_like(a), xp.abs(a - b)) if guard else xp.abs(a - b)
     log_1m_pt = xp.maximum(a, b) + xp.log1p(xp.exp(-gap))
     return bce, log_1m_pt, sp_pos, sp_neg
 
@@ -204,15 +216,19 @@ def _alpha_t(xp: Any, y: Array, alpha: float | None) -> Array | None:
     return None if alpha is None else alpha * y + (1 - alpha) * (1 - y)
 
 
-def _sigmoid_focal(xp: Any, z: Array, y: Array, *, alpha: float | None, gamma: float) -> Array:
+def sigmoid_focal_rule(
+    xp: Any, z: Array, y: Array, *, alpha: float | None, gamma: float, guard: bool
+) -> Array:
     """The element-wise loss alpha_t (1 - p_t)^gamma BCE (the power in log space)."""
-    bce, log_1m_pt, _, _ = _focal_terms(xp, z, y)
+    bce, log_1m_pt, _, _ = _focal_terms(xp, z, y, guard=guard)
     loss = bce if gamma == 0 else xp.exp(gamma * log_1m_pt) * bce
     alpha_t = _alpha_t(xp, y, alpha)
-    return loss if alpha_t is None else mul0(xp, alpha_t, loss)
+    if alpha_t is None:
+        return loss
+    return mul0(xp, alpha_t, loss) if guard else alpha_t * loss
 
 
-def _sigmoid_focal_grad(
+def sigmoid_focal_grad_rule(
     xp: Any, z: Array, y: Array, *, alpha: float | None, gamma: float, scale: float
 ) -> Array:
     """d loss / d z element-wise, times ``scale``."""
@@ -221,12 +237,11 @@ def _sigmoid_focal_grad(
         # At |z| = inf the exponent below is inf - inf; the gradient's limit there is what a
         # logit of +-1e4 gives (every exponential has long underflowed), so clip to that.
         z = xp.clip(z, -1e4, 1e4)
-        bce, log_1m_pt, sp_pos, sp_neg = _focal_terms(xp, z, y)
+        bce, log_1m_pt, sp_pos, sp_neg = _focal_terms(xp, z, y, guard=False)  # z is finite
         d_focal = (1 - 2 * y) * xp.exp((gamma - 1) * log_1m_pt - sp_neg - sp_pos)
         grad = gamma * d_focal * bce + xp.exp(gamma * log_1m_pt) * grad
-    alpha_t = _alpha_t(xp, y, alpha)
-    grad = grad if alpha_t is None else mul0(xp, alpha_t, grad)
-    return grad * scale
+    alpha_t = _alpha_t(xp, y, alpha)  # the gradient is finite everywhere: no 0 * inf
+    return (grad if alpha_t is None else alpha_t * grad) * scale
 
 
 @quiet_numpy
@@ -281,13 +296,19 @@ def sigmoid_focal_loss(
         logits, targets, alpha=alpha, gamma=gamma, reduction=reduction
     )
     xp, z = problem.xp, problem.z
-    rule = partial(_sigmoid_focal, xp, alpha=a, gamma=gamma)
-    if reduction == "none":
-        return xp.astype(elementwise(xp, rule, z, problem.y), problem.dtype)
-    total = elementwise(xp, rule, z, problem.y, total=True)
-    if reduction == "mean":
-        total = total * mean_scale(xp, element_count(xp, z))
-    return xp.astype(total, problem.dtype)
+    functions = torch_functions(xp)
+    if functions is not None and not getattr(problem.raw_targets, "requires_grad", False):
+        return functions.sigmoid_focal_loss(problem, a, gamma, reduction)
+
+    def compute(guard: bool) -> Array:
+        rule = partial(sigmoid_focal_rule, xp, alpha=a, gamma=gamma, guard=guard)
+        if reduction == "none":
+            return elementwise(xp, rule, z, problem.y)
+        total = elementwise(xp, rule, z, problem.y, total=True)
+        return total * mean_scale(xp, element_count(xp, z)) if reduction == "mean" else total
+
+    loss = when_finite(xp, z, lambda: compute(False), lambda: compute(True))
+    return xp.astype(loss, problem.dtype)
 
 
 @quiet_numpy
@@ -310,5 +331,5 @@ def sigmoid_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) ->
     problem, a, gamma = sigmoid_focal_parts(logits, targets, **options)
     xp, z = problem.xp, problem.z
     scale = 1 / max(numel(z), 1) if options["reduction"] == "mean" else 1.0
-    rule = partial(_sigmoid_focal_grad, xp, alpha=a, gamma=gamma, scale=scale)
+    rule = partial(sigmoid_focal_grad_rule, xp, alpha=a, gamma=gamma, scale=scale)
     return xp.astype(elementwise(xp, rule, z, problem.y), problem.dtype)

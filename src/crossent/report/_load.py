@@ -6,7 +6,6 @@ out of range) ends in a :class:`crossent.errors.UsageError` whose message is a s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,8 +300,3 @@ def load_predictions(
     if names is None or len(names) != values.shape[1]:
         names = [str(i) for i in range(values.shape[1])]
     return Predictions(values, labels, kind, str(path), names, notes)
-
-
-def finite_or_none(x: float) -> float | None:
-    """A JSON-safe float: None for NaN or inf."""
-    return float(x) if math.isfinite(x) else None

@@ -43,8 +43,14 @@ from .._semantics import (
 from .._semantics import smoothing as smoothing_of
 from ..losses._problem import BinaryProblem, ClassProblem, IndexTargets
 from ..losses.binary import elementwise_grad, elementwise_loss
+from ..losses.focal import sigmoid_focal_grad_rule, sigmoid_focal_rule
 
-__all__ = ["binary_cross_entropy_with_logits", "softmax_cross_entropy", "softmax_focal_loss"]
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "softmax_cross_entropy",
+    "softmax_focal_loss",
+]
 
 #: Elements per row block of the CPU loops below (4 MiB of float32).
 CPU_BLOCK = 1 << 20
@@ -353,6 +359,57 @@ def binary_cross_entropy_with_logits(
     )  # fmt: skip
 
 
+class _SigmoidFocal(torch.autograd.Function):
+    """Element-wise sigmoid focal loss: the core's rules, blocked on CPU, closed-form backward."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        alpha: float | None,
+        gamma: float,
+        reduction: str,
+    ) -> torch.Tensor:
+        xp = _xp()
+        dtype = compute_dtype(logits.dtype)
+        z, y = logits.to(dtype), target.to(dtype)
+        rule = partial(sigmoid_focal_rule, xp, alpha=alpha, gamma=gamma,
+                       guard=not all_finite(xp, z))  # fmt: skip
+        ctx.save_for_backward(logits, target)
+        ctx.options = (alpha, gamma, reduction)
+        if reduction == "none":
+            return elementwise(xp, rule, z, y).to(_result_dtype(logits))
+        total = elementwise(xp, rule, z, y, total=True)
+        if reduction == "mean":
+            total = total / max(z.numel(), 1)
+        return total.to(_result_dtype(logits))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        logits, target = ctx.saved_tensors
+        alpha, gamma, reduction = ctx.options
+        xp = _xp()
+        dtype = compute_dtype(logits.dtype)
+        s = grad.to(dtype)
+        if reduction == "mean":
+            s = s / max(logits.numel(), 1)
+        rule = partial(sigmoid_focal_grad_rule, xp, alpha=alpha, gamma=gamma, scale=1.0)
+        grad_z = elementwise(xp, rule, logits.to(dtype), target.to(dtype)).mul_(s)
+        return grad_z.to(logits.dtype), None, None, None, None
+
+
+def sigmoid_focal_loss(
+    problem: BinaryProblem, alpha: float | None, gamma: float, reduction: str
+) -> torch.Tensor:
+    """The torch path of :func:`crossent.sigmoid_focal_loss` (targets without gradient)."""
+    target = problem.raw_targets
+    if not target.dtype.is_floating_point:
+        target = target.to(problem.z.dtype)
+    return _SigmoidFocal.apply(problem.raw, target, alpha, gamma, reduction)
+
+
 # ----------------------------------------------------------------- focal loss
 
 
@@ -369,6 +426,45 @@ def _focal_parts(
     return others, lse_others, lse_others - z_t
 
 
+def _blocked_margin(z: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
+    """d of every row in one blocked CPU pass, or None where the masked path must run.
+
+    exp(z - max) once per block, the target's term set to 0 before the sum, so the rivals' sum
+    never comes from ``total - target`` (no cancellation as p_t -> 1). None off the CPU, under
+    tracing, or when a row is not finite or its rivals' terms may be subnormal.
+    """
+    rows = _row_blocks(z)
+    if rows is None:
+        return None
+    d = z.new_empty(z.shape[0])
+    smallest = math.inf
+    for zb, tb, db in zip(z.split(rows), index.split(rows), d.split(rows), strict=True):
+        m = zb.amax(1, keepdim=True)
+        e = torch.sub(zb, m).exp_()
+        e.scatter_(1, tb.unsqueeze(1), 0.0)
+        rivals = e.sum(1)
+        smallest = min(smallest, float(rivals.min()))
+        torch.add(rivals.log(), m.squeeze(1) - zb.gather(1, tb.unsqueeze(1)).squeeze(1), out=db)
+    tiny = torch.finfo(z.dtype).tiny * 2.0**30
+    return d if smallest > tiny and bool(torch.isfinite(d).all()) else None
+
+
+def _blocked_focal_gradient(
+    z: torch.Tensor, index: torch.Tensor, coef: torch.Tensor
+) -> torch.Tensor:
+    """``coef * (softmax of the rivals - onehot(t))`` per row, in one blocked CPU pass."""
+    out = torch.empty_like(z)
+    rows = _row_blocks(z) or z.shape[0]
+    for zb, tb, cb, ob in zip(
+        z.split(rows), index.split(rows), coef.split(rows), out.split(rows), strict=True
+    ):
+        torch.sub(zb, zb.amax(1, keepdim=True), out=ob).exp_()
+        ob.scatter_(1, tb.unsqueeze(1), 0.0)
+        ob.mul_((cb / ob.sum(1)).unsqueeze(1))
+        ob.scatter_(1, tb.unsqueeze(1), (-cb).unsqueeze(1))
+    return out
+
+
 class _Focal(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -381,23 +477,30 @@ class _Focal(torch.autograd.Function):
         reduction: str,
     ) -> torch.Tensor:
         xp = _xp()
-        _, _, d = _focal_parts(logits, index)
+        z = logits.to(compute_dtype(logits.dtype))
+        d = _blocked_margin(z, index)
+        blocked = d is not None
+        if d is None:
+            _, _, d = _focal_parts(logits, index)
         loss = mul0(xp, alpha_t.to(d.dtype), focal_loss(xp, d, gamma))  # alpha 0 silences inf
         loss = torch.where(valid, loss, 0)
         count = valid.sum().to(d.dtype)
-        ctx.save_for_backward(logits, index, valid, alpha_t, count)
-        ctx.options = (gamma, reduction)
+        ctx.save_for_backward(logits, index, valid, alpha_t, count, d)
+        ctx.options = (gamma, reduction, blocked)
         return reduce(xp, loss, reduction, count).to(_result_dtype(logits))
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        logits, index, valid, alpha_t, count = ctx.saved_tensors
-        gamma, reduction = ctx.options
+        logits, index, valid, alpha_t, count, d = ctx.saved_tensors
+        gamma, reduction, blocked = ctx.options
         xp = _xp()
-        others, lse_others, d = _focal_parts(logits, index)
         s = _row_scale(grad.to(d.dtype), reduction, count)
         coef = torch.where(valid, s * mul0(xp, alpha_t.to(d.dtype), focal_slope(xp, d, gamma)), 0)
+        if blocked:  # every row finite (checked in forward): ignored rows have coef 0
+            out = _blocked_focal_gradient(logits.to(d.dtype), index, coef)
+            return out.to(logits.dtype), None, None, None, None, None
+        others, lse_others, _ = _focal_parts(logits, index)
         # d d / d z_c = softmax of the other classes (0 at the target); d d / d z_t = -1
         out = softmax(others, torch.where(torch.isfinite(lse_others), lse_others, 0))
         out.scatter_(1, index.unsqueeze(1), -1.0)
