@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from . import _fast
-from ._namespace import Array, all_finite, is_concrete
+from ._namespace import Array, all_finite
 from ._primitives import _lse, _shift_by_max
 
 
@@ -126,18 +126,12 @@ def focal_gradient(xp: Any, z: Array, index: Array, slope: Array, others: Array 
 
 
 def when_finite(xp: Any, x: Array, fast: Callable[[], Any], guarded: Callable[[], Any]) -> Any:
-    """``fast()`` if every value of ``x`` is finite, else ``guarded()``, tested once.
+    """``fast()`` if every value of ``x`` can be read and is finite, else ``guarded()``.
 
     The guards that make +-inf inputs give their limits (``0 * inf = 0`` and the like) cost
-    full-size ``where`` passes, and under XLA they stop the element-wise loop from being
-    vectorized (5x slower for BCE): one reduction decides instead. Readable data branches in
-    Python; JAX tracers branch with ``lax.cond`` (one branch runs); elsewhere (torch.compile,
-    CUDA) the guarded branch runs, with no read of the data.
+    full-size ``where`` passes: one reduction decides instead. Data that cannot be read
+    (tracers, torch.compile, CUDA) takes the guarded branch; the JAX losses with a
+    ``custom_vjp`` branch with ``lax.cond`` themselves (autodiff through a ``cond`` would keep
+    the residuals of both branches).
     """
-    if is_concrete(x):
-        return fast() if all_finite(xp, x) else guarded()
-    if getattr(xp, "__name__", "") == "jax.numpy":
-        from jax import lax
-
-        return lax.cond(xp.isfinite(xp.sum(x)), fast, guarded)
-    return guarded()
+    return fast() if all_finite(xp, x) else guarded()

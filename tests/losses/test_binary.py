@@ -193,3 +193,38 @@ def test_gradient_is_sigmoid_minus_y(xp):
     g = ce.grad.sigmoid_binary_cross_entropy(xp.asarray(x), xp.asarray(y))
     assert type(g) is type(xp.asarray(x))
     np.testing.assert_allclose(to_np(g), (special.expit(x) - y) / x.size, rtol=1e-12)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_jax_custom_vjp_gradients_of_logits_and_targets(smoothing, reduction):
+    # The JAX path is a custom_vjp: both cotangents against autodiff of the plain formula.
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    rng = np.random.default_rng(5)
+    z = jnp.asarray(rng.normal(size=(6, 4)) * 3)
+    y = jnp.asarray(rng.random((6, 4)))
+    w, pw = jnp.asarray(rng.random(4) + 0.5), jnp.asarray(rng.random(4) + 0.5)
+
+    def plain(z, y):
+        t = (1 - smoothing) * y + smoothing / 2
+        loss = w * (pw * t * jax.nn.softplus(-z) + (1 - t) * jax.nn.softplus(z))
+        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
+
+    def ours(z, y):
+        return ce.sigmoid_binary_cross_entropy(
+            z, y, weight=w, pos_weight=pw, label_smoothing=smoothing, reduction=reduction
+        )
+
+    def total(f):
+        return jax.jit(jax.grad(lambda z, y: jnp.sum(f(z, y) ** 2), argnums=(0, 1)))
+
+    np.testing.assert_allclose(ours(z, y), plain(z, y), rtol=1e-12)
+    for got, want in zip(total(ours)(z, y), total(plain)(z, y), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+    # +-inf logits under jit: the limit, not NaN (the guarded branch of the lax.cond)
+    edge = jnp.asarray([[jnp.inf, -jnp.inf, 0.0]])
+    got = jax.jit(lambda a: ce.sigmoid_binary_cross_entropy(a, jnp.asarray([[1.0, 0.0, 1.0]]),
+                                                            reduction="none"))(edge)  # fmt: skip
+    np.testing.assert_allclose(got, [[0.0, 0.0, np.log(2)]])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from .._dispatch import elementwise, torch_functions, when_finite
+from .._dispatch import elementwise, jax_functions, torch_functions, when_finite
 from .._namespace import Array, numel, quiet_numpy
 from .._semantics import binary_ce_grad, binary_ce_loss, binary_targets, mean_scale, mul0
 from .._validation import check_fraction, check_reduction, check_smoothing_convention
@@ -100,7 +100,7 @@ def sigmoid_binary_cross_entropy(
         smoothing_convention=smoothing_convention, reduction=reduction,
     )  # fmt: skip
     xp = problem.xp
-    functions = torch_functions(xp)
+    functions = torch_functions(xp) or jax_functions(xp)
     if functions is not None:
         return functions.binary_cross_entropy_with_logits(problem, e, convention, reduction)
     z, arrays = problem.z, (problem.y, problem.weight, problem.pos_weight)
