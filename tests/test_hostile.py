@@ -365,7 +365,7 @@ def test_option_values_out_of_range():
     with pytest.raises(ValueError, match=r"-1"):
         ce.softmax_focal_loss(z, t, gamma=-1.0)
     with pytest.raises(ValueError, match=r"others|uniform|bogus"):
-        ce.smooth_labels(t, num_classes=3, smoothing=0.1, convention="bogus")
+        ce.smooth_labels(t, num_classes=3, label_smoothing=0.1, smoothing_convention="bogus")
 
 
 def test_errors_never_become_silent_nan():

@@ -35,14 +35,30 @@ def test_smooth_labels_both_conventions(xp, e):
     labels = np.array([0, 3, 1])
     onehot = np.eye(4)[labels]
     # from indices the result is in the library's default float (float32 in torch)
-    uniform = ce.smooth_labels(xp.asarray(labels), num_classes=4, smoothing=e)
+    uniform = ce.smooth_labels(xp.asarray(labels), num_classes=4, label_smoothing=e)
     close(uniform, (1 - e) * onehot + e / 4, rtol=1e-6, atol=1e-7)
-    others = ce.smooth_labels(xp.asarray(labels), num_classes=4, smoothing=e, convention="others")
+    others = ce.smooth_labels(
+        xp.asarray(labels), num_classes=4, label_smoothing=e, smoothing_convention="others"
+    )
     close(others, np.where(onehot == 1, 1 - e, e / 3), rtol=1e-6, atol=1e-7)
     # given a float64 one-hot distribution instead of indices
-    close(ce.smooth_labels(xp.asarray(onehot), smoothing=e), (1 - e) * onehot + e / 4)
+    close(ce.smooth_labels(xp.asarray(onehot), label_smoothing=e), (1 - e) * onehot + e / 4)
     for got in (uniform, others):
         np.testing.assert_allclose(to_np(got).sum(-1), 1.0)
+
+
+def test_smooth_labels_old_keywords_warn_and_agree():
+    want = ce.smooth_labels(
+        [0, 2], num_classes=3, label_smoothing=0.2, smoothing_convention="others"
+    )
+    with pytest.warns(DeprecationWarning, match="smoothing= is deprecated"):
+        got = ce.smooth_labels([0, 2], num_classes=3, smoothing=0.2, smoothing_convention="others")
+    np.testing.assert_array_equal(got, want)
+    with pytest.warns(DeprecationWarning, match="convention= is deprecated"):
+        got = ce.smooth_labels([0, 2], num_classes=3, label_smoothing=0.2, convention="others")
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="needs label_smoothing"):
+        ce.smooth_labels([0, 2], num_classes=3)
 
 
 def test_class_weights_match_sklearn_balanced(xp):

@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ._namespace import Array, namespace, quiet_numpy
-from ._validation import check_fraction, check_index_targets, first_bad
+from ._semantics import smoothing as smoothing_rule
+from ._validation import (
+    check_fraction,
+    check_index_targets,
+    check_smoothing_convention,
+    first_bad,
+    renamed,
+)
 
 __all__ = ["class_weights", "one_hot", "smooth_labels"]
-
-SMOOTHING_CONVENTIONS = ("uniform", "others")
 
 
 def _check_labels(xp: Any, labels: Array, num_classes: int) -> None:
@@ -58,9 +63,11 @@ def smooth_labels(
     targets: Array,
     /,
     *,
-    smoothing: float,
+    label_smoothing: float | None = None,
     num_classes: int | None = None,
-    convention: str = "uniform",
+    smoothing_convention: str = "uniform",
+    smoothing: float | None = None,
+    convention: str | None = None,
 ) -> Array:
     r"""Label-smoothed target distributions, in either convention the literature uses.
 
@@ -79,12 +86,15 @@ def smooth_labels(
     targets : array
         Integer class indices (then ``num_classes`` is required) or one-hot / probability rows
         along the last axis.
-    smoothing : float
-        e in [0, 1].
+    label_smoothing : float
+        e in [0, 1] (required).
     num_classes : int, optional
         K, for index targets.
-    convention : {"uniform", "others"}
-        Which smoothing: e/K on every class, or e/(K-1) on the other classes.
+    smoothing_convention : {"uniform", "others"}
+        Which smoothing: e/K on every class, or e/(K-1) on the other classes (the same
+        option as the losses').
+    smoothing, convention
+        Deprecated names of ``label_smoothing`` and ``smoothing_convention``.
 
     Returns
     -------
@@ -94,14 +104,20 @@ def smooth_labels(
     Examples
     --------
     >>> import crossent as ce
-    >>> print(ce.smooth_labels([0], smoothing=0.1, num_classes=4))
+    >>> print(ce.smooth_labels([0], label_smoothing=0.1, num_classes=4))
     [[0.925 0.025 0.025 0.025]]
-    >>> print(ce.smooth_labels([0], smoothing=0.1, num_classes=4, convention="others"))
+    >>> print(ce.smooth_labels(
+    ...     [0], label_smoothing=0.1, num_classes=4, smoothing_convention="others"
+    ... ))
     [[0.9        0.03333333 0.03333333 0.03333333]]
     """
-    e = check_fraction(smoothing, "smoothing")
-    if convention not in SMOOTHING_CONVENTIONS:
-        raise ValueError(f"convention must be one of {SMOOTHING_CONVENTIONS}, got {convention!r}")
+    label_smoothing = renamed(label_smoothing, smoothing, "label_smoothing", "smoothing")
+    convention = renamed(smoothing_convention, convention, "smoothing_convention", "convention",
+                         default="uniform")  # fmt: skip
+    if label_smoothing is None:
+        raise TypeError("smooth_labels() needs label_smoothing=")
+    e = check_fraction(label_smoothing, "label_smoothing")
+    check_smoothing_convention(convention)
     xp, (targets,) = namespace(targets)
     if xp.isdtype(targets.dtype, "integral"):
         if num_classes is None:
@@ -109,12 +125,9 @@ def smooth_labels(
         y = one_hot(targets, num_classes)
     else:
         y = targets
-    k = int(y.shape[-1])
-    if convention == "uniform":
-        return (1 - e) * y + e / k
-    if k < 2:
-        raise ValueError("the 'others' convention needs at least 2 classes")
-    return (1 - e) * y + (e / (k - 1)) * (1 - y)
+    # The rule lives in crossent._semantics, shared with every loss's label smoothing.
+    rule = smoothing_rule(e, int(y.shape[-1]), convention)
+    return rule.on_target * y + rule.per_class
 
 
 @quiet_numpy

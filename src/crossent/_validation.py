@@ -9,6 +9,7 @@ tracing and on accelerators.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -206,3 +207,17 @@ def check_integer(xp: Any, x: Array, name: str) -> None:
         raise TypeError(f"{name} must be an array, got {type(x).__name__}")
     if not xp.isdtype(x.dtype, "integral"):
         raise TypeError(f"{name} must be an integer array of class indices, got {x.dtype}")
+
+
+def renamed(new: Any, old: Any, new_name: str, old_name: str, default: Any = None) -> Any:
+    """The value of a keyword renamed from ``old_name``: a DeprecationWarning when it is used."""
+    if old is None:
+        return new
+    if new is not default:
+        raise TypeError(f"pass {new_name}= only (the old name {old_name}= is deprecated)")
+    warnings.warn(
+        f"{old_name}= is deprecated; use {new_name}= (the same values)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old

@@ -325,11 +325,11 @@ def test_softcap_is_applied_first(xp, reduction):
 def test_smoothing_in_the_loss_equals_smoothed_targets():
     z, y = RNG.normal(size=(5, K)), RNG.integers(0, K, size=5)
     a = ce.softmax_cross_entropy(z, y, label_smoothing=0.2)
-    b = ce.softmax_cross_entropy(z, ce.smooth_labels(y, num_classes=K, smoothing=0.2))
+    b = ce.softmax_cross_entropy(z, ce.smooth_labels(y, num_classes=K, label_smoothing=0.2))
     np.testing.assert_allclose(a, b, rtol=1e-13)
     c = ce.softmax_cross_entropy(z, y, label_smoothing=0.2, smoothing_convention="others")
     d = ce.softmax_cross_entropy(
-        z, ce.smooth_labels(y, num_classes=K, smoothing=0.2, convention="others")
+        z, ce.smooth_labels(y, num_classes=K, label_smoothing=0.2, smoothing_convention="others")
     )
     np.testing.assert_allclose(c, d, rtol=1e-13)
 

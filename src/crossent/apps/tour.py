@@ -406,8 +406,8 @@ def _smoothing() -> list[Row]:
     logits = np.random.RandomState(42).randn(4, 5)  # the draws of np.random.seed(42); randn
     y = np.array([0, 1, 2, 0])
     w = np.array([1.0, 1.0, 5.0, 1.0, 1.0])
-    uniform = ce.smooth_labels(y, smoothing=0.1, num_classes=5)
-    others = ce.smooth_labels(y, smoothing=0.1, num_classes=5, convention="others")
+    uniform = ce.smooth_labels(y, label_smoothing=0.1, num_classes=5)
+    others = ce.smooth_labels(y, label_smoothing=0.1, num_classes=5, smoothing_convention="others")
     per_sample = ce.softmax_cross_entropy(logits, y, class_weight=w, reduction="none")
     return [
         fig("standard CCE", ce.softmax_cross_entropy(logits, y)),

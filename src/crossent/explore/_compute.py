@@ -268,20 +268,22 @@ def smoothing(body: Json) -> Json:
     targets = np.asarray([target])
     scaled = (z / temperature)[None, :]
     smoothed = np.asarray(
-        ce.smooth_labels(targets, num_classes=k, smoothing=e, convention=convention),
+        ce.smooth_labels(
+            targets, num_classes=k, label_smoothing=e, smoothing_convention=convention
+        ),
         dtype=np.float64,
     )
 
     def smooth_loss(logits: np.ndarray, t: np.ndarray, **kw: Any) -> Any:
         if convention == "uniform":  # PyTorch's label_smoothing= argument
             return ce.softmax_cross_entropy(logits, t, label_smoothing=e, **kw)
-        q = ce.smooth_labels(t, num_classes=k, smoothing=e, convention="others")
+        q = ce.smooth_labels(t, num_classes=k, label_smoothing=e, smoothing_convention="others")
         return ce.softmax_cross_entropy(logits, np.asarray(q, dtype=np.float64), **kw)
 
     def smooth_grad(logits: np.ndarray, t: np.ndarray) -> Any:
         if convention == "uniform":
             return ce.grad.softmax_cross_entropy(logits, t, label_smoothing=e)
-        q = ce.smooth_labels(t, num_classes=k, smoothing=e, convention="others")
+        q = ce.smooth_labels(t, num_classes=k, label_smoothing=e, smoothing_convention="others")
         return ce.grad.softmax_cross_entropy(logits, np.asarray(q, dtype=np.float64))
 
     losses: dict[str, Callable[..., Any]] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -126,20 +125,6 @@ def gradient_of(loss: Callable[..., Any]) -> Callable[[Callable[..., Any]], Call
         return wrapper
 
     return decorate
-
-
-def renamed(new: Any, old: Any, new_name: str, old_name: str, default: Any = None) -> Any:
-    """The value of a keyword renamed from ``old_name``: a DeprecationWarning when it is used."""
-    if old is None:
-        return new
-    if new is not default:
-        raise TypeError(f"pass {new_name}= only (the old name {old_name}= is deprecated)")
-    warnings.warn(
-        f"{old_name}= is deprecated; use {new_name}= (the same values)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return old
 
 
 def index_target_data(

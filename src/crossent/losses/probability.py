@@ -19,6 +19,7 @@ from .._validation import (
     check_reduction,
     check_smoothing_convention,
     check_unit_interval,
+    renamed,
 )
 from ._problem import (
     BinaryProblem,
@@ -28,7 +29,6 @@ from ._problem import (
     gradient_of,
     prepare_binary,
     prepare_classes,
-    renamed,
 )
 from .binary import element_count
 from .softmax import count

@@ -36,8 +36,9 @@ from .._validation import (
     check_reduction,
     check_smoothing_convention,
     check_softcap,
+    renamed,
 )
-from ._problem import ClassProblem, IndexTargets, gather, gradient_of, prepare_classes, renamed
+from ._problem import ClassProblem, IndexTargets, gather, gradient_of, prepare_classes
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_grad"]
 
