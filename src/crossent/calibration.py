@@ -6,30 +6,5 @@
 0.25
 """
 
-from ._calibration import (
-    LogLossDecomposition,
-    ReliabilityCurve,
-    apply_temperature,
-    brier_score,
-    expected_calibration_error,
-    fit_temperature,
-    label_perplexity,
-    log_loss,
-    log_loss_decomposition,
-    reliability_curve,
-    top_k_accuracy,
-)
-
-__all__ = [
-    "LogLossDecomposition",
-    "ReliabilityCurve",
-    "apply_temperature",
-    "brier_score",
-    "expected_calibration_error",
-    "fit_temperature",
-    "label_perplexity",
-    "log_loss",
-    "log_loss_decomposition",
-    "reliability_curve",
-    "top_k_accuracy",
-]
+from ._calibration import *  # noqa: F403 -- the public names, listed once in its __all__
+from ._calibration import __all__ as __all__
