@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from .._dispatch import elementwise, subtract_at
+from .._dispatch import elementwise, subtract_at, torch_functions
 from .._namespace import Array, numel, quiet_numpy
 from .._semantics import SoftmaxCE, mean_scale, probability_targets, reduce, softmax_ce_coefficients
 from .._semantics import softmax_ce_loss as _softmax_ce_loss
@@ -218,7 +218,7 @@ def _prepare_binary_probs(
     return problem, clip_eps(problem.xp, problem.z.dtype, eps)
 
 
-def _binary_loss(xp: Any, p: Array, y: Array, w: Array | None, *, clip: float) -> Array:
+def binary_loss_rule(xp: Any, p: Array, y: Array, w: Array | None, *, clip: float) -> Array:
     """-w [y log p + (1 - y) log(1 - p)] at p clipped to [clip, 1 - clip], element-wise."""
     p = xp.clip(p, clip, 1 - clip)
     # log1p(-p) keeps the digits of log(1 - p) for small p
@@ -226,7 +226,7 @@ def _binary_loss(xp: Any, p: Array, y: Array, w: Array | None, *, clip: float) -
     return loss if w is None else w * loss
 
 
-def _binary_grad(
+def binary_grad_rule(
     xp: Any, p: Array, y: Array, w: Array | None, *, clip: float, scale: float
 ) -> Array:
     """w ((1 - y) / (1 - p) - y / p), 0 where the clip is active, times ``scale``."""
@@ -283,7 +283,13 @@ def binary_cross_entropy(
         probs, targets, eps=eps, weight=weight, reduction=reduction
     )
     xp, p = problem.xp, problem.z
-    rule = partial(_binary_loss, xp, clip=clip)
+    functions = torch_functions(xp)
+    no_other_grads = not any(
+        getattr(a, "requires_grad", False) for a in (problem.raw_targets, problem.weight)
+    )
+    if functions is not None and no_other_grads:
+        return functions.binary_cross_entropy(problem, clip, reduction)
+    rule = partial(binary_loss_rule, xp, clip=clip)
     if reduction == "none":
         return xp.astype(elementwise(xp, rule, p, problem.y, problem.weight), problem.dtype)
     total = elementwise(xp, rule, p, problem.y, problem.weight, total=True)
@@ -309,5 +315,5 @@ def binary_cross_entropy_grad(probs: Array, targets: Array, /, **options: Any) -
     problem, clip = _prepare_binary_probs(probs, targets, **options)
     xp, p = problem.xp, problem.z
     scale = 1 / max(numel(p), 1) if options["reduction"] == "mean" else 1.0
-    rule = partial(_binary_grad, xp, clip=clip, scale=scale)
+    rule = partial(binary_grad_rule, xp, clip=clip, scale=scale)
     return xp.astype(elementwise(xp, rule, p, problem.y, problem.weight), problem.dtype)

@@ -44,8 +44,10 @@ from .._semantics import smoothing as smoothing_of
 from ..losses._problem import BinaryProblem, ClassProblem, IndexTargets
 from ..losses.binary import elementwise_grad, elementwise_loss
 from ..losses.focal import sigmoid_focal_grad_rule, sigmoid_focal_rule
+from ..losses.probability import binary_grad_rule, binary_loss_rule
 
 __all__ = [
+    "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "sigmoid_focal_loss",
     "softmax_cross_entropy",
@@ -408,6 +410,54 @@ def sigmoid_focal_loss(
     if not target.dtype.is_floating_point:
         target = target.to(problem.z.dtype)
     return _SigmoidFocal.apply(problem.raw, target, alpha, gamma, reduction)
+
+
+class _BinaryFromProbs(torch.autograd.Function):
+    """Binary cross-entropy of probabilities: the core's clipped rule, blocked on CPU."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        probs: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        clip: float,
+        reduction: str,
+    ) -> torch.Tensor:
+        xp = _xp()
+        dtype = compute_dtype(probs.dtype)
+        p, y, w = probs.to(dtype), target.to(dtype), _cast(weight, dtype)
+        rule = partial(binary_loss_rule, xp, clip=clip)
+        ctx.save_for_backward(probs, target, weight)
+        ctx.options = (clip, reduction)
+        if reduction == "none":
+            return elementwise(xp, rule, p, y, w).to(_result_dtype(probs))
+        total = elementwise(xp, rule, p, y, w, total=True)
+        if reduction == "mean":
+            total = total / max(p.numel(), 1)
+        return total.to(_result_dtype(probs))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        probs, target, weight = ctx.saved_tensors
+        clip, reduction = ctx.options
+        xp = _xp()
+        dtype = compute_dtype(probs.dtype)
+        s = grad.to(dtype)
+        if reduction == "mean":
+            s = s / max(probs.numel(), 1)
+        rule = partial(binary_grad_rule, xp, clip=clip, scale=1.0)
+        g = elementwise(xp, rule, probs.to(dtype), target.to(dtype), _cast(weight, dtype))
+        return g.mul_(s).to(probs.dtype), None, None, None, None
+
+
+def binary_cross_entropy(problem: BinaryProblem, clip: float, reduction: str) -> torch.Tensor:
+    """The torch path of :func:`crossent.binary_cross_entropy` (targets without gradient)."""
+    target = problem.raw_targets
+    if not target.dtype.is_floating_point:
+        target = target.to(problem.z.dtype)
+    return _BinaryFromProbs.apply(problem.raw, target, problem.weight, clip, reduction)
 
 
 # ----------------------------------------------------------------- focal loss
