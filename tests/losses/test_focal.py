@@ -246,3 +246,31 @@ def test_closed_form_equals_finite_differences(case):
 @params(CASES)
 def test_autograd_through_crossent_equals_closed_form(case):
     check_autograd_through_crossent_equals_closed_form(case)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_sigmoid_focal_jax_custom_vjp_gradients_of_logits_and_targets(reduction):
+    # The JAX path is a custom_vjp: both cotangents against autodiff of torchvision's formula.
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    rng = np.random.default_rng(6)
+    z = jnp.asarray(rng.normal(size=(5, 3)) * 3)
+    y = jnp.asarray(rng.random((5, 3)) * 0.8 + 0.1)  # soft targets: d/dy is smooth
+
+    def plain(z, y):
+        p = jax.nn.sigmoid(z)
+        bce = y * jax.nn.softplus(-z) + (1 - y) * jax.nn.softplus(z)
+        p_t = p * y + (1 - p) * (1 - y)
+        loss = (0.25 * y + 0.75 * (1 - y)) * (1 - p_t) ** 2 * bce
+        return {"mean": jnp.mean, "sum": jnp.sum, "none": lambda a: a}[reduction](loss)
+
+    def ours(z, y):
+        return ce.sigmoid_focal_loss(z, y, alpha=0.25, gamma=2.0, reduction=reduction)
+
+    def grads(f):
+        return jax.jit(jax.grad(lambda z, y: jnp.sum(f(z, y) ** 2), argnums=(0, 1)))
+
+    np.testing.assert_allclose(ours(z, y), plain(z, y), rtol=1e-12)
+    for got, want in zip(grads(ours)(z, y), grads(plain)(z, y), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-14)

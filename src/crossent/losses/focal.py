@@ -16,6 +16,7 @@ from .._dispatch import (
     elementwise,
     focal_gradient,
     focal_margin,
+    jax_functions,
     torch_functions,
     when_finite,
 )
@@ -206,7 +207,9 @@ def _focal_terms(xp: Any, z: Array, y: Array, *, guard: bool) -> tuple[Array, Ar
     bce = times(y, sp_neg) + times(1 - y, sp_pos)
     # log(1 - p_t) = log(y sigmoid(-z) + (1 - y) sigmoid(z)) as a log-add-exp of two terms: no
     # cancellation where the prediction is right and confident.
-    a, b = safe_log(xp, y) - sp_pos, safe_log(xp, 1 - y) - sp_neg
+    # safe_log keeps autodiff through log(0) finite; the forward alone needs plain logs.
+    log = partial(safe_log, xp) if guard else xp.log
+    a, b = log(y) - sp_pos, log(1 - y) - sp_neg
     gap = xp.where(a == b, xp.zeros_like(a), xp.abs(a - b)) if guard else xp.abs(a - b)
     log_1m_pt = xp.maximum(a, b) + xp.log1p(xp.exp(-gap))
     return bce, log_1m_pt, sp_pos, sp_neg
@@ -296,8 +299,10 @@ def sigmoid_focal_loss(
         logits, targets, alpha=alpha, gamma=gamma, reduction=reduction
     )
     xp, z = problem.xp, problem.z
-    functions = torch_functions(xp)
-    if functions is not None and not getattr(problem.raw_targets, "requires_grad", False):
+    functions = jax_functions(xp)  # a custom_vjp (both cotangents)
+    if functions is None and not getattr(problem.raw_targets, "requires_grad", False):
+        functions = torch_functions(xp)  # an autograd Function (the logits' gradient only)
+    if functions is not None:
         return functions.sigmoid_focal_loss(problem, a, gamma, reduction)
 
     def compute(guard: bool) -> Array:
@@ -307,7 +312,9 @@ def sigmoid_focal_loss(
         total = elementwise(xp, rule, z, problem.y, total=True)
         return total * mean_scale(xp, element_count(xp, z)) if reduction == "mean" else total
 
-    loss = when_finite(xp, z, lambda: compute(False), lambda: compute(True))
+    # Autodiff to the targets (torch tensors that require grad) needs the guarded logs.
+    to_targets = bool(getattr(problem.raw_targets, "requires_grad", False))
+    loss = when_finite(xp, z, lambda: compute(to_targets), lambda: compute(True))
     return xp.astype(loss, problem.dtype)
 
 
