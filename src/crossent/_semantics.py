@@ -74,6 +74,14 @@ def mean_scale(xp: Any, count: Array) -> Array:
     return xp.where(positive, 1 / xp.where(positive, count, xp.ones_like(count)), 0 * count)
 
 
+def element_count(xp: Any, x: Array) -> Array:
+    """The number of elements of ``x``, as an array: the mean's normalizer of an unweighted loss."""
+    size = 1
+    for n in x.shape:
+        size *= int(n)
+    return xp.asarray(float(size), dtype=x.dtype)
+
+
 def reduce(xp: Any, losses: Array, reduction: str, count: Array) -> Array:
     """Apply ``reduction`` to per-row losses; "mean" divides by ``count`` (see mean_scale)."""
     if reduction == "none":

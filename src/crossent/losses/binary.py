@@ -12,7 +12,14 @@ from typing import Any
 
 from .._dispatch import elementwise, jax_functions, torch_functions, when_finite
 from .._namespace import Array, numel, quiet_numpy
-from .._semantics import binary_ce_grad, binary_ce_loss, binary_targets, mean_scale, mul0
+from .._semantics import (
+    binary_ce_grad,
+    binary_ce_loss,
+    binary_targets,
+    element_count,
+    mean_scale,
+    mul0,
+)
 from .._validation import check_fraction, check_reduction, check_smoothing_convention
 from ._problem import BinaryProblem, gradient_of, prepare_binary
 
@@ -34,11 +41,6 @@ def prepare_sigmoid_bce(
     convention = check_smoothing_convention(smoothing_convention)
     problem = prepare_binary(logits, targets, weight=weight, pos_weight=pos_weight)
     return problem, e, convention
-
-
-def element_count(xp: Any, x: Array) -> Array:
-    """The element count, the mean's normalizer of an element-wise loss."""
-    return xp.asarray(float(numel(x)), dtype=x.dtype)
 
 
 @quiet_numpy

@@ -9,7 +9,7 @@ from typing import Any
 
 from .._namespace import Array, numel, quiet_numpy
 from .._primitives import _sigmoid, _softmax
-from .._semantics import reduce
+from .._semantics import element_count, reduce
 from .._validation import check_nonnegative, check_reduction
 from ._problem import (
     ClassProblem,
@@ -20,7 +20,6 @@ from ._problem import (
     prepare_binary,
     prepare_classes,
 )
-from .distillation import sample_count
 
 __all__ = ["hinge_loss", "hinge_loss_grad", "mse_loss", "mse_loss_grad"]
 
@@ -79,13 +78,13 @@ def mse_loss(
     if activation == "sigmoid":
         b = prepare_binary(logits, targets)
         loss = (_sigmoid(b.xp, b.z) - b.y) ** 2
-        return b.xp.astype(reduce(b.xp, loss, reduction, sample_count(b.xp, loss)), b.dtype)
+        return b.xp.astype(reduce(b.xp, loss, reduction, element_count(b.xp, loss)), b.dtype)
     if activation != "softmax":
         raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
     problem = prepare_classes(logits, targets, axis=axis, ignore_index=None)
     xp = problem.xp
     loss = xp.sum((_softmax(xp, problem.values, -1) - _dense_targets(problem)) ** 2, axis=-1)
-    return xp.astype(reduce(xp, loss, reduction, sample_count(xp, loss)), problem.dtype)
+    return xp.astype(reduce(xp, loss, reduction, element_count(xp, loss)), problem.dtype)
 
 
 @quiet_numpy
@@ -188,7 +187,7 @@ def hinge_loss(
     check_reduction(reduction)
     problem, loss, _ = hinge_parts(logits, targets, axis=axis, margin=margin)
     xp = problem.xp
-    return xp.astype(reduce(xp, loss, reduction, sample_count(xp, loss)), problem.dtype)
+    return xp.astype(reduce(xp, loss, reduction, element_count(xp, loss)), problem.dtype)
 
 
 @quiet_numpy

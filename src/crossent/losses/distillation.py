@@ -9,16 +9,11 @@ from typing import Any
 
 from .._namespace import Array, namespace, numel, quiet_numpy, result_dtype, upcast
 from .._primitives import _log_softmax
-from .._semantics import mul0, reduce
+from .._semantics import element_count, mul0, reduce
 from .._validation import check_positive, check_reduction, check_same_shape, normalize_axis
 from ._problem import class_last, gradient_of, restore_axis
 
 __all__ = ["distillation_loss", "distillation_loss_grad"]
-
-
-def sample_count(xp: Any, per_sample: Array) -> Array:
-    """The number of samples, the mean's normalizer of a per-sample loss."""
-    return xp.asarray(float(numel(per_sample)), dtype=per_sample.dtype)
 
 
 def prepare_distillation(
@@ -86,7 +81,7 @@ def distillation_loss(
     )
     teacher = xp.exp(log_teacher)
     loss = (t * t) * xp.sum(mul0(xp, teacher, log_teacher - log_student), axis=-1)
-    return xp.astype(reduce(xp, loss, reduction, sample_count(xp, loss)), dtype)
+    return xp.astype(reduce(xp, loss, reduction, element_count(xp, loss)), dtype)
 
 
 @quiet_numpy

@@ -22,7 +22,7 @@ from .._dispatch import (
 )
 from .._namespace import Array, numel, quiet_numpy
 from .._primitives import _sigmoid
-from .._semantics import focal_loss, focal_slope, mean_scale, mul0, reduce
+from .._semantics import element_count, focal_loss, focal_slope, mean_scale, mul0, reduce
 from .._validation import check_class_vector, check_fraction, check_nonnegative, check_reduction
 from ._problem import (
     BinaryProblem,
@@ -34,7 +34,6 @@ from ._problem import (
     safe_log,
     take_per_class,
 )
-from .binary import element_count
 
 __all__ = [
     "sigmoid_focal_loss",

@@ -12,7 +12,14 @@ from typing import Any
 
 from .._dispatch import elementwise, subtract_at, torch_functions
 from .._namespace import Array, numel, quiet_numpy
-from .._semantics import SoftmaxCE, mean_scale, probability_targets, reduce, softmax_ce_coefficients
+from .._semantics import (
+    SoftmaxCE,
+    element_count,
+    mean_scale,
+    probability_targets,
+    reduce,
+    softmax_ce_coefficients,
+)
 from .._semantics import softmax_ce_loss as _softmax_ce_loss
 from .._validation import (
     check_fraction,
@@ -30,7 +37,6 @@ from ._problem import (
     prepare_binary,
     prepare_classes,
 )
-from .binary import element_count
 from .softmax import count
 
 __all__ = [

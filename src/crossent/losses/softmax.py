@@ -82,7 +82,7 @@ def capped(xp: Any, z: Array, softcap: float | None) -> tuple[Array, Array | Non
     return th * softcap, th
 
 
-def _class_sum(xp: Any, class_weight: Array | None, x: Array) -> Array:
+def class_sum(xp: Any, class_weight: Array | None, x: Array) -> Array:
     """sum_c w_c x_c along the last axis (0 * inf = 0 for a zero weight)."""
     if class_weight is None:
         return xp.sum(x, axis=-1)
@@ -117,7 +117,7 @@ def per_row_loss(
     log_sum = xp.log(xp.sum(xp.exp(shifted), axis=-1))
     nll = log_sum[..., None] - shifted  # -log p
     if isinstance(tg, IndexTargets):
-        smooth_nll = _class_sum(xp, problem.class_weight, nll) if smoothing else None
+        smooth_nll = class_sum(xp, problem.class_weight, nll) if smoothing else None
         nll_t = log_sum - gather(xp, shifted, tg.index)
         return softmax_ce_loss(
             xp, rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse, w_t=tg.w_t, valid=tg.valid

@@ -45,6 +45,7 @@ from ..losses._problem import BinaryProblem, ClassProblem, IndexTargets
 from ..losses.binary import elementwise_grad, elementwise_loss
 from ..losses.focal import sigmoid_focal_grad_rule, sigmoid_focal_rule
 from ..losses.probability import binary_grad_rule, binary_loss_rule
+from ..losses.softmax import class_sum
 
 __all__ = [
     "binary_cross_entropy",
@@ -147,11 +148,6 @@ def _row_scale(grad: torch.Tensor, reduction: str, count: torch.Tensor) -> torch
     return grad
 
 
-def _weighted_class_sum(weight: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """sum_c w_c x_c along dim 1 (0 * inf = 0 for a zero weight)."""
-    return x.sum(1) if weight is None else mul0(_xp(), weight.unsqueeze(0), x).sum(1)
-
-
 # ----------------------------------------------------------------- softmax cross-entropy
 
 
@@ -175,7 +171,7 @@ class _IndexCE(torch.autograd.Function):
         nll_t = lse - z.gather(1, index.unsqueeze(1)).squeeze(1)
         smooth_nll = None
         if rule.smoothing.per_class > 0:
-            smooth_nll = _weighted_class_sum(weight, lse.unsqueeze(1) - z)
+            smooth_nll = class_sum(xp, weight, lse.unsqueeze(1) - z)
         loss = softmax_ce_loss(
             xp, rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse_raw, w_t=w_t, valid=valid
         )
