@@ -161,3 +161,37 @@ def test_scaled_softmax_takes_the_limit_of_infinite_rows():
     np.testing.assert_array_equal(p[3], np.eye(K)[5])
     np.testing.assert_allclose(p[4], 1 / K)
     np.testing.assert_allclose(lse[[3, 4]], [0.0, np.log(K)])
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threaded_blocks_give_the_same_bits_as_one_thread(monkeypatch, threads):
+    """Many small blocks on several threads: every kernel and a blocked sum equal the one-thread
+    result bit for bit, and the caller's np.errstate holds in the workers (no warning from the
+    infinite row's exp(inf - inf) or log(0))."""
+    rng = np.random.default_rng(11)
+    z = (rng.normal(size=(301, 257)) * 30).astype(np.float32)  # some exp(z - max) underflow
+    t = rng.integers(0, 257, size=301)
+    y = (rng.random(z.shape) < 0.3).astype(np.float32)
+    z[-7, 3], z[-2] = np.inf, -np.inf  # in the last run of blocks: a worker thread's
+    monkeypatch.setattr(_fast, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(_fast, "BLOCK_ELEMENTS", 257 * 5)  # 61 blocks of 5 rows
+    slope = np.linspace(-1, 1, 301, dtype=np.float32)
+
+    def run() -> list[np.ndarray]:
+        return [
+            _fast.row_logsumexp(z),
+            *_fast.softmax_with_lse(z),
+            *_fast.focal_margin(z, t),
+            _fast.focal_gradient(z, t, slope),
+            np.asarray(ce.sigmoid_binary_cross_entropy(z, y)),
+            ce.grad.sigmoid_binary_cross_entropy(z, y),
+            np.asarray(ce.softmax_focal_loss(z, t)),
+            ce.grad.softmax_cross_entropy(z, t),
+        ]
+
+    monkeypatch.setattr(_fast, "THREADS", 1)
+    one = run()
+    monkeypatch.setattr(_fast, "THREADS", threads)
+    many = run()
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -311,3 +311,26 @@ def test_focal_torch_function(opts, reduction, kernels, rows, monkeypatch):
     loss = ce.softmax_focal_loss(x, torch.tensor(t), reduction=reduction, **options)
     loss.backward(torch.ones_like(loss))
     focal_check(loss.detach(), x.grad, z, t, reduction, opts)
+
+
+@FOCAL_GRID
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("rows", [FOCAL_ROWS, FINITE_ROWS], ids=["special", "finite"])
+def test_focal_jax(opts, reduction, rows):
+    # finite rows take the custom_vjp's plain margin; a NaN or inf row, the core's guarded rule
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    z, t = special_rows()
+    z, t = z[rows], t[rows]
+    options = dict(opts)
+    if isinstance(options["alpha"], np.ndarray):
+        options["alpha"] = jnp.asarray(options["alpha"])
+
+    @jax.jit
+    def total(x):
+        loss = ce.softmax_focal_loss(x, jnp.asarray(t), reduction=reduction, **options)
+        return jnp.sum(loss), loss
+
+    grad, loss = jax.grad(total, has_aux=True)(jnp.asarray(z))
+    focal_check(loss, grad, z, t, reduction, opts)

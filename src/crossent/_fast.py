@@ -8,18 +8,91 @@ an element-wise rule (written once, in :mod:`crossent._semantics`) block by bloc
 temporaries are cache-sized and reused instead of array-sized: 3-4x faster for the binary
 cross-entropy. They are used only for large C-contiguous inputs; everything else takes the
 Array API path.
+
+On NumPy the blocks run on :data:`THREADS` threads (NumPy's ufuncs release the GIL): each
+thread takes a contiguous run of blocks and has its own scratch buffer, each block writes only
+its own rows, and a sum is added up block by block in block order, so the result is the same
+bit for bit on any number of threads. torch CPU tensors run the blocks in order: torch's own
+kernels already use its intra-op threads.
 """
 
 from __future__ import annotations
 
+import contextvars
+import os
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
 BLOCK_ELEMENTS = 1 << 18  # ~1 MB of float32 per block: fits in L2 on current CPUs
 MIN_ELEMENTS = 1 << 16  # below this the Array API path is as fast
+
+
+def _available_cpus() -> int:
+    setting = os.environ.get("CROSSENT_NUM_THREADS")
+    if setting is not None and setting.strip().isdigit() and int(setting) > 0:
+        return int(setting)
+    affinity = getattr(os, "sched_getaffinity", None)  # the CPUs this process may run on
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+
+
+THREADS = _available_cpus()
+"""Threads of the NumPy kernels: ``CROSSENT_NUM_THREADS``, else the CPUs this process may use."""
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_scratch = threading.local()
+_T = TypeVar("_T")
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(THREADS, 1), thread_name_prefix="crossent")
+        return _pool
+
+
+def _each_block(
+    rows: int, cols: int, body: Callable[[int, int], _T], *, threaded: bool = True
+) -> list[_T]:
+    """``[body(start, stop) for each block of rows]``, in block order, the blocks on
+    :data:`THREADS` threads when ``threaded``.
+
+    The workers run in a copy of the caller's context, so ``np.errstate`` (a context variable)
+    holds in them as it does in the caller.
+    """
+    step = max(1, BLOCK_ELEMENTS // max(cols, 1))
+    spans = [(start, min(start + step, rows)) for start in range(0, rows, step)]
+    threads = min(THREADS, len(spans)) if threaded else 1
+    if threads <= 1:
+        return [body(start, stop) for start, stop in spans]
+    runs = [
+        spans[i * len(spans) // threads : (i + 1) * len(spans) // threads] for i in range(threads)
+    ]
+
+    def run(part: list[tuple[int, int]]) -> list[_T]:
+        return [body(start, stop) for start, stop in part]
+
+    pool = _executor()
+    futures = [pool.submit(contextvars.copy_context().run, run, part) for part in runs[1:]]
+    first = run(runs[0])  # the caller takes the first run instead of waiting idle
+    return first + [value for future in futures for value in future.result()]
+
+
+def _buffer(rows: int, cols: int, dtype: Any) -> np.ndarray:
+    """This thread's scratch array of shape ``(rows, cols)``, reused across blocks and calls
+    (a fresh array per block would page-fault its memory in each time)."""
+    size = rows * cols
+    held = getattr(_scratch, "array", None)
+    if held is None or held.dtype != dtype or held.size < size:
+        held = np.empty(max(size, BLOCK_ELEMENTS), dtype=dtype)
+        _scratch.array = held
+    return held[:size].reshape(rows, cols)
 
 
 def applies(xp: Any, x: Any) -> bool:
@@ -83,42 +156,35 @@ def map_blocks(
     if not total and out is None:
         out = x.new_empty(x.shape) if hasattr(x, "new_empty") else np.empty_like(x)
     flat_out = None if total else out.reshape(-1, cols)
-    step = max(1, BLOCK_ELEMENTS // max(cols, 1))
-    acc = 0.0
-    for start in range(0, int(flat.shape[0]), step):
-        rows = slice(start, start + step)
-        args = [o[rows] if f else o for o, f in zip(flat_others, full, strict=True)]
-        block = fn(flat[rows], *args)
+
+    def block(start: int, stop: int) -> float:
+        args = [o[start:stop] if f else o for o, f in zip(flat_others, full, strict=True)]
+        value = fn(flat[start:stop], *args)
         if flat_out is None:
-            acc += float(block.sum())
-        else:
-            flat_out[rows] = block
-    return acc if total else out
+            return float(value.sum())
+        flat_out[start:stop] = value
+        return 0.0
 
-
-def _blocks(rows: int, cols: int) -> range:
-    return range(0, rows, max(1, BLOCK_ELEMENTS // max(cols, 1)))
+    sums = _each_block(int(flat.shape[0]), cols, block, threaded=isinstance(x, np.ndarray))
+    return sum(sums) if total else out
 
 
 def row_logsumexp(z: np.ndarray) -> np.ndarray:
     """log(sum(exp(z))) of each row of a 2-D array, shifted by the row max."""
     rows, cols = z.shape
-    step = max(1, BLOCK_ELEMENTS // max(cols, 1))
     out = np.empty(rows, dtype=z.dtype)
-    buffer = np.empty((min(step, rows), cols), dtype=z.dtype)
+
+    def block(start: int, stop: int) -> None:
+        work = _buffer(stop - start, cols, z.dtype)
+        m = z[start:stop].max(axis=1, keepdims=True)
+        m[~np.isfinite(m)] = 0  # as the Array API path: a +-inf max shifts by 0, giving +-inf
+        np.subtract(z[start:stop], m, out=work)
+        np.exp(work, out=work)
+        out[start:stop] = np.log(work.sum(axis=1)) + m[:, 0]
+
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf for all -inf rows
-        for start in _blocks(rows, cols):
-            _lse_block(z[start : start + step], buffer, out[start : start + step])
+        _each_block(rows, cols, block)
     return out
-
-
-def _lse_block(block: np.ndarray, buffer: np.ndarray, out: np.ndarray) -> None:
-    work = buffer[: block.shape[0]]
-    m = block.max(axis=1, keepdims=True)
-    m[~np.isfinite(m)] = 0  # as the Array API path: a +-inf max shifts by 0, giving +-inf
-    np.subtract(block, m, out=work)
-    np.exp(work, out=work)
-    out[:] = np.log(work.sum(axis=1)) + m[:, 0]
 
 
 def softmax_with_lse(
@@ -129,20 +195,21 @@ def softmax_with_lse(
     Rows whose max is not finite come out NaN here; the caller takes the safe path for them.
     """
     rows, cols = z.shape
-    step = max(1, BLOCK_ELEMENTS // max(cols, 1))
     out = np.empty_like(z)
     lse = np.empty(rows, dtype=z.dtype)
+
+    def block(start: int, stop: int) -> None:
+        work = out[start:stop]
+        m = z[start:stop].max(axis=1, keepdims=True)
+        np.subtract(z[start:stop], m, out=work)
+        np.exp(work, out=work)
+        total = work.sum(axis=1)
+        lse[start:stop] = np.log(total) + m[:, 0]
+        factor = 1 / total if row_scale is None else row_scale[start:stop] / total
+        work *= factor[:, None]
+
     with np.errstate(divide="ignore", invalid="ignore"):
-        for start in _blocks(rows, cols):
-            stop = start + step
-            work = out[start:stop]
-            m = z[start:stop].max(axis=1, keepdims=True)
-            np.subtract(z[start:stop], m, out=work)
-            np.exp(work, out=work)
-            total = work.sum(axis=1)
-            lse[start:stop] = np.log(total) + m[:, 0]
-            factor = 1 / total if row_scale is None else row_scale[start:stop] / total
-            work *= factor[:, None]
+        _each_block(rows, cols, block)
     return out, lse
 
 
@@ -162,40 +229,40 @@ def focal_margin(z: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarr
     the caller to redo on the Array API path.
     """
     rows, cols = z.shape
-    step = max(1, BLOCK_ELEMENTS // max(cols, 1))
     d = np.empty(rows, dtype=z.dtype)
     rivals = np.empty(rows, dtype=z.dtype)
-    work = np.empty((min(step, rows), cols), dtype=z.dtype)
+
+    def block(start: int, stop: int) -> None:
+        part, t = z[start:stop], index[start:stop]
+        here = np.arange(stop - start)
+        work = _buffer(stop - start, cols, z.dtype)
+        m = part.max(axis=1)
+        np.subtract(part, m[:, None], out=work)
+        np.exp(work, out=work)
+        work[here, t] = 0
+        total = work.sum(axis=1)
+        rivals[start:stop] = total
+        d[start:stop] = np.log(total) + m - part[here, t]
+
     with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
-        for start in _blocks(rows, cols):
-            block = z[start : start + step]
-            n = block.shape[0]
-            here = np.arange(n)
-            m = block.max(axis=1)
-            np.subtract(block, m[:, None], out=work[:n])
-            np.exp(work[:n], out=work[:n])
-            work[here, index[start : start + n]] = 0
-            total = work[:n].sum(axis=1)
-            rivals[start : start + n] = total
-            d[start : start + n] = np.log(total) + m - block[here, index[start : start + n]]
+        _each_block(rows, cols, block)
     return d, rivals
 
 
 def focal_gradient(z: np.ndarray, index: np.ndarray, slope: np.ndarray) -> np.ndarray:
     """``slope * (softmax of the rivals - onehot(t))`` per row, in one blocked pass over z."""
     rows, cols = z.shape
-    step = max(1, BLOCK_ELEMENTS // max(cols, 1))
     out = np.empty_like(z)
+
+    def block(start: int, stop: int) -> None:
+        part, g, t, s = z[start:stop], out[start:stop], index[start:stop], slope[start:stop]
+        here = np.arange(stop - start)
+        np.subtract(part, part.max(axis=1, keepdims=True), out=g)
+        np.exp(g, out=g)
+        g[here, t] = 0
+        g *= (s / g.sum(axis=1))[:, None]
+        g[here, t] = -s
+
     with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
-        for start in _blocks(rows, cols):
-            block = z[start : start + step]
-            g = out[start : start + step]
-            n = block.shape[0]
-            here = np.arange(n)
-            t = index[start : start + n]
-            np.subtract(block, block.max(axis=1, keepdims=True), out=g)
-            np.exp(g, out=g)
-            g[here, t] = 0
-            g *= (slope[start : start + n] / g.sum(axis=1))[:, None]
-            g[here, t] = -slope[start : start + n]
+        _each_block(rows, cols, block)
     return out

@@ -112,10 +112,15 @@ def result_dtype(xp: Any, dtype: Any) -> Any:
     return compute_dtype(xp, dtype)
 
 
+def as_dtype(xp: Any, x: Array, dtype: Any) -> Array:
+    """``x`` in ``dtype``, itself when it already is (``xp.astype`` copies by default, which
+    costs a full pass over a gradient the size of the logits)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
 def upcast(xp: Any, x: Array) -> Array:
     """``x`` in its :func:`compute_dtype` (a no-op for float32/float64 arrays)."""
-    dtype = compute_dtype(xp, x.dtype)
-    return x if x.dtype == dtype else xp.astype(x, dtype)
+    return as_dtype(xp, x, compute_dtype(xp, x.dtype))
 
 
 def is_concrete(x: Any) -> bool:

@@ -18,8 +18,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from .._dispatch import focal_gradient, focal_margin
 from .._semantics import (
     SoftmaxCE,
+    focal_loss,
+    focal_slope,
     mean_scale,
     mul0,
     reduce,
@@ -32,7 +35,12 @@ from ..losses._problem import BinaryProblem, ClassProblem, IndexTargets
 from ..losses.binary import elementwise_grad, elementwise_loss
 from ..losses.focal import sigmoid_focal_grad_rule, sigmoid_focal_rule
 
-__all__ = ["binary_cross_entropy_with_logits", "sigmoid_focal_loss", "softmax_cross_entropy"]
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "softmax_cross_entropy",
+    "softmax_focal_loss",
+]
 
 
 def _compute_dtype(dtype: Any) -> Any:
@@ -298,3 +306,85 @@ def sigmoid_focal_loss(
     if not jnp.issubdtype(y.dtype, jnp.floating):
         y = y.astype(problem.z.dtype)
     return _sigmoid_focal(alpha, gamma, reduction, problem.raw, y)
+
+
+# ----------------------------------------------------------------- softmax focal loss
+
+
+def _rivals(z: Any, index: Any) -> tuple[Any, Any]:
+    """(the log-sum-exp of each row's other classes, whether it is exact on every row).
+
+    Shifted by the row max (one plain reduction, as ``log_softmax``); the target is masked by
+    comparing a column iota with the index, which XLA vectorizes (it is the +-inf guards'
+    selects that it cannot). The sum is exact unless it is NaN (a NaN or +inf logit) or so
+    small that its terms are subnormal (a target far above every rival): those rows need the
+    core's guarded rule.
+    """
+    m = jnp.max(z, axis=-1)
+    is_target = jnp.arange(z.shape[-1])[None, :] == index[:, None]
+    total = jnp.sum(jnp.where(is_target, 0.0, jnp.exp(z - m[:, None])), axis=-1)
+    exact = jnp.all(total > jnp.finfo(z.dtype).tiny * 2.0**30)  # False where NaN
+    return m + jnp.log(total), exact
+
+
+def _focal_reduce(loss: Any, valid: Any, reduction: str, dtype: Any) -> Any:
+    loss = jnp.where(valid, loss, 0.0)
+    return reduce(jnp, loss, reduction, jnp.sum(valid.astype(loss.dtype))).astype(dtype)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _softmax_focal(
+    gamma: float, reduction: str, z: Any, index: Any, valid: Any, alpha_t: Any
+) -> Any:
+    return _softmax_focal_fwd(gamma, reduction, z, index, valid, alpha_t)[0]
+
+
+def _softmax_focal_fwd(
+    gamma: float, reduction: str, z: Any, index: Any, valid: Any, alpha_t: Any
+) -> tuple[Any, tuple[Any, ...]]:
+    zc = z.astype(_compute_dtype(z.dtype))
+    lse_rivals, plain = _rivals(zc, index)
+    d = lse_rivals - jnp.take_along_axis(zc, index[:, None], axis=-1)[:, 0]
+    # One check on N numbers instead of a pass over the logits for finiteness.
+    d = jax.lax.cond(plain, lambda: d, lambda: focal_margin(jnp, zc, index)[0])
+    loss = mul0(jnp, alpha_t, focal_loss(jnp, d, gamma))  # alpha 0 silences even an inf term
+    saved = (z, index, valid, alpha_t, d, lse_rivals, plain)
+    return _focal_reduce(loss, valid, reduction, z.dtype), saved
+
+
+def _softmax_focal_bwd(
+    gamma: float, reduction: str, saved: tuple[Any, ...], grad: Any
+) -> tuple[Any, None, None, None]:
+    z, index, valid, alpha_t, d, lse_rivals, plain = saved
+    zc = z.astype(d.dtype)
+    slope = mul0(jnp, alpha_t, focal_slope(jnp, d, gamma)) * grad.astype(d.dtype)
+    if reduction == "mean":
+        slope = slope * mean_scale(jnp, jnp.sum(valid.astype(d.dtype)))
+
+    def gradient(guard: bool) -> Any:
+        if guard:
+            _, others = focal_margin(jnp, zc, index)
+            return jnp.where(valid[:, None], focal_gradient(jnp, zc, index, slope, others), 0.0)
+        # slope * (softmax of the rivals - onehot): one pass, ignored rows have slope 0
+        is_target = jnp.arange(zc.shape[-1])[None, :] == index[:, None]
+        rivals = jnp.where(is_target, -1.0, jnp.exp(zc - lse_rivals[:, None]))
+        return slope[:, None] * rivals
+
+    g = jax.lax.cond(plain, lambda: gradient(False), lambda: gradient(True))
+    return g.astype(z.dtype), None, None, None
+
+
+_softmax_focal.defvjp(_softmax_focal_fwd, _softmax_focal_bwd)
+
+
+def softmax_focal_loss(problem: ClassProblem, alpha_t: Any, gamma: float, reduction: str) -> Any:
+    """The JAX path of :func:`crossent.softmax_focal_loss` (inputs validated)."""
+    tg = problem.targets
+    assert isinstance(tg, IndexTargets)
+    k = problem.num_classes
+    batch = tuple(problem.raw.shape[:-1])
+    out = _softmax_focal(
+        gamma, reduction, problem.raw.reshape(-1, k), tg.index.reshape(-1), tg.valid.reshape(-1),
+        alpha_t.reshape(-1),
+    )  # fmt: skip
+    return out.reshape(batch) if reduction == "none" else out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from .._namespace import Array, default_int, namespace, result_dtype, upcast
+from .._namespace import Array, as_dtype, default_int, namespace, result_dtype, upcast
 from .._validation import (
     check_class_vector,
     check_index_targets,
@@ -80,7 +80,7 @@ def restore_axis(xp: Any, x: Array, axis: int, dtype: Any) -> Array:
     """Inverse of :func:`class_last`, cast to ``dtype``: for per-class results (gradients)."""
     if axis != x.ndim - 1:
         x = xp.moveaxis(x, -1, axis)
-    return xp.astype(x, dtype)
+    return as_dtype(xp, x, dtype)
 
 
 def gather(xp: Any, x: Array, index: Array) -> Array:

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from .._dispatch import elementwise, jax_functions, torch_functions, when_finite
-from .._namespace import Array, numel, quiet_numpy
+from .._namespace import Array, as_dtype, numel, quiet_numpy
 from .._semantics import (
     binary_ce_grad,
     binary_ce_loss,
@@ -117,7 +117,7 @@ def sigmoid_binary_cross_entropy(
         return total * mean_scale(xp, element_count(xp, z)) if reduction == "mean" else total
 
     loss = when_finite(xp, z, lambda: compute(False), lambda: compute(True))
-    return xp.astype(loss, problem.dtype)
+    return as_dtype(xp, loss, problem.dtype)
 
 
 def elementwise_loss(
@@ -161,4 +161,4 @@ def sigmoid_binary_cross_entropy_grad(logits: Array, targets: Array, /, **option
     scale = 1 / max(numel(z), 1) if options["reduction"] == "mean" else 1.0
     rule = partial(elementwise_grad, xp, label_smoothing=e, convention=convention, scale=scale)
     grad = elementwise(xp, rule, z, problem.y, problem.weight, problem.pos_weight)
-    return xp.astype(grad, problem.dtype)
+    return as_dtype(xp, grad, problem.dtype)

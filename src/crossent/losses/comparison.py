@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._namespace import Array, numel, quiet_numpy
+from .._namespace import Array, as_dtype, numel, quiet_numpy
 from .._primitives import _sigmoid, _softmax
 from .._semantics import element_count, reduce
 from .._validation import check_nonnegative, check_reduction
@@ -78,13 +78,13 @@ def mse_loss(
     if activation == "sigmoid":
         b = prepare_binary(logits, targets)
         loss = (_sigmoid(b.xp, b.z) - b.y) ** 2
-        return b.xp.astype(reduce(b.xp, loss, reduction, element_count(b.xp, loss)), b.dtype)
+        return as_dtype(b.xp, reduce(b.xp, loss, reduction, element_count(b.xp, loss)), b.dtype)
     if activation != "softmax":
         raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
     problem = prepare_classes(logits, targets, axis=axis, ignore_index=None)
     xp = problem.xp
     loss = xp.sum((_softmax(xp, problem.values, -1) - _dense_targets(problem)) ** 2, axis=-1)
-    return xp.astype(reduce(xp, loss, reduction, element_count(xp, loss)), problem.dtype)
+    return as_dtype(xp, reduce(xp, loss, reduction, element_count(xp, loss)), problem.dtype)
 
 
 @quiet_numpy
@@ -113,7 +113,7 @@ def mse_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
         grad = 2 * (s - b.y) * s * (1 - s)
         if reduction == "mean":
             grad = grad / max(numel(grad), 1)
-        return b.xp.astype(grad, b.dtype)
+        return as_dtype(b.xp, grad, b.dtype)
     if activation != "softmax":
         raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
     problem = prepare_classes(logits, targets, axis=axis, ignore_index=None)
@@ -187,7 +187,7 @@ def hinge_loss(
     check_reduction(reduction)
     problem, loss, _ = hinge_parts(logits, targets, axis=axis, margin=margin)
     xp = problem.xp
-    return xp.astype(reduce(xp, loss, reduction, element_count(xp, loss)), problem.dtype)
+    return as_dtype(xp, reduce(xp, loss, reduction, element_count(xp, loss)), problem.dtype)
 
 
 @quiet_numpy

@@ -20,7 +20,7 @@ from .._dispatch import (
     torch_functions,
     when_finite,
 )
-from .._namespace import Array, numel, quiet_numpy
+from .._namespace import Array, as_dtype, numel, quiet_numpy
 from .._primitives import _sigmoid
 from .._semantics import element_count, focal_loss, focal_slope, mean_scale, mul0, reduce
 from .._validation import check_class_vector, check_fraction, check_nonnegative, check_reduction
@@ -137,13 +137,13 @@ def softmax_focal_loss(
         reduction=reduction,
     )  # fmt: skip
     xp, tg = problem.xp, index_targets(problem)
-    functions = torch_functions(xp)
+    functions = torch_functions(xp) or jax_functions(xp)
     if functions is not None:
         return functions.softmax_focal_loss(problem, alpha_t, gamma, reduction)
     d, _ = focal_margin(xp, problem.values, tg.index)
     loss = mul0(xp, alpha_t, focal_loss(xp, d, gamma))  # alpha 0 silences even an inf term
     loss = xp.where(tg.valid, loss, xp.zeros_like(loss))
-    return xp.astype(reduce(xp, loss, reduction, _valid_count(xp, problem)), problem.dtype)
+    return as_dtype(xp, reduce(xp, loss, reduction, _valid_count(xp, problem)), problem.dtype)
 
 
 @quiet_numpy
@@ -314,7 +314,7 @@ def sigmoid_focal_loss(
     # Autodiff to the targets (torch tensors that require grad) needs the guarded logs.
     to_targets = bool(getattr(problem.raw_targets, "requires_grad", False))
     loss = when_finite(xp, z, lambda: compute(to_targets), lambda: compute(True))
-    return xp.astype(loss, problem.dtype)
+    return as_dtype(xp, loss, problem.dtype)
 
 
 @quiet_numpy
@@ -338,4 +338,4 @@ def sigmoid_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) ->
     xp, z = problem.xp, problem.z
     scale = 1 / max(numel(z), 1) if options["reduction"] == "mean" else 1.0
     rule = partial(sigmoid_focal_grad_rule, xp, alpha=a, gamma=gamma, scale=scale)
-    return xp.astype(elementwise(xp, rule, z, problem.y), problem.dtype)
+    return as_dtype(xp, elementwise(xp, rule, z, problem.y), problem.dtype)

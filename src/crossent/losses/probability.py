@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from .._dispatch import elementwise, subtract_at, torch_functions
-from .._namespace import Array, numel, quiet_numpy
+from .._namespace import Array, as_dtype, numel, quiet_numpy
 from .._semantics import (
     SoftmaxCE,
     element_count,
@@ -183,7 +183,7 @@ def categorical_cross_entropy(
     else:
         nll = -xp.log(xp.clip(p, clip, 1 - clip))
         loss = xp.sum(_target_distribution(problem, rule) * nll, axis=-1)
-    return xp.astype(reduce(xp, loss, reduction, count(problem)), problem.dtype)
+    return as_dtype(xp, reduce(xp, loss, reduction, count(problem)), problem.dtype)
 
 
 @quiet_numpy
@@ -297,11 +297,11 @@ def binary_cross_entropy(
         return functions.binary_cross_entropy(problem, clip, reduction)
     rule = partial(binary_loss_rule, xp, clip=clip)
     if reduction == "none":
-        return xp.astype(elementwise(xp, rule, p, problem.y, problem.weight), problem.dtype)
+        return as_dtype(xp, elementwise(xp, rule, p, problem.y, problem.weight), problem.dtype)
     total = elementwise(xp, rule, p, problem.y, problem.weight, total=True)
     if reduction == "mean":
         total = total * mean_scale(xp, element_count(xp, p))
-    return xp.astype(total, problem.dtype)
+    return as_dtype(xp, total, problem.dtype)
 
 
 @quiet_numpy
@@ -322,4 +322,4 @@ def binary_cross_entropy_grad(probs: Array, targets: Array, /, **options: Any) -
     xp, p = problem.xp, problem.z
     scale = 1 / max(numel(p), 1) if options["reduction"] == "mean" else 1.0
     rule = partial(binary_grad_rule, xp, clip=clip, scale=scale)
-    return xp.astype(elementwise(xp, rule, p, problem.y, problem.weight), problem.dtype)
+    return as_dtype(xp, elementwise(xp, rule, p, problem.y, problem.weight), problem.dtype)

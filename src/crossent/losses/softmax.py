@@ -17,7 +17,7 @@ from .._dispatch import (
     subtract_at,
     torch_functions,
 )
-from .._namespace import Array, all_finite, numel, quiet_numpy
+from .._namespace import Array, all_finite, as_dtype, numel, quiet_numpy
 from .._primitives import _shift_by_max
 from .._semantics import (
     SoftmaxCE,
@@ -270,7 +270,7 @@ def softmax_cross_entropy(
         return functions.softmax_cross_entropy(problem, rule, reduction)
     z, _ = capped(xp, problem.values, rule.softcap)
     loss = reduce(xp, per_row_loss(problem, rule, z), reduction, count(problem))
-    return xp.astype(loss, problem.dtype)
+    return as_dtype(xp, loss, problem.dtype)
 
 
 @quiet_numpy
@@ -306,5 +306,5 @@ def softmax_cross_entropy_grad(
         return problem.restore(g)
     # The limit's log-sum-exp is the raw one wherever it is finite (else recomputed).
     rows = per_row_loss(problem, rule, z, lse if all_finite(xp, lse) else None)
-    loss = xp.astype(reduce(xp, rows, options["reduction"], count(problem)), problem.dtype)
+    loss = as_dtype(xp, reduce(xp, rows, options["reduction"], count(problem)), problem.dtype)
     return loss, problem.restore(g)
