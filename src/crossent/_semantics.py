@@ -50,7 +50,7 @@ def sigmoid(xp: Any, x: Array) -> Array:
     # e = e^-|x| <= 1 in both branches, so neither overflows (and jax.grad of the unselected
     # branch stays finite).
     e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return xp.where(x >= 0, xp.ones_like(e), e) / (1 + e)  # one division, the same values
 
 
 def limit_rows(xp: Any, z: Array, inf_rows: Array) -> Array:

@@ -76,10 +76,14 @@ def _shifted(
 def _forward(
     rule: SoftmaxCE, reduction: str, logits: Any, index: Any, valid: Any, w_t: Any, w: Any
 ) -> tuple[Any, Any, Any]:
-    """(loss, (log-sum of the shifted exps, finite row max), whether every logit is finite)."""
-    finite = jnp.isfinite(jnp.sum(logits))
+    """(loss, (log-sum of the shifted exps, finite row max), whether the plain rule held)."""
     compute = partial(_guarded_forward, rule, reduction, logits, index, valid, w_t, w)
-    loss, stats = jax.lax.cond(finite, lambda: compute(False), lambda: compute(True))
+    plain = compute(False)
+    # The unguarded rule is exact, limits included, on every row whose max is finite (an
+    # infinite or NaN logit makes it inf or NaN): a check on N numbers, not a pass over the
+    # logits. Only otherwise the guarded rule runs.
+    finite = jnp.all(jnp.isfinite(plain[1][1]))
+    loss, stats = jax.lax.cond(finite, lambda: plain, lambda: compute(True))
     return loss, stats, finite
 
 
