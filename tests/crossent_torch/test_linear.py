@@ -452,6 +452,9 @@ MEMORY_CHILD = textwrap.dedent(
         "mean": run(lambda: linear_cross_entropy(h, w, y, chunk_size=chunk).backward()),
         "none": run(lambda: linear_cross_entropy(
             h, w, y, chunk_size=chunk, reduction="none").backward(u)),
+        "outputs": run(lambda: (lambda o: (o.loss + o.logprob.sum() + o.entropy.sum()).backward())(
+            linear_cross_entropy(h, w, y, chunk_size=chunk, entropy_grad=True,
+                                 outputs=("logprob", "entropy", "confidence")))),
         "torch": run(lambda: F.cross_entropy(h @ w.T, y).backward()),
     }))
     """
@@ -464,7 +467,8 @@ def test_never_materializes_the_logits():
 
     Plain PyTorch, measured the same way, must show them (so the check can see them); crossent
     with 512-row chunks (8 MiB) stays under a quarter of their size, forward and backward, with
-    gradients computed in forward ("mean") and recomputed in backward ("none").
+    gradients computed in forward ("mean") and recomputed in backward ("none"), and with the
+    per-token outputs differentiated (their second chunk buffer included).
     """
     n, d, v, chunk = 8192, 16, 4096, 512
     logits = n * v * 4
@@ -476,6 +480,7 @@ def test_never_materializes_the_logits():
     assert peaks["torch"] > logits, peaks
     assert peaks["mean"] < logits / 4, peaks
     assert peaks["none"] < logits / 4, peaks
+    assert peaks["outputs"] < logits / 4, peaks  # two chunk buffers, still no N x V
 
 
 # ----------------------------------------------------------------- errors
