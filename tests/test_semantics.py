@@ -149,6 +149,56 @@ def test_reduce(xp):
     assert float(to_np(sem.reduce(ns, zeros, "mean", xp.asarray(0.0)))) == 0.0
 
 
+@quiet
+@pytest.mark.parametrize(
+    ("reduction", "normalizer"),
+    [("none", None), ("sum", None), ("mean", None), ("mean", 7.0), ("mean", 0.0)],
+)
+def test_reduce_with_sample_weights_and_normalizer(xp, reduction, normalizer):
+    """s_i l_i, their sum, and that sum over the normalizer (else the batch count; 0 over 0),
+    against NumPy; d reduce / d l_i = loss_row_scale, by torch autograd."""
+    ns = namespace(xp)
+    losses = np.array([1.5, 0.0, 2.0, np.inf, 0.25])
+    s = np.array([2.0, -1.0, -0.5, 0.0, 3.0])  # negative advantages; weight 0 removes inf
+    count = np.asarray(4.0)  # float64 arrays on every library
+    weighted = np.array([3.0, 0.0, -1.0, 0.0, 0.75])
+    d = count if normalizer is None else normalizer
+    want = {"none": weighted, "sum": weighted.sum(),
+            "mean": weighted.sum() / d if d else 0.0}[reduction]  # fmt: skip
+    norm = None if normalizer is None else xp.asarray(np.asarray(normalizer))
+    got = sem.reduce(
+        ns, xp.asarray(losses), reduction, xp.asarray(count), sample_weight=xp.asarray(s),
+        normalizer=norm,
+    )  # fmt: skip
+    np.testing.assert_array_equal(to_np(got), want)
+    # the gradient rule, on the finite rows
+    rows = t64(np.where(np.isfinite(losses), losses, 0.0)).requires_grad_()
+    sw, tn = t64(s), None if normalizer is None else t64(np.asarray(normalizer))
+    ref = sem.reduce(namespace(torch), rows, reduction, t64(count), sample_weight=sw,
+                     normalizer=tn)  # fmt: skip
+    (ref * (t64(np.arange(5.0)) + 1 if reduction == "none" else 1)).sum().backward()
+    scale = sem.loss_row_scale(ns, reduction, xp.asarray(count), sample_weight=xp.asarray(s),
+                               normalizer=norm)  # fmt: skip
+    upstream = np.arange(5.0) + 1 if reduction == "none" else 1.0
+    np.testing.assert_allclose(upstream * to_np(scale), rows.grad.numpy(), rtol=1e-15)
+    # without sample weights the scale is the mean's 1 / D (a scalar), or 1
+    plain = sem.loss_row_scale(ns, reduction, xp.asarray(count), normalizer=norm)
+    assert float(to_np(plain)) == (1.0 if reduction != "mean" else (1 / d if d else 0.0))
+
+
+def test_z_loss_rows_are_the_z_part_of_the_loss(xp):
+    ns = namespace(xp)
+    lse, w_t = np.array([1.0, -2.0, 3.0]), np.array([0.5, 2.0, 0.0])
+    valid = np.array([True, True, False])
+    rule = sem.SoftmaxCE(4, z_loss=0.1)
+    got = sem.z_loss_rows(ns, rule, lse=xp.asarray(lse), w_t=xp.asarray(w_t),
+                          valid=xp.asarray(valid))  # fmt: skip
+    np.testing.assert_allclose(to_np(got), [0.05, 0.8, 0.0], rtol=1e-15)
+    none = sem.z_loss_rows(ns, sem.SoftmaxCE(4), lse=xp.asarray(lse), w_t=xp.asarray(w_t),
+                           valid=xp.asarray(valid))  # fmt: skip
+    np.testing.assert_array_equal(to_np(none), 0.0)
+
+
 # ---------------------------------------------------------------- softmax cross-entropy rows
 
 

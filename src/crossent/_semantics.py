@@ -16,7 +16,9 @@ The rules, each in one place:
 - the focal modulation as a function of the margin (:func:`focal_loss`, :func:`focal_slope`);
 - binary cross-entropy from logits (:func:`binary_ce_loss`, :func:`binary_ce_grad`);
 - ``0 * inf = 0`` for zero weights (:func:`mul0`), the limit of rows with an infinite
-  log-sum-exp (:func:`limit_rows`), and the safe mean (:func:`mean_scale`, :func:`reduce`).
+  log-sum-exp (:func:`limit_rows`), and the safe mean (:func:`mean_scale`, :func:`reduce`);
+- per-sample weights and the mean's denominator, an explicit normalizer included
+  (:func:`weight_samples`, :func:`denominator`, :func:`loss_row_scale`).
 """
 
 from __future__ import annotations
@@ -82,14 +84,68 @@ def element_count(xp: Any, x: Array) -> Array:
     return xp.asarray(float(size), dtype=x.dtype)
 
 
-def reduce(xp: Any, losses: Array, reduction: str, count: Array) -> Array:
-    """Apply ``reduction`` to per-row losses; "mean" divides by ``count`` (see mean_scale)."""
+def weight_samples(xp: Any, losses: Array, sample_weight: Array | None) -> Array:
+    """Per-row losses times per-sample weights ``s_i`` (any real: negative RL advantages too).
+
+    ``0 * inf = 0``: a sample of weight 0 is removed even where its loss is infinite.
+    """
+    return losses if sample_weight is None else mul0(xp, sample_weight, losses)
+
+
+def denominator(count: Array, normalizer: Array | None) -> Array:
+    r"""The mean's denominator: ``normalizer`` when one is given, else ``count``.
+
+    ``count`` is what the batch itself counts: :math:`\sum_i w_{y_i}` over non-ignored rows
+    for class indices (PyTorch's weighted mean; the number of such rows without class
+    weights). Per-sample weights never enter it: the mean of ``s_i l_i`` is a mean over
+    tokens, defined when the weights are negative or sum to 0 (RL advantages); a mean
+    normalized by the weights is ``normalizer=sum(s)``. An explicit normalizer serves gradient
+    accumulation: with the count of the whole accumulated batch, the micro-batches' means add
+    up to the full batch's mean, which per-micro-batch means do not (Liger #802, #1298).
+    """
+    return count if normalizer is None else normalizer
+
+
+def loss_row_scale(
+    xp: Any,
+    reduction: str,
+    count: Array,
+    *,
+    sample_weight: Array | None = None,
+    normalizer: Array | None = None,
+) -> Array | float:
+    """``d reduce(...) / d l_i``: ``s_i``, divided by the denominator for "mean" (a scalar
+    without sample weights; 1.0 for an unweighted "sum" or "none")."""
+    scale: Array | float = 1.0
+    if reduction == "mean":
+        d = denominator(count, normalizer)
+        scale = mean_scale(xp, xp.astype(d, count.dtype))
+    if sample_weight is None:
+        return scale
+    return sample_weight * scale if reduction == "mean" else sample_weight
+
+
+def reduce(
+    xp: Any,
+    losses: Array,
+    reduction: str,
+    count: Array,
+    *,
+    sample_weight: Array | None = None,
+    normalizer: Array | None = None,
+) -> Array:
+    r"""Apply ``reduction`` to per-row losses weighted by ``sample_weight``.
+
+    "none": :math:`s_i \ell_i`; "sum": :math:`\sum_i s_i \ell_i`; "mean": that sum over
+    :func:`denominator` (``count``, or ``normalizer``), 0 when it is 0 (see mean_scale).
+    """
+    losses = weight_samples(xp, losses, sample_weight)
     if reduction == "none":
         return losses
     total = xp.sum(losses)
     if reduction == "sum":
         return total
-    return total * mean_scale(xp, xp.astype(count, total.dtype))
+    return total * mean_scale(xp, xp.astype(denominator(count, normalizer), total.dtype))
 
 
 # ---------------------------------------------------------------- label smoothing
@@ -164,8 +220,21 @@ def softmax_ce_loss(
         assert smooth_nll is not None
         loss = loss + s.per_class * smooth_nll
     if rule.z_loss > 0:
-        loss = loss + mul0(xp, rule.z_loss * w_t, lse * lse)
+        loss = loss + _z_term(xp, rule, lse, w_t)
     return xp.where(valid, loss, xp.zeros_like(loss))
+
+
+def _z_term(xp: Any, rule: SoftmaxCE, lse: Array, w_t: Array) -> Array:
+    # weighted like the NLL; 0 * inf = 0 for a zero class weight
+    return mul0(xp, rule.z_loss * w_t, lse * lse)
+
+
+def z_loss_rows(xp: Any, rule: SoftmaxCE, *, lse: Array, w_t: Array, valid: Array) -> Array:
+    r"""The z-loss part :math:`\zeta\, w_t \operatorname{LSE}^2` of :func:`softmax_ce_loss`'s
+    rows (0 on ignored rows and without z-loss): the value a training log reports apart."""
+    if rule.z_loss == 0:
+        return xp.zeros_like(lse)
+    return xp.where(valid, _z_term(xp, rule, lse, w_t), xp.zeros_like(lse))
 
 
 def softmax_ce_coefficients(

@@ -9,10 +9,12 @@ tracing and on accelerators.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from ._namespace import Array, _is_array, is_concrete, numel, to_numpy
@@ -160,6 +162,54 @@ def check_index_targets(
         raise ValueError(
             f"targets must be in {allowed}; found {value} at index {format_index(index)}"
         )
+
+
+def check_sample_weight(xp: Any, sample_weight: Array, shape: tuple[int, ...]) -> None:
+    """A floating array of per-sample weights of the targets' ``shape``: any finite real
+    (negative RL advantages included), NaN and inf rejected where the data can be read."""
+    check_floating(xp, sample_weight, "sample_weight")
+    if tuple(sample_weight.shape) != tuple(shape):
+        raise ValueError(
+            f"sample_weight must have the targets' shape {tuple(shape)}; "
+            f"got {tuple(sample_weight.shape)}"
+        )
+    if not is_concrete(sample_weight):
+        return
+    found = first_bad(xp, ~xp.isfinite(sample_weight), sample_weight)
+    if found is not None:
+        index, value = found
+        raise ValueError(
+            f"sample_weight must be finite; found {value} at index {format_index(index)}"
+        )
+
+
+def check_normalizer(normalizer: Any) -> None:
+    """None, a real number >= 0, or a 0-d real array holding one (read only where free).
+
+    The mean's explicit denominator (the token count of an accumulated batch): an integer or
+    floating 0-d tensor stays on its device and is never read there (no host sync).
+    """
+    if normalizer is None:
+        return
+    if isinstance(normalizer, numbers.Real) and not isinstance(normalizer, bool):
+        value = float(normalizer)  # Python and NumPy scalars
+    elif _is_array(normalizer):
+        if normalizer.ndim != 0:
+            raise ValueError(
+                f"normalizer must be a number or a 0-d array; got shape {tuple(normalizer.shape)}"
+            )
+        xp = array_api_compat.array_namespace(normalizer)
+        if not xp.isdtype(normalizer.dtype, ("real floating", "integral")):
+            raise TypeError(f"normalizer must be a real number, got dtype {normalizer.dtype}")
+        if not is_concrete(normalizer):
+            return
+        value = float(normalizer)
+    else:
+        raise TypeError(
+            f"normalizer must be None, a number or a 0-d array, got {type(normalizer).__name__}"
+        )
+    if not 0.0 <= value < math.inf:
+        raise ValueError(f"normalizer must be a finite number >= 0, got {value}")
 
 
 def check_unit_interval(xp: Any, values: Array, name: str) -> None:

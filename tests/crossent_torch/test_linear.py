@@ -25,6 +25,7 @@ from crossent.torch import LinearCrossEntropyLoss, linear_cross_entropy  # noqa:
 from crossent.torch._linear import CHUNK_BYTES, default_chunk_size  # noqa: E402
 
 _linear = sys.modules["crossent.torch._linear"]
+_sweep = sys.modules["crossent.torch._linear_sweep"]
 F = torch.nn.functional
 
 F64 = torch.float64
@@ -98,7 +99,7 @@ def _check(out, ref, ours, theirs, gen, *, rtol=1e-5, atol=1e-6):
 def path(request, monkeypatch):
     """The CPU sweep (target-logit shift, factored gradient) or the one accelerators take."""
     if request.param == "device":
-        monkeypatch.setattr(_linear, "_host_shortcuts", lambda hidden: False)
+        monkeypatch.setattr(_sweep, "_host_shortcuts", lambda hidden: False)
     return request.param
 
 
@@ -133,13 +134,13 @@ def test_recompute_path_matches(reduction, path, monkeypatch):
     """Gradients recomputed in backward (the path of reduction='none') for mean and sum too."""
     monkeypatch.setattr(_linear, "PRECOMPUTE", False)
     sweeps = []
-    run = _linear._Sweep.run
+    run = _sweep.Sweep.run
 
     def spy(self, **kwargs):
         sweeps.append("backward" if kwargs["lse_in"] is not None else "forward")
         return run(self, **kwargs)
 
-    monkeypatch.setattr(_linear._Sweep, "run", spy)
+    monkeypatch.setattr(_sweep.Sweep, "run", spy)
     ours, theirs, y, gen = _inputs(11, bias=True)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], label_smoothing=0.1, z_loss=1e-3, softcap=3.0,
@@ -195,8 +196,8 @@ def test_low_precision_accumulates_in_float32(dtype, reduction):
 def test_accelerator_low_precision_path(monkeypatch, reduction):
     """The path CUDA takes (products in bfloat16, float32 accumulation over chunks and class
     blocks, softmax shifted by the row maxima, no value read on the host), forced on CPU."""
-    monkeypatch.setattr(_linear, "_mm_dtype", lambda hidden: hidden.dtype)
-    monkeypatch.setattr(_linear, "_host_shortcuts", lambda hidden: False)
+    monkeypatch.setattr(_sweep, "_mm_dtype", lambda hidden: hidden.dtype)
+    monkeypatch.setattr(_sweep, "_host_shortcuts", lambda hidden: False)
     ours, theirs, y, gen = _inputs(23, dtype=torch.bfloat16, bias=True)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], z_loss=1e-3, reduction=reduction, chunk_size=3
@@ -223,7 +224,7 @@ def test_two_dimensional_hidden_and_upstream_scale():
 def test_large_logits_do_not_overflow(monkeypatch, shortcuts):
     """Logits of order 1e4: on CPU the target-logit shift overflows and the chunk is redone
     with the row maxima; the path accelerators take shifts by the maxima from the start."""
-    monkeypatch.setattr(_linear, "_host_shortcuts", lambda hidden: shortcuts)
+    monkeypatch.setattr(_sweep, "_host_shortcuts", lambda hidden: shortcuts)
     ours, theirs, y, gen = _inputs(15)
     with torch.no_grad():
         for t in (*ours[:2], *theirs[:2]):
@@ -383,8 +384,8 @@ def test_no_gradient_work_without_grad_mode(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("gradients computed without grad mode")
 
-    monkeypatch.setattr(_linear._Sweep, "_accumulate", fail)
-    monkeypatch.setattr(_linear._Sweep, "_accumulate_factored", fail)
+    monkeypatch.setattr(_sweep.Sweep, "_accumulate", fail)
+    monkeypatch.setattr(_sweep.Sweep, "_accumulate_factored", fail)
     for context in (torch.no_grad, torch.inference_mode):
         with context():
             loss = linear_cross_entropy(ours[0], ours[1], y, chunk_size=5)
@@ -451,6 +452,9 @@ MEMORY_CHILD = textwrap.dedent(
         "mean": run(lambda: linear_cross_entropy(h, w, y, chunk_size=chunk).backward()),
         "none": run(lambda: linear_cross_entropy(
             h, w, y, chunk_size=chunk, reduction="none").backward(u)),
+        "outputs": run(lambda: (lambda o: (o.loss + o.logprob.sum() + o.entropy.sum()).backward())(
+            linear_cross_entropy(h, w, y, chunk_size=chunk, entropy_grad=True,
+                                 outputs=("logprob", "entropy", "confidence")))),
         "torch": run(lambda: F.cross_entropy(h @ w.T, y).backward()),
     }))
     """
@@ -463,7 +467,8 @@ def test_never_materializes_the_logits():
 
     Plain PyTorch, measured the same way, must show them (so the check can see them); crossent
     with 512-row chunks (8 MiB) stays under a quarter of their size, forward and backward, with
-    gradients computed in forward ("mean") and recomputed in backward ("none").
+    gradients computed in forward ("mean") and recomputed in backward ("none"), and with the
+    per-token outputs differentiated (their second chunk buffer included).
     """
     n, d, v, chunk = 8192, 16, 4096, 512
     logits = n * v * 4
@@ -475,6 +480,7 @@ def test_never_materializes_the_logits():
     assert peaks["torch"] > logits, peaks
     assert peaks["mean"] < logits / 4, peaks
     assert peaks["none"] < logits / 4, peaks
+    assert peaks["outputs"] < logits / 4, peaks  # two chunk buffers, still no N x V
 
 
 # ----------------------------------------------------------------- errors

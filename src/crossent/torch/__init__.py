@@ -8,7 +8,9 @@ autograd Function with a closed-form backward); what lives here is what only tor
   modules (same constructors, class dim 1) that are thin wrappers over the core losses, plus
   z-loss, soft-capping, finite values at infinite logits and 0 for all-ignored batches.
 - :func:`linear_cross_entropy` / :class:`LinearCrossEntropyLoss`: the loss of
-  ``softmax(hidden @ weight.T + bias)`` in chunks, never materializing the N x V logits.
+  ``softmax(hidden @ weight.T + bias)`` in chunks, never materializing the N x V logits;
+  per-token weights, an explicit normalizer for gradient accumulation, and per-token outputs
+  (log-probabilities, entropy, accuracy, confidence) in a :class:`LinearCEOutput`.
 
 The functions ``cross_entropy``, ``binary_cross_entropy_with_logits`` and ``focal_loss`` are
 deprecated aliases of the core losses.
@@ -21,13 +23,14 @@ deprecated aliases of the core losses.
 """
 
 from ._functional import binary_cross_entropy_with_logits, cross_entropy, focal_loss
-from ._linear import LinearCrossEntropyLoss, linear_cross_entropy
+from ._linear import LinearCEOutput, LinearCrossEntropyLoss, linear_cross_entropy
 from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, FocalLoss
 
 __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "FocalLoss",
+    "LinearCEOutput",
     "LinearCrossEntropyLoss",
     "binary_cross_entropy_with_logits",
     "cross_entropy",

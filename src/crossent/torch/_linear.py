@@ -2,32 +2,31 @@
 
 A language model's head turns N hidden states into N x V logits; at N = 8192 and V = 128k the
 float32 logits take 4 GB and PyTorch holds three tensors of that size between the forward and
-the end of the backward. Here the rows are processed in chunks: for each chunk the logits are
-computed into one reused (chunk, V) buffer, reduced to a log-sum-exp, turned in place into the
-gradient of the loss with respect to the logits, and multiplied straight into the gradients of
-hidden, weight and bias. Nothing of size N x V ever exists; the memory is
-O(chunk x V + N + V x D), whatever N is.
+the end of the backward. Here the rows are processed in chunks (:mod:`._linear_sweep`): for
+each chunk the logits are computed into one reused (chunk, V) buffer, reduced to a
+log-sum-exp, turned in place into the gradient of the loss with respect to the logits, and
+multiplied straight into the gradients of hidden, weight and bias. Nothing of size N x V ever
+exists; the memory is O(chunk x V + N + V x D), whatever N is.
 
 When the loss is reduced ("mean" or "sum") and gradients are wanted, the gradients are computed
 during the forward pass (one pass over the chunks, three matrix products per chunk) and scaled
 by the scalar upstream gradient in the backward: a quarter fewer products than recomputing the
-logits in the backward. With ``reduction="none"`` the upstream gradient differs per row, so the
-backward recomputes each chunk's logits (four products per chunk) from the saved log-sum-exp.
-
-The chunks are visited in a fixed order and accumulated with plain matrix products (no atomics),
-so results are bit-identical run to run. On CUDA nothing reads a tensor's value on the host
-(no ``.item()``, no ``nonzero()``, no branch on data), so the call can be captured in a graph;
-only the CPU path, where reading is free, branches on two flags (see :func:`_host_shortcuts`).
+logits in the backward. With ``reduction="none"``, or with a differentiable per-token output
+(the log-probability, the entropy with ``entropy_grad``), the upstream gradient differs per
+row, so the backward recomputes each chunk's logits (four products per chunk) from the saved
+log-sum-exp, once for the loss and those outputs together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._semantics import SoftmaxCE, softmax_ce_coefficients, softmax_ce_loss
+from .._namespace import is_concrete
+from .._semantics import SoftmaxCE, denominator, loss_row_scale, reduce, z_loss_rows
 from .._validation import (
     check_class_vector,
     check_floating,
@@ -35,362 +34,41 @@ from .._validation import (
     check_index_targets,
     check_integer,
     check_nonnegative,
+    check_normalizer,
+    check_positive,
     check_reduction,
     check_same_device,
+    check_sample_weight,
     check_smoothing_convention,
     check_softcap,
 )
-from ..losses._problem import IndexTargets, index_target_data
+from . import _linear_sweep as _sweep
 from ._functions import _xp, compute_dtype
+from ._linear_outputs import LinearCEOutput, assemble, check_outputs, statistics
+from ._linear_sweep import CHUNK_BYTES, Options, Sweep, Targets, Upstream, default_chunk_size
 
-__all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
-
-#: Bytes of the per-chunk logits buffer when ``chunk_size`` is None.
-CHUNK_BYTES = {"cpu": 128 * 2**20, "default": 256 * 2**20}
-
-
-def default_chunk_size(num_rows: int, vocab: int, device: torch.device) -> int:
-    """Rows per chunk: a logits buffer of at most ``CHUNK_BYTES`` (float32), chunks balanced.
-
-    The rows are split into equal chunks (the last one no smaller than the others by more than
-    the number of chunks), so no chunk is a thin sliver that runs its products slowly.
-    """
-    budget = CHUNK_BYTES.get(device.type, CHUNK_BYTES["default"])
-    rows = max(1, min(max(budget // (4 * max(vocab, 1)), 16), num_rows))
-    chunks = -(-num_rows // rows) if num_rows else 1
-    return max(1, -(-num_rows // chunks))
-
-
-def _mm_dtype(hidden: torch.Tensor) -> torch.dtype:
-    """The dtype of the matrix products: float32 (or float64) on CPU, the input's elsewhere.
-
-    On CPU a float16/bfloat16 weight is upcast once, so every product accumulates and rounds
-    in float32 (CPUs have no faster low-precision path to lose). On accelerators the products
-    run in the input dtype on tensor cores (accumulating in float32 inside each product) and
-    their results are upcast.
-    """
-    return compute_dtype(hidden.dtype) if hidden.device.type == "cpu" else hidden.dtype
-
-
-def _host_shortcuts(hidden: torch.Tensor) -> bool:
-    """Whether the sweep takes its two CPU shortcuts, each saving one pass over every chunk.
-
-    1. The softmax is shifted by each row's target logit, and the row maxima are taken only
-       for a chunk where some logit exceeds its target's by more than ~44 (the sum of exps
-       passes 2**64): reading that flag is free on CPU, a synchronization on a device.
-    2. The per-row factor of the gradient, d l / d z = c exp(z - m) - b onehot(t) - r w, is
-       applied to the (rows, D) operands and results of the products instead of the (V, rows)
-       chunk, and the one-hot term is added with ``index_add_``: deterministic on CPU, atomic
-       (run-to-run different) on CUDA.
-
-    Elsewhere every chunk is shifted by its row maxima and the gradient written in the chunk.
-    """
-    return hidden.device.type == "cpu"
-
+__all__ = [
+    "CHUNK_BYTES",
+    "LinearCEOutput",
+    "LinearCrossEntropyLoss",
+    "default_chunk_size",
+    "linear_cross_entropy",
+]
 
 #: Whether a reduced loss computes its gradients during the forward pass (see the module
 #: docstring); tests switch it off to check the backward's recomputing sweep.
 PRECOMPUTE = True
 
 
-class _Options:
-    """The non-tensor options of one call (a plain object: the Function saves it on ctx)."""
-
-    __slots__ = ("chunk", "ignore_index", "precompute", "reduction", "rule")
-
-    def __init__(
-        self, *, rule: SoftmaxCE, ignore_index: int, reduction: str, chunk: int, precompute: bool
-    ) -> None:
-        self.rule = rule
-        self.ignore_index = ignore_index
-        self.reduction = reduction
-        self.chunk = chunk
-        self.precompute = precompute
-
-
-class _Targets:
-    """Per-row target data shared by forward and backward (all of length N, no host sync)."""
-
-    def __init__(
-        self, targets: torch.Tensor, class_weight: torch.Tensor | None, ignore_index: int,
-        dtype: torch.dtype, vocab: int,
-    ) -> None:  # fmt: skip
-        self.class_weight = None if class_weight is None else class_weight.to(dtype)
-        data: IndexTargets = index_target_data(
-            _xp(), targets, self.class_weight, ignore_index, dtype
-        )
-        self.valid, self.index, self.w_t = data.valid, data.index, data.w_t
-        cw = self.class_weight
-        self.w_sum: torch.Tensor | float = float(vocab) if cw is None else cw.sum()
-
-
-class _Sweep:
-    """One pass over the chunks: log-sum-exp and losses, and/or the gradients.
-
-    A chunk's logits are held transposed, (V, rows): the products ``W @ h_c.T``,
-    ``G.T @ W`` and ``G @ h_c`` then run at close to the speed of one large product on CPU
-    (a (rows, V) layout costs about 10% more at 256 rows), and the reductions over classes
-    are vectorized across the rows. The buffer is one flat allocation whose first V * rows
-    elements serve every chunk, the ragged last one included, as a contiguous (V, rows) view.
-
-    ``mm_weight`` is the weight in the dtype of the matrix products (see :func:`_mm_dtype`).
-    """
-
-    def __init__(
-        self,
-        hidden: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        tgt: _Targets,
-        opts: _Options,
-    ) -> None:
-        self.dtype = compute_dtype(hidden.dtype)
-        self.mm_dtype = _mm_dtype(hidden)
-        self.hidden = hidden
-        self.mm_weight = weight.to(self.mm_dtype)
-        self.bias = None if bias is None else bias.to(self.dtype).unsqueeze(1)
-        self.tgt = tgt
-        self.opts = opts
-        self.shortcuts = _host_shortcuts(hidden)
-        self.w_dot_weight: torch.Tensor | None = None
-
-    def _chunk_logits(self, r0: int, r1: int, z: torch.Tensor, th: torch.Tensor | None) -> None:
-        """z (V, rows) = the chunk's (soft-capped) logits; th = tanh(logits / cap) if capped."""
-        self._logits(r0, r1, z)
-        cap = self.opts.rule.softcap
-        if cap is not None:
-            assert th is not None
-            torch.div(z, cap, out=th).tanh_()
-            torch.mul(th, cap, out=z)
-
-    def _exp_shifted(
-        self, z: torch.Tensor, z_t: torch.Tensor, r0: int, r1: int, th: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """z <- exp(z - m) in place; returns m, sum_c w_c (z_c - m) (with smoothing), sum exp.
-
-        m is the target logit where the host may check the sums (CPU), else the row max; a chunk
-        where a sum grows too large (a logit far above its target's) is recomputed and shifted
-        by its row maxima.
-        """
-        tgt = self.tgt
-        for by_max in (False, True) if self.shortcuts else (True,):
-            m = z.amax(0) if by_max else z_t
-            m = torch.where(torch.isfinite(m), m, 0)  # a row without a finite max: shift 0
-            z.sub_(m)
-            zw = None
-            if self.opts.rule.smoothing.per_class > 0:
-                # sum_c w_c (z_c - m): the smoothing term without cancellation
-                zw = z.sum(0) if tgt.class_weight is None else tgt.class_weight @ z
-            z.exp_()
-            sum_exp = z.sum(0)
-            # Past 2**64 (a logit ~44 above its target's) 1/sum nears float32's subnormals.
-            if by_max or not bool((sum_exp >= 2.0**64).any()):
-                break
-            self._chunk_logits(r0, r1, z, th)  # start this chunk again, shifted by the max
-        return m, zw, sum_exp
-
-    def _logits(self, r0: int, r1: int, out: torch.Tensor) -> None:
-        """out (V, rows) = W @ h[r0:r1].T + b."""
-        h = self.hidden[r0:r1].to(self.mm_dtype)
-        if self.mm_dtype == self.dtype:
-            if self.bias is None:
-                torch.mm(self.mm_weight, h.t(), out=out)
-            else:
-                torch.addmm(self.bias, self.mm_weight, h.t(), out=out)
-        else:
-            out.copy_(torch.mm(self.mm_weight, h.t()))
-            if self.bias is not None:
-                out.add_(self.bias)
-
-    def run(
-        self,
-        *,
-        lse_in: torch.Tensor | None,
-        scale: torch.Tensor | None,
-        need_h: bool,
-        need_w: bool,
-        need_b: bool,
-    ) -> tuple[
-        torch.Tensor,
-        torch.Tensor | None,
-        torch.Tensor | None,
-        torch.Tensor | None,
-        torch.Tensor | None,
-    ]:
-        """Visit every chunk in order.
-
-        Without ``lse_in`` (forward) it returns the log-sum-exp and the per-row losses; with
-        ``scale`` (d loss / d l_i per row, or a scalar) it also returns the gradients of
-        hidden, weight and bias that are asked for. With ``lse_in`` (backward) the losses are
-        not recomputed and the softmax comes straight from the saved log-sum-exp.
-        """
-        opts, tgt = self.opts, self.tgt
-        n_rows, vocab = self.hidden.shape[0], self.mm_weight.shape[0]
-        dtype, device = self.dtype, self.hidden.device
-        rule, xp = opts.rule, _xp()
-        cap = rule.softcap
-        grads = scale is not None and (need_h or need_w or need_b)
-        rows = max(1, min(opts.chunk, n_rows))
-
-        lse = torch.empty(n_rows, dtype=dtype, device=device) if lse_in is None else lse_in
-        loss = torch.empty(n_rows, dtype=dtype, device=device) if lse_in is None else None
-        gh = gw = gb = None
-        if grads and need_h:
-            gh_dtype = dtype if self.mm_dtype == dtype else self.hidden.dtype
-            gh = torch.empty(n_rows, self.hidden.shape[1], dtype=gh_dtype, device=device)
-        if grads and need_w:
-            # The first chunk writes it (no zero fill) unless there is no chunk at all.
-            first_writes = self.mm_dtype == dtype and n_rows > 0
-            make = torch.empty if first_writes else torch.zeros
-            gw = make(vocab, self.hidden.shape[1], dtype=dtype, device=device)
-        if grads and need_b:
-            gb = torch.zeros(vocab, dtype=dtype, device=device)
-        flat = torch.empty(rows * vocab, dtype=dtype, device=device)
-        flat_tanh = torch.empty_like(flat) if cap is not None else None
-        # sum_i r_i h_i over all rows (the factored path's smoothing term of the weight gradient)
-        smooth = torch.zeros(self.hidden.shape[1], dtype=dtype, device=device)
-
-        for r0 in range(0, n_rows, rows):
-            r1 = min(r0 + rows, n_rows)
-            n = r1 - r0
-            z = flat[: vocab * n].view(vocab, n)  # this chunk's logits, transposed
-            th = None if flat_tanh is None else flat_tanh[: vocab * n].view(vocab, n)
-            self._chunk_logits(r0, r1, z, th)
-            index = tgt.index[r0:r1].unsqueeze(0)
-            w_t, valid = tgt.w_t[r0:r1], tgt.valid[r0:r1]
-            if lse_in is None:
-                assert loss is not None
-                z_t = z.gather(0, index)[0]
-                m, zw, sum_exp = self._exp_shifted(z, z_t, r0, r1, th)
-                log_sum = sum_exp.log()
-                lse_c = m + log_sum
-                lse[r0:r1] = lse_c
-                # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m)
-                smooth_nll = None if zw is None else tgt.w_sum * log_sum - zw
-                loss[r0:r1] = softmax_ce_loss(
-                    xp, rule, nll_t=log_sum + (m - z_t), smooth_nll=smooth_nll, lse=lse_c,
-                    w_t=w_t, valid=valid,
-                )  # fmt: skip
-                if not grads:
-                    continue
-                inv = 1 / sum_exp  # z now holds exp(z - m); p = exp(z - m) / sum_exp
-            else:
-                lse_c = lse_in[r0:r1]
-                z.sub_(lse_c).exp_()  # p
-                inv = None
-            assert scale is not None
-            s = scale[r0:r1] if scale.ndim else scale
-            # d l / d z = c exp(z - m) - b onehot(t) - r w, per row (column of the chunk), from
-            # the rule's a p - b onehot - r w: c = s a / sum exp, b and r times s.
-            a, b, r = softmax_ce_coefficients(
-                xp, rule, lse=lse_c, w_t=w_t, valid=valid, w_sum=tgt.w_sum
-            )
-            c = s * a if inv is None else s * a * inv
-            b = s * b
-            r = None if r is None else s * r
-            if self.shortcuts and th is None:
-                self._accumulate_factored(r0, r1, z, c, b, r, gh, gw, gb, smooth)
-                continue
-            z.mul_(c)
-            z.scatter_add_(0, index, (-b).unsqueeze(0))
-            if r is not None:
-                if tgt.class_weight is None:
-                    z.sub_(r)
-                else:
-                    z.addr_(tgt.class_weight, r, alpha=-1)
-            if th is not None:
-                th.mul_(th).neg_().add_(1)  # d cap*tanh(x/cap)/dx = 1 - tanh^2
-                z.mul_(th)
-            self._accumulate(r0, r1, z, gh, gw, gb)
-        if gw is not None and rule.smoothing.per_class > 0 and self.shortcuts and cap is None:
-            # the smoothing term's weight gradient, - w (sum_i r_i h_i), added once
-            if tgt.class_weight is None:
-                gw.sub_(smooth)
-            else:
-                gw.addr_(tgt.class_weight, smooth, alpha=-1)
-        return lse, loss, gh, gw, gb
-
-    def _accumulate_factored(
-        self,
-        r0: int,
-        r1: int,
-        ez: torch.Tensor,
-        c: torch.Tensor,
-        b: torch.Tensor,
-        r: torch.Tensor | None,
-        gh: torch.Tensor | None,
-        gw: torch.Tensor | None,
-        gb: torch.Tensor | None,
-        smooth: torch.Tensor,
-    ) -> None:
-        """Add the gradients of d l / d z = ez diag(c) - onehot(t) diag(b) - w r^T.
-
-        ``ez`` (V, rows) holds exp(z - m) and is never written: the per-row factors go onto the
-        (rows, D) operands and results, the one-hot term is a gather and an index_add_ of
-        ``rows`` rows, and the smoothing term is rank one (its weight part is summed into
-        ``smooth`` and added once by the caller).
-        """
-        tgt = self.tgt
-        t = tgt.index[r0:r1]
-        if gb is not None:
-            gb.add_(torch.mv(ez, c))
-            gb.index_add_(0, t, -b)
-            if r is not None:
-                total = r.sum()
-                gb.sub_(total if tgt.class_weight is None else total * tgt.class_weight)
-        if gh is not None:
-            out = gh[r0:r1]
-            torch.mm(ez.t(), self.mm_weight, out=out)
-            out.mul_(c.unsqueeze(1))
-            out.sub_(b.unsqueeze(1) * self.mm_weight[t])
-            if r is not None:
-                if self.w_dot_weight is None:  # sum_c w_c W_c, once per sweep
-                    cw = tgt.class_weight
-                    self.w_dot_weight = self.mm_weight.sum(0) if cw is None else cw @ self.mm_weight
-                out.sub_(r.unsqueeze(1) * self.w_dot_weight)
-        if gw is not None:
-            h = self.hidden[r0:r1].to(self.mm_dtype)
-            if r0 == 0:
-                torch.mm(ez, h * c.unsqueeze(1), out=gw)
-            else:
-                gw.addmm_(ez, h * c.unsqueeze(1))
-            gw.index_add_(0, t, h * (-b).unsqueeze(1))
-            if r is not None:
-                smooth.add_(r @ h)
-
-    def _accumulate(
-        self,
-        r0: int,
-        r1: int,
-        g: torch.Tensor,
-        gh: torch.Tensor | None,
-        gw: torch.Tensor | None,
-        gb: torch.Tensor | None,
-    ) -> None:
-        """Add one chunk's d loss / d logits (``g``, (V, rows)) into the gradients, in order."""
-        if gb is not None:
-            gb.add_(g.sum(1))
-        g_mm = g if self.mm_dtype == self.dtype else g.to(self.mm_dtype)
-        if gh is not None:
-            torch.mm(g_mm.t(), self.mm_weight, out=gh[r0:r1])
-        if gw is not None:
-            h = self.hidden[r0:r1].to(self.mm_dtype)
-            if self.mm_dtype == self.dtype:
-                if r0 == 0:
-                    torch.mm(g_mm, h, out=gw)
-                else:
-                    gw.addmm_(g_mm, h)
-                return
-            # Low-precision products, float32 accumulator: a block of classes at a time, so
-            # the product's temporary is no larger than the chunk's buffer.
-            vocab, features = gw.shape
-            block = max(1, (vocab * (r1 - r0)) // max(features, 1))
-            for v0 in range(0, vocab, block):
-                v1 = min(v0 + block, vocab)
-                gw[v0:v1].add_(torch.mm(g_mm[v0:v1], h))
+def _scalar(value: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.full((), value, dtype=like.dtype, device=like.device)
 
 
 class _LinearCE(torch.autograd.Function):
+    """Returns (loss, lse, logprob, entropy, argmax, top logit, z-loss); None where not asked."""
+
     @staticmethod
     def forward(
         ctx: Any,
@@ -399,82 +77,109 @@ class _LinearCE(torch.autograd.Function):
         bias: torch.Tensor | None,
         targets: torch.Tensor,
         class_weight: torch.Tensor | None,
-        opts: _Options,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype = compute_dtype(hidden.dtype)
-        vocab = weight.shape[0]
-        tgt = _Targets(targets, class_weight, opts.ignore_index, dtype, vocab)
-        count = tgt.w_t.sum()
-        positive = count > 0
-        # 1 / sum_i w[y_i], or 0 when every target is ignored (loss 0, zero gradients).
-        inv_count = torch.where(positive, 1 / torch.where(positive, count, 1), 0)
+        sample_weight: torch.Tensor | None,
+        normalizer: torch.Tensor | None,
+        opts: Options,
+    ) -> tuple[torch.Tensor | None, ...]:
+        xp, dtype = _xp(), compute_dtype(hidden.dtype)
+        tgt = Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
+        sw = None if sample_weight is None else sample_weight.to(dtype)
+        # the mean's denominator: sum_i w[y_i] over valid rows, or the explicit normalizer
+        d = denominator(tgt.w_t.sum(), normalizer)
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        precompute = opts.precompute and opts.reduction != "none" and (need_h or need_w or need_b)
-        scale = None
+        precompute = (
+            opts.precompute and opts.reduction != "none" and (need_h or need_w or need_b)
+            and not opts.grad_outputs
+        )  # fmt: skip
+        up = None
         if precompute:
-            one = torch.ones((), dtype=dtype, device=hidden.device)
-            scale = inv_count if opts.reduction == "mean" else one
-        sweep = _Sweep(hidden, weight, bias, tgt, opts)
-        lse, loss, gh, gw, gb = sweep.run(
-            lse_in=None, scale=scale, need_h=need_h, need_w=need_w, need_b=need_b
+            up = Upstream(_scalar(loss_row_scale(xp, opts.reduction, d, sample_weight=sw), d))
+        res = Sweep(hidden, weight, bias, tgt, opts).run(
+            lse_in=None, up=up, need_h=need_h, need_w=need_w, need_b=need_b
         )
-        assert loss is not None
-        if opts.reduction == "none":
-            out = loss
-        else:
-            total = loss.sum()
-            out = total if opts.reduction == "sum" else torch.where(positive, total / count, 0)
+        assert res.loss is not None
+        out = reduce(xp, res.loss, opts.reduction, d, sample_weight=sw)
+        z_out = None
+        if "z_loss" in opts.want:
+            z_rows = z_loss_rows(xp, opts.rule, lse=res.lse, w_t=tgt.w_t, valid=tgt.valid)
+            z_out = reduce(xp, z_rows, opts.reduction, d, sample_weight=sw)
         ctx.opts = opts
-        ctx.stash = (gh, gw, gb) if precompute else None
-        ctx.save_for_backward(hidden, weight, bias, targets, class_weight, lse, inv_count)
-        ctx.mark_non_differentiable(lse)
+        ctx.sw_dtype = None if sample_weight is None else sample_weight.dtype
+        ctx.stash = (res.gh, res.gw, res.gb) if precompute else None
+        entropy = res.entropy if "entropy" in opts.grad_outputs else None
+        rows = res.loss if ctx.needs_input_grad[5] else None  # d out / d s_i needs l_i
+        ctx.save_for_backward(
+            hidden, weight, bias, targets, class_weight, sw, res.lse, d, entropy, rows
+        )
+        fixed = [res.lse, res.argmax, res.top_logit, z_out]
+        if "entropy" not in opts.grad_outputs:
+            fixed.append(res.entropy)
+        ctx.mark_non_differentiable(*(t for t in fixed if t is not None))
         ctx.set_materialize_grads(False)
-        return out.to(hidden.dtype), lse
+        return (
+            out.to(hidden.dtype), res.lse, res.logprob, res.entropy, res.argmax, res.top_logit,
+            z_out,
+        )  # fmt: skip
 
     @staticmethod
     @once_differentiable
-    def backward(
-        ctx: Any, grad: torch.Tensor | None, _grad_lse: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, ...]:
-        hidden, weight, bias, targets, class_weight, lse, inv_count = ctx.saved_tensors
-        opts: _Options = ctx.opts
+    def backward(ctx: Any, grad: torch.Tensor | None, *grads: torch.Tensor | None) -> tuple:
+        hidden, weight, bias, targets, class_weight, sw, lse, d, entropy, rows = ctx.saved_tensors
+        opts: Options = ctx.opts
+        xp, dtype = _xp(), lse.dtype
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        if grad is None:
-            return None, None, None, None, None, None
-        dtype = lse.dtype
-        g = grad.to(dtype)
+        g = None if grad is None else grad.to(dtype)
+        g_lp = grads[1] if "logprob" in opts.grad_outputs else None
+        g_h = grads[2] if "entropy" in opts.grad_outputs else None
+        gh = gw = gb = None
         scale: torch.Tensor | None = None
-        if ctx.stash is not None:
+        if ctx.stash is not None and g is not None:
             # Gradients computed in forward for a unit upstream gradient: scale them. The stash
             # is consumed, so a second backward (retain_graph=True) recomputes below.
             gh, gw, gb = ctx.stash
             ctx.stash = None
             # The usual upstream gradient is 1: skip scaling V x D numbers where checking is free.
-            unit = _host_shortcuts(hidden) and bool(g == 1)
+            unit = _sweep._host_shortcuts(hidden) and bool(g == 1)
             scale = None if unit else g
-        else:
-            tgt = _Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
-            if opts.reduction == "mean":
-                g = g * inv_count
-            sweep = _Sweep(hidden, weight, bias, tgt, opts)
-            _, _, gh, gw, gb = sweep.run(
-                lse_in=lse, scale=g, need_h=need_h, need_w=need_w, need_b=need_b
+        elif g is not None or g_lp is not None or g_h is not None:
+            # the loss and the differentiable outputs, in one recomputing sweep
+            if g is not None:
+                scale = g * loss_row_scale(xp, opts.reduction, d, sample_weight=sw)
+            up = Upstream(
+                scale=scale,
+                logprob=None if g_lp is None else g_lp.to(dtype),
+                entropy=None if g_h is None else g_h.to(dtype),
+                entropy_value=entropy,
             )
-        grads: list[torch.Tensor | None] = []
+            scale = None  # consumed by the sweep
+            tgt = Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
+            res = Sweep(hidden, weight, bias, tgt, opts).run(
+                lse_in=lse, up=up, need_h=need_h, need_w=need_w, need_b=need_b
+            )
+            gh, gw, gb = res.gh, res.gw, res.gb
+        out: list[torch.Tensor | None] = []
         for tensor, like in ((gh, hidden), (gw, weight), (gb, bias)):
             if tensor is None or like is None:
-                grads.append(None)
+                out.append(None)
                 continue
             if scale is not None:
                 tensor = tensor.to(dtype).mul_(scale)  # in place: the stash is not reused
-            grads.append(tensor.to(like.dtype))
-        return grads[0], grads[1], grads[2], None, None, None
+            out.append(tensor.to(like.dtype))
+        g_sw = None
+        if rows is not None and g is not None:
+            g_sw = (g * rows * loss_row_scale(xp, opts.reduction, d)).to(ctx.sw_dtype)
+        return out[0], out[1], out[2], None, None, g_sw, None, None
 
 
 def _shift_targets(targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
     """targets[..., t + 1] at position t; the last position of each sequence is ignored."""
     pad = torch.full_like(targets[..., :1], ignore_index)
     return torch.cat([targets[..., 1:], pad], dim=-1)
+
+
+def _shift_weights(sample_weight: torch.Tensor) -> torch.Tensor:
+    """sample_weight[..., t + 1] at position t (the weight travels with its target)."""
+    return torch.cat([sample_weight[..., 1:], torch.zeros_like(sample_weight[..., :1])], dim=-1)
 
 
 def _validate(
@@ -530,6 +235,36 @@ def _validate(
         raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
 
 
+def _weighting(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    sample_weight: torch.Tensor | None,
+    normalizer: torch.Tensor | float | None,
+    reduction: str,
+) -> torch.Tensor | None:
+    """Check the per-token weights and the normalizer; the normalizer as a 0-d tensor on
+    hidden's device in the compute dtype (None if not given)."""
+    xp = _xp()
+    if sample_weight is not None:
+        check_sample_weight(xp, sample_weight, tuple(targets.shape))
+        check_same_device(sample_weight, "sample_weight", hidden)
+    check_normalizer(normalizer)
+    if normalizer is None:
+        return None
+    if reduction != "mean":
+        raise ValueError(
+            f"normalizer is the denominator of reduction='mean'; got reduction={reduction!r}"
+        )
+    dtype = compute_dtype(hidden.dtype)
+    if isinstance(normalizer, torch.Tensor):
+        if normalizer.device == hidden.device or not is_concrete(normalizer):
+            return normalizer.detach().to(device=hidden.device, dtype=dtype)
+        # a count on the CPU beside an accelerator: read for free and filled there (a copy
+        # from pageable host memory would synchronize the stream)
+        normalizer = float(normalizer)
+    return torch.full((), float(normalizer), dtype=dtype, device=hidden.device)
+
+
 def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -542,29 +277,39 @@ def linear_cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     class_weight: torch.Tensor | None = None,
+    sample_weight: torch.Tensor | None = None,
     reduction: str = "mean",
+    normalizer: torch.Tensor | float | None = None,
+    temperature: float = 1.0,
     shift: bool = False,
     chunk_size: int | None = None,
     return_lse: bool = False,
     smoothing_convention: str = "uniform",
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    outputs: Sequence[str] | None = None,
+    entropy_grad: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | LinearCEOutput:
     r"""Cross-entropy of ``softmax(hidden @ weight.T + bias)`` without materializing the logits.
 
     Equals ``F.cross_entropy(hidden @ weight.T + bias, targets, ...)`` (loss and the gradients
     of hidden, weight and bias, to float32 rounding) for every option, while holding only one
     (chunk, V) block of logits at a time: memory :math:`O(\text{chunk} \cdot V + N + V D)`
-    instead of three N x V tensors. With :math:`z = s \tanh((h W^\top + b)/s)` (or without the
-    cap), class weights :math:`w`, smoothing :math:`e` over :math:`V` classes and z-loss
-    :math:`\zeta`:
+    instead of three N x V tensors. With :math:`z = s \tanh((h W^\top + b)/s) / T` (or without
+    the cap), class weights :math:`w`, per-token weights :math:`s_i`, smoothing :math:`e` over
+    :math:`V` classes and z-loss :math:`\zeta`:
 
     .. math::
 
         \ell_i = (1-e)\, w_{y_i} (\operatorname{LSE}(z_i) - z_{i y_i})
                  + \frac{e}{V} \sum_c w_c (\operatorname{LSE}(z_i) - z_{ic})
                  + \zeta\, w_{y_i} \operatorname{LSE}(z_i)^2,
-        \qquad \text{mean} = \frac{\sum_i \ell_i}{\sum_i w_{y_i}}
+        \qquad \text{mean} = \frac{\sum_i s_i \ell_i}{D},
+        \quad D = \text{normalizer, else} \sum_i w_{y_i}
 
-    over non-ignored rows; 0 with zero gradients when every target is ignored. Deterministic
+    over non-ignored rows ("sum": :math:`\sum_i s_i \ell_i`; "none": :math:`s_i \ell_i`); 0
+    with zero gradients when :math:`D = 0` (every target ignored). Sample weights never enter
+    :math:`D`: without them the mean is PyTorch's (class-weighted) mean; with them it is a mean
+    over tokens, defined for negative weights (RL advantages) or weights that sum to 0; for a
+    mean normalized by the weights pass ``normalizer=sample_weight.sum()``. Deterministic
     (bit-identical run to run); float16/bfloat16 inputs accumulate in float32; on CUDA it never
     synchronizes with the host (graph-capturable).
 
@@ -591,8 +336,22 @@ def linear_cross_entropy(
         Soft cap :math:`s \tanh(z/s)` of the logits (Gemma 2).
     class_weight : torch.Tensor, optional
         A weight per class, shape (V,): PyTorch's ``weight`` argument of ``cross_entropy``.
+    sample_weight : torch.Tensor, optional
+        A finite real weight per token, the targets' shape (negative values allowed: RL
+        advantages); it multiplies each token's loss and composes with every other option.
+        With ``shift`` it is shifted with the targets (the weight of target t + 1 scores
+        position t). Differentiable (:math:`\partial/\partial s_i = \ell_i / D`).
     reduction : {"mean", "sum", "none"}
         ``"none"`` returns one loss per position (shape of ``targets``; 0 where ignored).
+    normalizer : float or torch.Tensor, optional
+        With ``reduction="mean"``: the denominator :math:`D` instead of the batch's own count,
+        a number >= 0 or a 0-d tensor (integer or floating; no gradient), used where the loss
+        is computed without reading it on the host. For gradient accumulation pass the count
+        of the whole accumulated batch (Hugging Face's ``num_items_in_batch``): the
+        micro-batches' losses and gradients then add up to the full batch's.
+    temperature : float, default 1
+        Divide the (soft-capped) logits by T > 0 before everything else: the loss and every
+        output are those of :math:`\operatorname{softmax}(z / T)` (sampling temperature).
     shift : bool, default False
         Score position t against target t + 1 (causal language modelling): equals passing
         ``hidden[..., :-1, :]`` and ``targets[..., 1:]``. With ``reduction="none"`` the result
@@ -602,11 +361,23 @@ def linear_cross_entropy(
     return_lse : bool, default False
         Also return the log-sum-exp of each scored row (float32, float64 for float64 inputs;
         not differentiable).
+    outputs : sequence of str, optional
+        Per-token outputs computed in the same sweep, never holding N x V: any of "logprob"
+        (differentiable), "entropy", "prediction", "correct", "accuracy", "confidence",
+        "lse", "z_loss" (see :class:`~crossent.torch.LinearCEOutput`). The result is then a
+        ``LinearCEOutput``. Asking for "logprob" (or a differentiable entropy) under grad mode
+        makes the backward recompute the logits, once for the loss and the outputs together
+        (four products per chunk instead of three); the entropy and the outputs built on the
+        argmax take one more chunk-sized buffer.
+    entropy_grad : bool, default False
+        Let gradients flow through the "entropy" output (an entropy bonus in the objective).
+        Off, the entropy is detached and a logged entropy costs the gradients nothing.
 
     Returns
     -------
-    torch.Tensor or (torch.Tensor, torch.Tensor)
-        The loss in ``hidden``'s dtype, and the log-sum-exp if ``return_lse``.
+    torch.Tensor, (torch.Tensor, torch.Tensor) or LinearCEOutput
+        The loss in ``hidden``'s dtype; with ``return_lse`` also the log-sum-exp; with
+        ``outputs`` a ``LinearCEOutput`` holding the loss and the outputs asked for.
 
     Examples
     --------
@@ -620,9 +391,26 @@ def linear_cross_entropy(
     >>> loss = linear_cross_entropy(h, w, y, chunk_size=4)
     >>> bool(torch.allclose(loss, F.cross_entropy(h @ w.T, y)))
     True
+
+    Two micro-batches normalized by the count of both add up to the full batch's mean:
+
+    >>> n = (y != -100).sum()
+    >>> parts = [linear_cross_entropy(h[i:i + 3], w, y[i:i + 3], normalizer=n) for i in (0, 3)]
+    >>> bool(torch.allclose(sum(parts), loss))
+    True
+
+    Per-token log-probabilities (differentiable) and token accuracy from the same sweep:
+
+    >>> out = linear_cross_entropy(h, w, y, outputs=("logprob", "accuracy"))
+    >>> bool(torch.allclose(out.logprob[0], torch.log_softmax(h @ w.T, -1)[0, 1]))
+    True
+    >>> out.accuracy.shape
+    torch.Size([])
     """
     _validate(hidden, weight, targets, bias, class_weight, chunk_size)
     check_reduction(reduction)
+    names = check_outputs(outputs, entropy_grad=entropy_grad, return_lse=return_lse)
+    norm = _weighting(hidden, targets, sample_weight, normalizer, reduction)
     vocab = weight.shape[0]
     rule = SoftmaxCE(
         vocab,
@@ -632,7 +420,10 @@ def linear_cross_entropy(
         softcap=check_softcap(softcap),
     )
     rule.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
-    opts = _Options(
+    grad_outputs: frozenset[str] | set[str] = frozenset()
+    if names is not None and torch.is_grad_enabled():
+        grad_outputs = names & {"logprob"} | (names & {"entropy"} if entropy_grad else set())
+    opts = Options(
         rule=rule,
         ignore_index=int(ignore_index),
         reduction=reduction,
@@ -640,35 +431,49 @@ def linear_cross_entropy(
         # Under no_grad / inference_mode, needs_input_grad still says True for parameters:
         # only grad mode tells that no backward will come (forward runs with grad disabled).
         precompute=PRECOMPUTE and torch.is_grad_enabled(),
+        temperature=check_positive(temperature, "temperature"),
+        want=statistics(names),
+        grad_outputs=frozenset(grad_outputs),
     )
     check_index_targets(_xp(), targets, vocab, opts.ignore_index)
     batch_shape = tuple(targets.shape)
     if shift:
         targets = _shift_targets(targets, opts.ignore_index)
+        sample_weight = None if sample_weight is None else _shift_weights(sample_weight)
     h2 = hidden.reshape(-1, hidden.shape[-1])
     t1 = targets.reshape(-1).long()
+    s1 = None if sample_weight is None else sample_weight.reshape(-1)
     opts.chunk = chunk_size or default_chunk_size(h2.shape[0], vocab, h2.device)
-    loss, lse = _LinearCE.apply(h2, weight, bias, t1, class_weight, opts)
-    lse = lse.view(batch_shape)
+    loss, *stats = _LinearCE.apply(h2, weight, bias, t1, class_weight, s1, norm, opts)
+
+    def per_position(x: torch.Tensor) -> torch.Tensor:
+        """A per-row result in the targets' shape, without the unscored last position."""
+        x = x.view(batch_shape)
+        return x[..., :-1] if shift else x
+
     if reduction == "none":
-        loss = loss.view(batch_shape)
-    if shift:
-        lse = lse[..., :-1]
-        if reduction == "none":
-            loss = loss[..., :-1]
-    return (loss, lse) if return_lse else loss
+        loss = per_position(loss)
+    if names is None:
+        return (loss, per_position(stats[0])) if return_lse else loss
+    keys = ("lse", "logprob", "entropy", "argmax", "top_logit", "z_loss")
+    rows = {k: v if v is None or (k == "z_loss" and reduction != "none") else per_position(v)
+            for k, v in zip(keys, stats, strict=True)}  # fmt: skip
+    scored = per_position(targets)
+    assert scored is not None
+    return assemble(names, loss, rows, targets=scored, ignore_index=opts.ignore_index)
 
 
 class LinearCrossEntropyLoss(torch.nn.Module):
     r"""The module form of :func:`linear_cross_entropy`: ``loss = module(hidden, weight, targets)``.
 
     The classifier weight stays where it lives (usually the model's ``lm_head.weight``); the
-    module holds the options and an optional ``class_weight`` buffer.
+    module holds the options and an optional ``class_weight`` buffer; the per-batch
+    ``sample_weight`` and ``normalizer`` are arguments of the call.
 
     Parameters
     ----------
     ignore_index, label_smoothing, smoothing_convention, z_loss, softcap, reduction, shift,
-    chunk_size, return_lse
+    chunk_size, return_lse, temperature, outputs, entropy_grad
         As in :func:`linear_cross_entropy`.
     class_weight : torch.Tensor, optional
         A weight per class (registered as a buffer).
@@ -698,9 +503,12 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         softcap: float | None = None,
         class_weight: torch.Tensor | None = None,
         reduction: str = "mean",
+        temperature: float = 1.0,
         shift: bool = False,
         chunk_size: int | None = None,
         return_lse: bool = False,
+        outputs: Sequence[str] | None = None,
+        entropy_grad: bool = False,
     ) -> None:
         super().__init__()
         check_reduction(reduction)
@@ -711,9 +519,13 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         self.softcap = check_softcap(softcap)
         self.register_buffer("class_weight", class_weight)
         self.reduction = reduction
+        self.temperature = check_positive(temperature, "temperature")
         self.shift = shift
         self.chunk_size = chunk_size
         self.return_lse = return_lse
+        check_outputs(outputs, entropy_grad=entropy_grad, return_lse=return_lse)
+        self.outputs = None if outputs is None else tuple(outputs)
+        self.entropy_grad = entropy_grad
 
     def forward(
         self,
@@ -721,7 +533,10 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         weight: torch.Tensor,
         targets: torch.Tensor,
         bias: torch.Tensor | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        *,
+        sample_weight: torch.Tensor | None = None,
+        normalizer: torch.Tensor | float | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | LinearCEOutput:
         return linear_cross_entropy(
             hidden,
             weight,
@@ -733,15 +548,22 @@ class LinearCrossEntropyLoss(torch.nn.Module):
             z_loss=self.z_loss,
             softcap=self.softcap,
             class_weight=self.class_weight,
+            sample_weight=sample_weight,
             reduction=self.reduction,
+            normalizer=normalizer,
+            temperature=self.temperature,
             shift=self.shift,
             chunk_size=self.chunk_size,
             return_lse=self.return_lse,
+            outputs=self.outputs,
+            entropy_grad=self.entropy_grad,
         )
 
     def extra_repr(self) -> str:
+        extra = "" if self.temperature == 1.0 else f", temperature={self.temperature}"
+        extra += "" if self.outputs is None else f", outputs={self.outputs}"
         return (
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
             f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}, "
-            f"softcap={self.softcap}, shift={self.shift}"
+            f"softcap={self.softcap}, shift={self.shift}{extra}"
         )
