@@ -96,6 +96,7 @@ def test_interval_is_the_percentiles_of_the_replicates() -> None:
         low, high = np.quantile(reps, [0.1, 0.9])
         assert (result[name].low, result[name].high) == (low, high)
         assert result[name].standard_error == pytest.approx(np.std(reps, ddof=1))
+        assert result[name].bias == pytest.approx(np.mean(reps) - result[name].estimate)
     assert result.confidence_level == 0.8 and result.n_resamples == 50
 
 

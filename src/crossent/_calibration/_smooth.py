@@ -56,14 +56,14 @@ _SMALLEST = 0.001
 
 @dataclass(frozen=True)
 class SmoothECE:
-    """A smooth calibration error and the kernel bandwidth it used.
+    r"""A smooth calibration error and the kernel bandwidth it used.
 
     Attributes
     ----------
     value : float
         The smooth ECE, in [0, 1].
     bandwidth : float
-        The Gaussian kernel's standard deviation :math:`\\sigma` (the fixed point, or the one
+        The Gaussian kernel's standard deviation :math:`\sigma` (the fixed point, or the one
         given).
     """
 
@@ -74,20 +74,20 @@ class SmoothECE:
 def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None) -> SmoothECE:
     r"""Smooth ECE of the top-class confidence (Błasiok & Nakkiran 2023).
 
-    With :math:`f_i = \max_k p_{ik}` and :math:`y_i = [\arg\max_k p_{ik} = y_i]` (the top-label
+    With :math:`f_i = \max_k p_{ik}` and :math:`o_i = [\arg\max_k p_{ik} = y_i]` (the top-label
     view of :func:`expected_calibration_error` and relplot's
     ``multiclass_logits_to_confidences``),
 
     .. math::
 
         \operatorname{smECE}_\sigma = \int_0^1 \Big| \frac{1}{N}\sum_i K_\sigma(t, f_i)
-        (f_i - y_i) \Big| \, dt, \qquad \sigma = \sigma^* :
+        (f_i - o_i) \Big| \, dt, \qquad \sigma = \sigma^* :
         \sigma^* = \operatorname{smECE}_{\sigma^*},
 
     with :math:`K_\sigma` the Gaussian kernel reflected at 0 and 1. Unlike the binned ECE it
-    has no bin edges to choose, and it is consistent: it tends to the distance to the nearest
-    perfectly calibrated predictor. See the module notes for the discretization (relplot's)
-    and the few places where relplot's value differs.
+    has no bin edges to choose, and it is a consistent calibration measure: small exactly when
+    the predictor is close to a perfectly calibrated one. See the module notes for the
+    discretization (relplot's) and the few places where relplot's value differs.
 
     Parameters
     ----------
@@ -129,10 +129,9 @@ def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None
     conf = np.max(p, axis=1).astype(np.float64)
     hit = np.argmax(p, axis=1) == y
     smoother = _Smoother(conf, conf - hit)
-    ones = None
     if bandwidth is not None:
-        return SmoothECE(smoother.value(bandwidth, ones), bandwidth)
-    value, sigma = smoother.fixed_point(ones)
+        return SmoothECE(smoother.value(bandwidth, None), bandwidth)
+    value, sigma = smoother.fixed_point(None)
     return SmoothECE(value, sigma)
 
 
