@@ -7,7 +7,7 @@ The per-entry bin rule shared with :mod:`crossent._calibration._bootstrap` lives
 (``right_closed``, ``ones_in_own_bin``), and :func:`_outside_first_bin` finds the few entries of
 an ``(N, K)`` matrix that are not in the first bin, so that class-wise sums cost a pass over the
 matrix plus work proportional to those entries, not ``N K`` bincounts: with uniform bins and
-rows that sum to 1, at most ``B`` entries of a row exceed ``1 / B``.
+rows that sum to 1, at most ``B`` entries of a row reach ``1 / B``.
 """
 
 from __future__ import annotations
