@@ -23,6 +23,11 @@ from ._binning import _check_n_bins as _check_n_bins
 from ._binning import _confidence_and_hits as _confidence_and_hits
 from ._binning import _inner_positions as _inner_positions
 from ._binning import _means as _means
+from ._bootstrap import METRICS as METRICS
+from ._bootstrap import BootstrapResult as BootstrapResult
+from ._bootstrap import Interval as Interval
+from ._bootstrap import bootstrap_difference as bootstrap_difference
+from ._bootstrap import bootstrap_intervals as bootstrap_intervals
 from ._inputs import _check_finite_or_neg_inf as _check_finite_or_neg_inf
 from ._inputs import _choice as _choice
 from ._inputs import _log_of_base as _log_of_base
@@ -41,6 +46,12 @@ from ._scores import label_perplexity as label_perplexity
 from ._scores import log_loss as log_loss
 from ._scores import reliability_curve as reliability_curve
 from ._scores import top_k_accuracy as top_k_accuracy
+from ._smooth import SmoothECE as SmoothECE
+from ._smooth import smooth_ece as smooth_ece
+from ._statistics import BrierDecomposition as BrierDecomposition
+from ._statistics import RiskCoverage as RiskCoverage
+from ._statistics import brier_decomposition as brier_decomposition
+from ._statistics import risk_coverage_curve as risk_coverage_curve
 from ._temperature import KINDS as KINDS
 from ._temperature import LogLossDecomposition as LogLossDecomposition
 from ._temperature import _as_logits as _as_logits
@@ -54,9 +65,17 @@ from ._temperature import fit_temperature as fit_temperature
 from ._temperature import log_loss_decomposition as log_loss_decomposition
 
 __all__ = [
+    "BootstrapResult",
+    "BrierDecomposition",
+    "Interval",
     "LogLossDecomposition",
     "ReliabilityCurve",
+    "RiskCoverage",
+    "SmoothECE",
     "apply_temperature",
+    "bootstrap_difference",
+    "bootstrap_intervals",
+    "brier_decomposition",
     "brier_score",
     "expected_calibration_error",
     "fit_temperature",
@@ -64,5 +83,7 @@ __all__ = [
     "log_loss",
     "log_loss_decomposition",
     "reliability_curve",
+    "risk_coverage_curve",
+    "smooth_ece",
     "top_k_accuracy",
 ]
