@@ -4,7 +4,9 @@ For each size, seeded synthetic float32 logits (N x K, default K = 1000) and the
 written once to a file, then the real command (``crossent report FILE -o PAGE.html --json``,
 HTML page and figures included) runs in a fresh Python process. The wall time is the whole
 process, interpreter start and imports included; the peak memory is that process's resident
-high-water mark (``ru_maxrss`` from ``os.wait4``: every allocator, the input array included).
+high-water mark, ``VmHWM`` read by the process itself as it ends (every allocator, the input
+array and any mapped file pages included; Linux only). ``ru_maxrss`` from ``os.wait4`` would
+not do: it also counts what the process had before ``exec``, the parent's pages.
 
 The logits are ``2 z`` for a well-separated ``z`` (a standard normal plus 3 on a random class)
 and the labels are drawn from ``softmax(z)`` by the Gumbel-max trick, so the model is
@@ -43,18 +45,37 @@ CHUNK = 20_000  # rows generated at a time (the same data whatever the size of t
 SEED = 0
 
 CHILD = """
-import sys
+import os, sys
 sys.argv = ["crossent", *sys.argv[1:]]
 profile = {profile!r}
 from crossent._entry import main
-if profile:
-    import cProfile
+
+
+def peak():
+    # this process's own high-water mark (Linux); the parent's usage of os.wait4 would also
+    # count the memory of the parent that forked it
     try:
-        cProfile.run("main()", profile)
-    except SystemExit as stop:
-        raise SystemExit(stop.code) from None
-else:
-    main()
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    with open(os.environ["CROSSENT_BENCH_PEAK"], "w") as out:
+                        out.write(line.split()[1])
+    except OSError:
+        pass
+
+
+try:
+    if profile:
+        import cProfile
+
+        try:
+            cProfile.run("main()", profile)
+        except SystemExit as stop:
+            raise SystemExit(stop.code) from None
+    else:
+        main()
+finally:
+    peak()
 """
 
 
@@ -100,23 +121,23 @@ def run_report(args: list[str], page: Path, profile: str | None) -> dict[str, An
     """Run ``crossent report`` in a fresh process: wall time, peak RSS and its JSON summary."""
     command = [sys.executable, "-c", CHILD.format(profile=profile)]
     command += ["report", *args, "-o", str(page), "--force", "--json"]
-    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out_file, stderr=err_file, text=True)
-        # wait4 gives this child's own resource usage (getrusage(RUSAGE_CHILDREN) would be
-        # the max over every child so far)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out_file.seek(0)
-        err_file.seek(0)
-        out, err = out_file.read(), err_file.read()
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path, err_path, peak_path = (Path(tmp) / name for name in ("out", "err", "peak"))
+        env = {**os.environ, "CROSSENT_BENCH_PEAK": str(peak_path)}
+        with out_path.open("w") as out_file, err_path.open("w") as err_file:
+            start = time.perf_counter()
+            proc = subprocess.run(command, stdout=out_file, stderr=err_file, env=env)
+            wall = time.perf_counter() - start
+        out, err = out_path.read_text(), err_path.read_text()
+        peak_kib = int(peak_path.read_text()) if peak_path.exists() else None
     if proc.returncode != 0:
         raise RuntimeError(f"crossent report failed ({proc.returncode}): {err.strip()[-2000:]}")
     summary = json.loads(out)
-    # ru_maxrss is in KiB on Linux, in bytes on macOS
-    peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return {"wall_s": wall, "peak_rss_mb": peak / 1e6, "summary": summary}
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": None if peak_kib is None else peak_kib * 1024 / 1e6,
+        "summary": summary,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             "file": "npy (memory map)" if mapped else "npz",
             "input_mb": input_mb,
             **r,
-            "peak_over_input": r["peak_rss_mb"] / input_mb,
+            "peak_over_input": None if r["peak_rss_mb"] is None else r["peak_rss_mb"] / input_mb,
             "ns_per_value": r["wall_s"] / (n * k) * 1e9,
             "ece": s["before"]["ece"],
             "ece_after": (s["after_temperature"] or {}).get("ece"),
@@ -156,10 +177,12 @@ def main(argv: list[str] | None = None) -> int:
             "temperatures": s["temperatures"],
         }
         results.append(row)
+        peak = "n/a" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f} MB"
+        ratio = "" if row["peak_over_input"] is None else f" ({row['peak_over_input']:.2f} x input)"
         print(
             f"{n:>9} x {k} {row['file']:<17} {input_mb:8.0f} MB  {r['wall_s']:7.1f} s  "
-            f"peak {r['peak_rss_mb']:7.0f} MB ({row['peak_over_input']:.2f} x input)  "
-            f"{row['ns_per_value']:.1f} ns/value  ECE {row['ece']:.4f}  T {row['temperatures']}",
+            f"peak {peak}{ratio}  {row['ns_per_value']:.1f} ns/value  ECE {row['ece']:.4f}  "
+            f"T {row['temperatures']}",
             flush=True,
         )
     if a.json is not None:

@@ -498,11 +498,18 @@ def _brute_force_bins(conf, hit, edges, right_closed, ones_in_own_bin):
     return counts, sums, hits
 
 
-def _values_on_edges(rng, shape, n_bins, dtype):
-    """Random confidences, a third of them exactly on an edge or one ulp either side of it."""
-    x = rng.random(shape).astype(dtype)
+def _values_on_edges(rng, shape, n_bins, dtype, sparse=False):
+    """Random confidences, a third of them exactly on an edge or one ulp either side of it.
+
+    ``sparse``: probabilities of a softmax over many classes (most below the first edge, which
+    NumPy bins apart), with 3 % of them on an edge.
+    """
+    if sparse:
+        x = rng.dirichlet(np.full(shape[1], 0.05), shape[0]).astype(dtype)
+    else:
+        x = rng.random(shape).astype(dtype)
     edges = np.asarray([i / n_bins for i in range(n_bins + 1)], dtype)
-    pick = rng.random(shape) < 1 / 3
+    pick = rng.random(shape) < (0.03 if sparse else 1 / 3)
     on = edges[rng.integers(0, n_bins + 1, shape)]
     nudge = rng.integers(-1, 2, shape)
     on = np.where(nudge < 0, np.nextafter(on, dtype(-1)), on)
@@ -515,10 +522,13 @@ def _values_on_edges(rng, shape, n_bins, dtype):
     ("right_closed", "ones_in_own_bin"), [(True, False), (False, False), (False, True)]
 )
 @pytest.mark.parametrize("n_bins", [1, 7, 15])
-def test_bin_statistics_against_interval_masks(dtype, right_closed, ones_in_own_bin, n_bins):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bin_statistics_against_interval_masks(
+    dtype, right_closed, ones_in_own_bin, n_bins, sparse
+):
     rng = np.random.default_rng(n_bins)
     # 300 x 250 values: large enough for NumPy's blocked path and its equal-width fast search
-    conf = _values_on_edges(rng, (300, 250), n_bins, dtype)
+    conf = _values_on_edges(rng, (300, 250), n_bins, dtype, sparse)
     labels = rng.integers(0, 250, 300)
     onehot = labels[:, None] == np.arange(250)
     options = {"right_closed": right_closed, "ones_in_own_bin": ones_in_own_bin}
@@ -689,3 +699,34 @@ def test_temperature_errors_name_the_row_of_any_block() -> None:
         cal.fit_temperature(logits, labels, weights=-np.ones(2000))
     with pytest.raises(ValueError, match="shape"):
         cal.fit_temperature(logits, labels, weights=np.ones(3))
+
+
+def test_apply_temperature_per_example() -> None:
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(6)
+    logits = rng.normal(0, 3, (50, 7))
+    t = rng.uniform(0.5, 3.0, 50)
+    np.testing.assert_allclose(cal.apply_temperature(logits, t), logits / t[:, None], rtol=1e-15)
+    probs = softmax(logits, axis=1)
+    want = softmax(np.log(probs) / t[:, None], axis=1)
+    np.testing.assert_allclose(cal.apply_temperature(probs, t), want, rtol=1e-12)
+    batched = cal.apply_temperature(probs.reshape(5, 10, 7), t.reshape(5, 10))
+    np.testing.assert_allclose(batched.reshape(50, 7), want, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"shape \(50,\)"):
+        cal.apply_temperature(logits, t[:10])
+    with pytest.raises(ValueError, match=r"found 0\.0 at index 3"):
+        cal.apply_temperature(logits, np.where(np.arange(50) == 3, 0.0, t))
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2", "max"])
+def test_classwise_error_per_class(norm: str) -> None:
+    probs, labels = load("lenet-5-cifar-10.npz")
+    probs = probs.astype(np.float64)
+    edges = np.linspace(0, 1, 16)
+    stats = cal.bin_statistics(probs, labels, edges=cal.bin_edges(probs))
+    per_class = np.asarray(stats.calibration_error(norm=norm, average=False))
+    want = [_reference_ece(probs[:, k], labels == k, edges, norm) for k in range(10)]
+    if norm == "l2":
+        want = np.sqrt(want)
+    np.testing.assert_allclose(per_class, want, rtol=1e-12)

@@ -13,7 +13,8 @@ Each public loss validates its inputs once (:mod:`crossent.losses._problem`), th
 - :func:`bincount` and :func:`bin_index`: the per-bin sums of the calibration metrics, from
   ``np.bincount``, ``torch.bincount`` or ``jnp.bincount`` where the library has one (the Array
   API has none), and the bin of each value, by ``searchsorted`` or NumPy's faster equivalent
-  for equal-width bins.
+  for equal-width bins; :func:`sparse_bin_sums`: NumPy's per-bin sums of a softmax's many
+  small probabilities, binning only the few above the first edge.
 """
 
 from __future__ import annotations
@@ -187,3 +188,20 @@ def bin_index(xp: Any, x: Array, inner: Array, *, right_closed: bool) -> Array:
         x, inner = x.contiguous(), inner.contiguous()
     flat = xp.searchsorted(inner, xp.reshape(x, (-1,)), side=side)
     return xp.reshape(flat, x.shape)
+
+
+def sparse_bin_sums(
+    xp: Any, conf: Array, hit: Array, edges: Array, *, right_closed: bool, ones_in_own_bin: bool
+) -> tuple[Array, Array, Array] | None:
+    """Flat per-(column, bin) count, sum and hits binning only the values above the first
+    edge (NumPy, edges shared by every column, most values in the first bin), else None."""
+    if not (
+        getattr(xp, "__name__", "") == "array_api_compat.numpy"
+        and edges.ndim == 1
+        and int(edges.shape[0]) > 2
+        and int(conf.shape[1]) > 1
+    ):
+        return None
+    return _fast.sparse_bin_sums(
+        conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+    )

@@ -223,3 +223,55 @@ def uniform_bin_index(x: np.ndarray, edges: np.ndarray, *, right_closed: bool) -
     guess -= below
     guess += above
     return guess
+
+
+def sparse_bin_sums(
+    conf: np.ndarray,
+    hit: np.ndarray,
+    edges: np.ndarray,
+    *,
+    right_closed: bool,
+    ones_in_own_bin: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Count, sum and hits per (column, bin) of a block whose first bin holds most values.
+
+    A softmax over K classes puts most probabilities below the first edge (1/15 for 15 bins:
+    at most 14 values a row lie above it), so only the values above it are binned; the first
+    bin's count and sum are what they leave of each column's. Returns flat ``column * bins +
+    bin`` arrays, or None when over a quarter of the values lie above the first edge (then
+    binning them all is as fast). ``hit`` is (rows,) the hit column of each row, or (rows, C).
+    """
+    rows, columns = conf.shape
+    n_bins = int(edges.shape[0]) - 1
+    nb = n_bins + 1 if ones_in_own_bin else n_bins
+    above = conf > edges[1] if right_closed else conf >= edges[1]
+    if 4 * np.count_nonzero(above) > conf.size:
+        return None
+    uniform = np.array_equal(
+        edges, np.asarray([i / n_bins for i in range(n_bins + 1)], edges.dtype)
+    )
+
+    def bins(x: np.ndarray) -> np.ndarray:
+        if uniform:
+            idx = uniform_bin_index(x, edges, right_closed=right_closed)
+        else:
+            idx = np.searchsorted(edges[1:-1], x, side="left" if right_closed else "right")
+        if ones_in_own_bin:
+            idx[x >= 1] = n_bins
+        return idx
+
+    r, c = np.nonzero(above)
+    values = conf[r, c]
+    flat = c * nb + bins(values)
+    length = columns * nb
+    counts = np.bincount(flat, minlength=length)
+    sums = np.bincount(flat, weights=values, minlength=length)
+    counts[::nb] = rows - counts.reshape(columns, nb).sum(axis=1)
+    sums[::nb] = conf.sum(axis=0, dtype=np.float64) - sums.reshape(columns, nb).sum(axis=1)
+    if hit.ndim == 1:
+        hit_cols, hit_values = hit, conf[np.arange(rows), hit]
+    else:
+        hit_rows, hit_cols = np.nonzero(hit)
+        hit_values = conf[hit_rows, hit_cols]
+    hits = np.bincount(hit_cols * nb + bins(hit_values), minlength=length)
+    return counts, sums, hits

@@ -296,10 +296,22 @@ def _bin_statistics(
     n_bins = int(edges.shape[-1]) - 1
     nb = n_bins + 1 if ones_in_own_bin else n_bins
     length = columns * nb
+    if edges.ndim == 2 and bool(xp.all(edges == edges[:1, :])):
+        edges = edges[0, :]  # the same edges for every column: one search over all values
     per_row = hit.ndim == 1
     counts = sums = hits = None
     for start, stop in _row_blocks(xp, conf):
         block = conf[start:stop, :]
+        hit_block = hit[start:stop] if per_row else hit[start:stop, :]
+        sparse = _dispatch.sparse_bin_sums(
+            xp, block, hit_block, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+        )
+        if sparse is not None:
+            c, s, h = sparse
+            counts = c if counts is None else counts + c
+            sums = s if sums is None else sums + s
+            hits = h if hits is None else hits + h
+            continue
         idx = _bin_index(xp, block, edges, right_closed=right_closed, ones_in_own_bin=False)
         if ones_in_own_bin:
             idx = xp.where(block >= 1, xp.full_like(idx, n_bins), idx)

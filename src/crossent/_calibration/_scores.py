@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._namespace import Array, default_int
+from .. import _dispatch
+from .._namespace import Array
 from ..losses.probability import clip_eps
 from ._binning import NORMS as NORMS
 from ._binning import ReliabilityCurve, _check_binning_options, _scope_statistics
@@ -18,7 +19,6 @@ from ._inputs import (
     _check_finite_or_neg_inf,
     _choice,
     _log_of_base,
-    _onehot,
     _out,
     _prepare,
     _prepare_probs,
@@ -224,7 +224,8 @@ def brier_score(probs: Array, labels: Array, /) -> Array:
     0.4
     """
     xp, p, y, dtype = _prepare_probs(probs, labels)
-    diff = p - xp.astype(_onehot(xp, y, int(p.shape[-1])), p.dtype)
+    # p - onehot(y) without the (N, K) one-hot: a copy with 1 subtracted at each label
+    diff = _dispatch.subtract_at(xp, xp.asarray(p, copy=True), y, xp.ones_like(y, dtype=p.dtype))
     return _out(xp, xp.mean(xp.sum(diff * diff, axis=-1)), dtype)
 
 
@@ -338,5 +339,5 @@ def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     xp, s, y, dtype = _prepare(scores, labels, name="scores")
     _check_finite_or_neg_inf(xp, s, "scores")
-    above = xp.sum(xp.astype(s > _take(xp, s, y)[:, None], default_int(xp)), axis=-1)
+    above = xp.count_nonzero(s > _take(xp, s, y)[:, None], axis=-1)
     return _out(xp, xp.mean(xp.astype(above < k, s.dtype)), dtype)

@@ -113,7 +113,9 @@ class _Rows:
 
     keep: Array | None  # the rows of nonzero weight (NumPy), None for all
     m: Array  # (rows, 1) each row's max
-    block: _Block
+    z_y: Array
+    weight: Array | None
+    finite: bool
 
 
 class _Data:
@@ -211,7 +213,7 @@ class _Data:
             else:
                 z, z_y, weight, m = z[keep, :], z_y[keep], weight[keep], m[keep, :]
         block = _Block(z, z_y, weight, bool(xp.all(z > -math.inf)))
-        self.rows.append(_Rows(keep, m, block))
+        self.rows.append(_Rows(keep, m, z_y, weight, block.finite))  # not z: a row's numbers
         return block
 
     def blocks(self) -> Any:
@@ -224,20 +226,17 @@ class _Data:
             if first:
                 block = self._first(start, stop, v, y)
                 self._limits(block)
+                if len(self.ranges) == 1:  # one block: keep it prepared
+                    self.cache = [block]
             else:
                 rows = self.rows[i]
                 if rows.keep is not None:
                     v = v[rows.keep, :]
                 if self.kind == "probs":
                     v = _log_of_probs(self.xp, v)
-                block = _Block(v - rows.m, rows.block.z_y, rows.block.weight, rows.block.finite)
+                block = _Block(v - rows.m, rows.z_y, rows.weight, rows.finite)
             yield block
         self.checked = True
-        if len(self.ranges) == 1:  # one block: keep it prepared
-            self.cache = [self.rows[0].block]
-        else:
-            for rows in self.rows:
-                rows.block.z = None  # only its label, weights and finiteness are kept
 
     def _sum(self, x: Array, block: _Block) -> float:
         """Sum over the block's rows, weighted, in float64 where the library has it."""
@@ -395,7 +394,7 @@ def fit_temperature(
     return 1.0 / _fit(data, float(tol), max_iter).beta
 
 
-def apply_temperature(values: Array, temperature: float, /, *, kind: str = "auto") -> Array:
+def apply_temperature(values: Array, temperature: Any, /, *, kind: str = "auto") -> Array:
     r"""Scale by a temperature: logits to ``z / T``, probabilities to ``softmax(log p / T)``.
 
     .. math:: p_k(T) = \frac{e^{z_k / T}}{\sum_j e^{z_j / T}} \propto p_k^{1/T}
@@ -404,8 +403,9 @@ def apply_temperature(values: Array, temperature: float, /, *, kind: str = "auto
     ----------
     values : array
         Logits (classes last) or probabilities.
-    temperature : float
-        T > 0 (from :func:`fit_temperature`).
+    temperature : float or array
+        T > 0 (from :func:`fit_temperature`), or one per example (shape ``values.shape[:-1]``:
+        e.g. each example scaled by the temperature fitted on the other half of a cross-fit).
     kind : {"auto", "probs", "logits"}
         What ``values`` are ("auto" as in :func:`fit_temperature`); the result is of the same
         kind.
@@ -420,21 +420,38 @@ def apply_temperature(values: Array, temperature: float, /, *, kind: str = "auto
     >>> import crossent.calibration as cal
     >>> print(cal.apply_temperature([[0.9, 0.1]], 2.0).round(4))
     [[0.75 0.25]]
+    >>> print(cal.apply_temperature([[0.9, 0.1], [0.9, 0.1]], [1.0, 2.0]).round(4))
+    [[0.9  0.1 ]
+     [0.75 0.25]]
     """
-    t = check_positive(temperature, "temperature")
-    xp, (values,) = namespace(values)
+    per_example = _is_array(temperature) or isinstance(temperature, (list, tuple))
+    xp, (values, t) = namespace(values, temperature if per_example else None)
     if values.ndim < 1:
         raise ValueError("values must have a class axis (the last axis)")
     dtype = result_dtype(xp, values.dtype)
     v = upcast(
         xp, values if xp.isdtype(values.dtype, "real floating") else xp.astype(values, dtype)
     )
+    if per_example:
+        if tuple(t.shape) != tuple(v.shape[:-1]):
+            raise ValueError(
+                f"temperature must be a number or have shape {tuple(v.shape[:-1])} (one per "
+                f"example); got shape {tuple(t.shape)}"
+            )
+        bad = ~((t > 0) & (t < math.inf))
+        _raise_at(
+            xp, bad, t, 0, "temperature must be positive and finite; found {value} at index {index}"
+        )
+        t = xp.astype(t, v.dtype)[..., None]
+    else:
+        t = check_positive(temperature, "temperature")
     flat = xp.reshape(v, (-1, int(v.shape[-1])))
     resolved = _resolve_kind(xp, flat, kind)
     z = _as_logits(xp, flat, resolved)
     if resolved == "logits":
         return _out(xp, v / t, dtype)
-    return _out(xp, xp.reshape(_softmax(xp, z / t, -1), v.shape), dtype)
+    t_rows = xp.reshape(t, (-1, 1)) if per_example else t
+    return _out(xp, xp.reshape(_softmax(xp, z / t_rows, -1), v.shape), dtype)
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,7 @@ def score(
         counts = stats.counts if counts is None else counts + stats.counts
         sums = stats.sum_confidence if sums is None else sums + stats.sum_confidence
         hits = stats.sum_hits if hits is None else hits + stats.sum_hits
+    assert edges is not None  # there are at least two examples
     classwise = cal.BinStatistics(np.broadcast_to(edges, (k, n_bins + 1)), counts, sums, hits)
     top = cal.bin_statistics(
         confidence, correct, edges=cal.bin_edges(confidence, n_bins=n_bins, binning=binning)
@@ -224,7 +225,7 @@ def compute(
     step = step or (lambda _: None)
     values, labels, kind = predictions.values, predictions.labels, predictions.kind
     k = int(values.shape[1])
-    options = {"n_classes": k, "n_bins": n_bins, "binning": binning}
+    options: dict[str, Any] = {"n_classes": k, "n_bins": n_bins, "binning": binning}
     step("scoring the predictions")
     before = score(_probabilities(values, kind), labels, **options)
     step("fitting the temperature on each half")

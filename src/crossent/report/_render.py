@@ -164,22 +164,19 @@ def per_class_png(report: Report) -> str:
     k = len(report.predictions.class_names)
     fig, ax = _figure(max(6.5, min(16.0, 0.18 * k + 3)), 3.4)
     x = np.arange(k)
-    width = 0.4 if report.after is not None else 0.8
-    ax.bar(
-        x - (width / 2 if report.after else 0),
-        report.before.per_class["cross_entropy"],
-        width=width,
-        color=BEFORE,
-        label="as given",
-    )
+    versions = [("as given", report.before, BEFORE)]
     if report.after is not None:
-        ax.bar(
-            x + width / 2,
-            report.after.per_class["cross_entropy"],
-            width=width,
-            color=AFTER,
-            label="after temperature scaling",
-        )
+        versions.append(("after temperature scaling", report.after, AFTER))
+    if k > 50:  # one outline per version: thousands of bars are slow to draw and unreadable
+        for title, scored, color in versions:
+            ce_of = np.nan_to_num(np.asarray(scored.per_class["cross_entropy"], dtype=float))
+            ax.stairs(ce_of, np.arange(k + 1) - 0.5, color=color, label=title, linewidth=0.8)
+    else:
+        width = 0.8 / len(versions)
+        for i, (title, scored, color) in enumerate(versions):
+            offset = (i - (len(versions) - 1) / 2) * width
+            ce_of = scored.per_class["cross_entropy"]
+            ax.bar(x + offset, ce_of, width=width, color=color, label=title)
     ax.set(xlabel="class", ylabel="mean log-loss (nats)", xlim=(-1, k))
     if k <= 20:
         ax.set_xticks(x, report.predictions.class_names)
