@@ -8,12 +8,12 @@ and writes the HTML page, figures embedded. :func:`write_report` does it from Py
 
 Scale: time is linear in N x K (each version of the predictions is scored in one pass, each
 temperature fit costs a few passes). Memory is the predictions array when it is read whole
-(``.npz``, ``.csv``) plus a few blocks of 2^20 values and about 50 bytes per example; a
+(``.npz``, ``.csv``) plus a few blocks of 2^20 values and under 100 bytes per example; a
 ``.npy`` file is read through a memory map and a parquet file one row group at a time, so
-then the predictions are never in memory whole (the bound is then the largest row group of
-a parquet file plus the per-example numbers: about 50 bytes an example, 250 MB for 5 million
-rows). 200,000 x 1,000 float32 logits in a ``.npz`` take about 20 s and 1.6 GB (the array is
-0.8 GB) on a 2-core machine; see the README for the measurements.
+then the predictions are never in memory whole (the bound is then the per-example numbers,
+under 100 bytes an example, 0.5 GB for 5 million rows, plus a parquet file's largest row
+group). 200,000 x 1,000 float32 logits in a ``.npz`` took 25 s and 0.95 GB (the array is
+0.8 GB) on a busy 2-core machine; see the README for the measurements.
 
 With no file it reports on real CIFAR-10 predictions shipped in the package (a WideResNet-16-4
 from the netcal project, Apache-2.0: see ``crossent/data/README.md``).
