@@ -384,12 +384,12 @@ def test_large_files_are_read_a_block_at_a_time(tmp_path, capsys, monkeypatch, s
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import crossent._fast
+    from crossent._calibration import _temperature
     from crossent.report import _load
 
     logits, _, labels = small
     monkeypatch.setattr(_load, "BLOCK_VALUES", 4 * 37)  # 37 rows a block: 9 blocks
-    monkeypatch.setattr(crossent._fast, "BLOCK_ELEMENTS", 4 * 50)  # the fits' blocks too
+    monkeypatch.setattr(_temperature, "BLOCK_VALUES", 4 * 50)  # the fits' blocks too
     np.savez(tmp_path / "a.npz", logits=logits, labels=labels)
     np.save(tmp_path / "logits.npy", logits.astype(np.float32))
     np.save(tmp_path / "y.npy", labels)
@@ -544,3 +544,27 @@ def test_a_missing_extra_is_one_line_with_the_install_hint(tmp_path, module, arg
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"crossent: error: this needs {package}")
     assert "pip install 'crossent[report]'" in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_a_memory_map_keeps_one_block_resident(tmp_path, monkeypatch) -> None:
+    """A pass over a .npy file leaves its pages in the page cache, not in the process."""
+    from crossent.report import _load
+
+    def file_pages_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no RssFile in /proc/self/status")
+
+    monkeypatch.setattr(_load, "RELEASE_BYTES", 1 << 20)
+    values = np.random.default_rng(0).random((4000, 2000), dtype=np.float32)  # 32 MB
+    np.save(tmp_path / "v.npy", values)
+    rows = _load.MappedRows(np.load(tmp_path / "v.npy", mmap_mode="r"))
+    before = file_pages_mb()
+    total = 0.0
+    for start in range(0, 4000, 25):  # small blocks: the kernel maps pages around each fault
+        block = rows[start : start + 25]
+        total += float(block.sum(dtype=np.float64))
+    assert total == pytest.approx(float(values.sum(dtype=np.float64)), rel=1e-12)
+    assert file_pages_mb() - before < 8  # of 32 MB read (1 MB between releases)

@@ -8,7 +8,7 @@ and writes the HTML page, figures embedded. :func:`write_report` does it from Py
 
 Scale: time is linear in N x K (each version of the predictions is scored in one pass, each
 temperature fit costs a few passes). Memory is the predictions array when it is read whole
-(``.npz``, ``.csv``) plus a few blocks of 2^20 values and under 100 bytes per example; a
+(``.npz``, ``.csv``) plus a few blocks of 2^17 values and under 100 bytes per example; a
 ``.npy`` file is read through a memory map and a parquet file one row group at a time, so
 then the predictions are never in memory whole (the bound is then the per-example numbers,
 under 100 bytes an example, 0.5 GB for 5 million rows, plus a parquet file's largest row
