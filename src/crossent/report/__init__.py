@@ -12,7 +12,7 @@ temperature fit costs a few passes). Memory is the predictions array when it is 
 ``.npy`` file is read through a memory map and a parquet file one row group at a time, so
 then the predictions are never in memory whole (the bound is then the per-example numbers,
 under 100 bytes an example, 0.5 GB for 5 million rows, plus a parquet file's largest row
-group). 200,000 x 1,000 float32 logits in a ``.npz`` took 25 s and 0.95 GB (the array is
+group). 200,000 x 1,000 float32 logits in a ``.npz`` took 16 s and 0.94 GB (the array is
 0.8 GB) on a busy 2-core machine; see the README for the measurements.
 
 With no file it reports on real CIFAR-10 predictions shipped in the package (a WideResNet-16-4
