@@ -463,3 +463,270 @@ def test_quantile_edges_are_numpys_percentiles_to_the_bit(n, n_bins):
     for column in range(2):
         want = np.percentile(conf[:, column], np.linspace(0, 1, n_bins + 1) * 100)
         np.testing.assert_array_equal(edges[column], want)
+
+
+# ---------------------------------------------------------------- per-bin sufficient statistics
+
+
+def _brute_force_bins(conf, hit, edges, right_closed, ones_in_own_bin):
+    """Membership by the interval tests themselves (no search), one mask per bin and column."""
+    columns = conf.shape[1]
+    nb = edges.shape[-1] - 1
+    extra = 1 if ones_in_own_bin else 0
+    counts = np.zeros((columns, nb + extra), np.int64)
+    sums = np.zeros((columns, nb + extra))
+    hits = np.zeros((columns, nb + extra), np.int64)
+    for c in range(columns):
+        e = edges[c] if edges.ndim == 2 else edges
+        x = conf[:, c]
+        for b in range(nb):
+            lo, hi = e[b], e[b + 1]
+            if right_closed:
+                m = ((x > lo) | (b == 0)) & ((x <= hi) | (b == nb - 1))
+            else:
+                m = ((x >= lo) | (b == 0)) & ((x < hi) | (b == nb - 1))
+            if ones_in_own_bin:
+                m &= x < 1
+            counts[c, b], sums[c, b], hits[c, b] = (
+                m.sum(),
+                x[m].astype(np.float64).sum(),
+                hit[m, c].sum(),
+            )
+        if ones_in_own_bin:
+            m = x >= 1
+            counts[c, nb], sums[c, nb], hits[c, nb] = m.sum(), x[m].sum(), hit[m, c].sum()
+    return counts, sums, hits
+
+
+def _values_on_edges(rng, shape, n_bins, dtype, sparse=False):
+    """Random confidences, a third of them exactly on an edge or one ulp either side of it.
+
+    ``sparse``: probabilities of a softmax over many classes (most below the first edge, which
+    NumPy bins apart), with 3 % of them on an edge.
+    """
+    if sparse:
+        x = rng.dirichlet(np.full(shape[1], 0.05), shape[0]).astype(dtype)
+    else:
+        x = rng.random(shape).astype(dtype)
+    edges = np.asarray([i / n_bins for i in range(n_bins + 1)], dtype)
+    pick = rng.random(shape) < (0.03 if sparse else 1 / 3)
+    on = edges[rng.integers(0, n_bins + 1, shape)]
+    nudge = rng.integers(-1, 2, shape)
+    on = np.where(nudge < 0, np.nextafter(on, dtype(-1)), on)
+    on = np.where(nudge > 0, np.nextafter(on, dtype(2)), on)
+    return np.clip(np.where(pick, on, x), 0, 1).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("right_closed", "ones_in_own_bin"), [(True, False), (False, False), (False, True)]
+)
+@pytest.mark.parametrize("n_bins", [1, 7, 15])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bin_statistics_against_interval_masks(
+    dtype, right_closed, ones_in_own_bin, n_bins, sparse
+):
+    rng = np.random.default_rng(n_bins)
+    # 300 x 250 values: large enough for NumPy's blocked path and its equal-width fast search
+    conf = _values_on_edges(rng, (300, 250), n_bins, dtype, sparse)
+    labels = rng.integers(0, 250, 300)
+    onehot = labels[:, None] == np.arange(250)
+    options = {"right_closed": right_closed, "ones_in_own_bin": ones_in_own_bin}
+    for edges in (
+        cal.bin_edges(conf, n_bins=n_bins),
+        cal.bin_edges(conf, n_bins=n_bins, binning="quantile"),
+    ):
+        want = _brute_force_bins(conf, onehot, np.asarray(edges), **options)
+        for hits in (labels, onehot):  # the label of each row, or the (N, K) hits
+            got = cal.bin_statistics(conf, hits, edges=edges, **options)
+            np.testing.assert_array_equal(got.counts, want[0])
+            np.testing.assert_allclose(got.sum_confidence, want[1], rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(got.sum_hits, want[2])
+    # 1-D confidences (top-label), shared edges
+    top = conf[:, 0]
+    right = rng.random(300) < top
+    got = cal.bin_statistics(top, right, edges=cal.bin_edges(top, n_bins=n_bins), **options)
+    want = _brute_force_bins(
+        top[:, None], right[:, None], np.asarray(got.edges[: n_bins + 1]), **options
+    )
+    assert got.counts.shape == ((n_bins + 1,) if ones_in_own_bin else (n_bins,))
+    np.testing.assert_array_equal(got.counts, want[0][0])
+    np.testing.assert_allclose(got.sum_confidence, want[1][0], rtol=1e-12)
+    np.testing.assert_array_equal(got.sum_hits, want[2][0])
+
+
+def test_bin_statistics_of_batches_add_up_and_give_the_metrics() -> None:
+    probs, labels = load("lenet-5-cifar-100.npz")
+    edges = cal.bin_edges(probs, n_bins=15)
+    parts = [
+        cal.bin_statistics(probs[i : i + 3000], labels[i : i + 3000], edges=edges)
+        for i in range(0, len(labels), 3000)
+    ]
+    whole = cal.bin_statistics(probs, labels, edges=edges)
+    for field in ("counts", "sum_confidence", "sum_hits"):
+        total = sum(getattr(p, field) for p in parts)
+        np.testing.assert_allclose(total, getattr(whole, field), rtol=1e-12)
+    for norm in ("l1", "l2", "max"):
+        assert float(whole.calibration_error(norm=norm)) == pytest.approx(
+            float(cal.expected_calibration_error(probs, labels, norm=norm, scope="classwise")),
+            rel=1e-6,
+        )
+    curve = whole.reliability_curve()
+    ref = cal.reliability_curve(probs, labels, scope="classwise")
+    np.testing.assert_array_equal(curve.counts, ref.counts)
+    np.testing.assert_allclose(curve.accuracy, ref.accuracy, rtol=1e-6)
+
+
+def test_bin_statistics_on_every_backend(xp) -> None:
+    rng = np.random.default_rng(5)
+    conf = _values_on_edges(rng, (400, 6), 10, np.float32)
+    labels = rng.integers(0, 6, 400)
+    for binning in ("uniform", "quantile"):
+        edges = cal.bin_edges(conf, n_bins=10, binning=binning)
+        ref = cal.bin_statistics(conf, labels, edges=edges, right_closed=False)
+        got = cal.bin_statistics(
+            xp.asarray(conf), xp.asarray(labels), edges=xp.asarray(edges), right_closed=False
+        )
+        np.testing.assert_array_equal(to_np(got.counts), ref.counts)
+        np.testing.assert_allclose(to_np(got.sum_confidence), ref.sum_confidence, rtol=1e-6)
+        np.testing.assert_array_equal(to_np(got.sum_hits), ref.sum_hits)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: cal.bin_statistics([0.5, 1.5], [1, 0], edges=[0, 1]), r"\[0, 1\]"),
+        (lambda: cal.bin_statistics([0.5, 0.5], [1, 2], edges=[0, 1]), "0/1"),
+        (lambda: cal.bin_statistics([[0.5, 0.5]], [2], edges=[0, 1]), "found 2"),
+        (lambda: cal.bin_statistics([0.5, 0.5], [1, 0], edges=[0]), "shape"),
+        (lambda: cal.bin_statistics([0.5, 0.5], [1, 0], edges=[0, 0.6, 0.5, 1]), "increasing"),
+        (
+            lambda: cal.bin_statistics([0.5], [1], edges=[0, 1], ones_in_own_bin=True),
+            "right_closed",
+        ),
+        (lambda: cal.bin_edges([0.5], n_bins=0), "n_bins"),
+    ],
+)
+def test_bin_statistics_bad_input_is_named(call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ---------------------------------------------------------------- temperature at scale
+
+
+def _overconfident(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 logits twice as sharp as the softmax their labels are drawn from."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, k)).astype(np.float32)
+    z[np.arange(n), rng.integers(0, k, n)] += 3.0
+    labels = np.argmax(z + rng.gumbel(size=(n, k)), axis=1)
+    return 2 * z, labels
+
+
+def _float64_root(logits: np.ndarray, labels: np.ndarray, weights=None) -> float:
+    """T* from scipy's brentq on the float64 derivative of the NLL in 1/T (no crossent code)."""
+    from scipy.optimize import brentq
+    from scipy.special import softmax
+
+    z = logits.astype(np.float64)
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
+
+    def derivative(beta: float) -> float:
+        p = softmax(beta * z, axis=1)
+        return float(np.sum(w * ((p * z).sum(axis=1) - z[np.arange(len(labels)), labels])))
+
+    return 1.0 / brentq(derivative, 0.05, 20.0, xtol=1e-15, rtol=1e-15)
+
+
+class _Rows:
+    """Rows read on demand (what a memory map or a file reader gives): counts what is read."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array, self.shape, self.reads = array, array.shape, []
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        self.reads.append((rows.start, rows.stop))
+        return self.array[rows]
+
+
+def test_temperature_of_float32_logits_against_a_float64_root() -> None:
+    logits, labels = _overconfident(4000, 300, 0)  # 1.2 M values: several row blocks
+    t = cal.fit_temperature(logits, labels, kind="logits")
+    assert t == pytest.approx(_float64_root(logits, labels), rel=1e-7)
+    assert 1.8 < t < 2.2
+    # weights: a 0/1 mask is the fit on that subset; general weights, the weighted optimum
+    half = np.arange(4000) % 3 == 0
+    masked = cal.fit_temperature(logits, labels, kind="logits", weights=half)
+    subset = cal.fit_temperature(logits[half], labels[half], kind="logits")
+    assert masked == pytest.approx(subset, rel=1e-10)
+    w = np.random.default_rng(1).uniform(0, 3, 4000)
+    weighted = cal.fit_temperature(logits, labels, kind="logits", weights=w)
+    assert weighted == pytest.approx(_float64_root(logits, labels, w), rel=1e-7)
+
+
+def test_temperature_reads_rows_on_demand_in_a_few_passes() -> None:
+    logits, labels = _overconfident(3000, 200, 2)
+    rows = _Rows(logits)
+    t = cal.fit_temperature(rows, labels, kind="logits")
+    assert t == cal.fit_temperature(logits, labels, kind="logits")  # the same blocks, sums
+    passes = sum(1 for start, _ in rows.reads if start == 0)
+    assert passes <= 6  # the first pass at T = 1, then Newton steps (4 here)
+    assert max(stop - start for start, stop in rows.reads) < 3000  # never the whole array
+    d = cal.log_loss_decomposition(_Rows(logits), labels, kind="logits")
+    assert d.temperature == t
+    from scipy.special import log_softmax
+
+    z = logits.astype(np.float64)
+    nll = -log_softmax(z, axis=1)[np.arange(3000), labels].mean()
+    nll_t = -log_softmax(z / t, axis=1)[np.arange(3000), labels].mean()
+    assert d.log_loss == pytest.approx(nll, rel=1e-6)  # float32 rows, float64 sums
+    assert d.refinement == pytest.approx(nll_t, rel=1e-6)
+
+
+def test_temperature_errors_name_the_row_of_any_block() -> None:
+    logits, labels = _overconfident(2000, 300, 3)
+    bad = logits.copy()
+    bad[1500, 7] = np.nan
+    with pytest.raises(ValueError, match=r"index \(1500, 7\)"):
+        cal.fit_temperature(bad, labels, kind="logits")
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    probs[1700, labels[1700]] = 0.0
+    with pytest.raises(ValueError, match="probability 0 at example 1700"):
+        cal.fit_temperature(_Rows(probs), labels, kind="probs")
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
+        cal.fit_temperature(logits, labels, weights=-np.ones(2000))
+    with pytest.raises(ValueError, match="shape"):
+        cal.fit_temperature(logits, labels, weights=np.ones(3))
+
+
+def test_apply_temperature_per_example() -> None:
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(6)
+    logits = rng.normal(0, 3, (50, 7))
+    t = rng.uniform(0.5, 3.0, 50)
+    np.testing.assert_allclose(cal.apply_temperature(logits, t), logits / t[:, None], rtol=1e-15)
+    probs = softmax(logits, axis=1)
+    want = softmax(np.log(probs) / t[:, None], axis=1)
+    np.testing.assert_allclose(cal.apply_temperature(probs, t), want, rtol=1e-12)
+    batched = cal.apply_temperature(probs.reshape(5, 10, 7), t.reshape(5, 10))
+    np.testing.assert_allclose(batched.reshape(50, 7), want, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"shape \(50,\)"):
+        cal.apply_temperature(logits, t[:10])
+    with pytest.raises(ValueError, match=r"found 0\.0 at index 3"):
+        cal.apply_temperature(logits, np.where(np.arange(50) == 3, 0.0, t))
+
+
+@pytest.mark.parametrize("norm", ["l1", "l2", "max"])
+def test_classwise_error_per_class(norm: str) -> None:
+    probs, labels = load("lenet-5-cifar-10.npz")
+    probs = probs.astype(np.float64)
+    edges = np.linspace(0, 1, 16)
+    stats = cal.bin_statistics(probs, labels, edges=cal.bin_edges(probs))
+    per_class = np.asarray(stats.calibration_error(norm=norm, average=False))
+    want = [_reference_ece(probs[:, k], labels == k, edges, norm) for k in range(10)]
+    if norm == "l2":
+        want = np.sqrt(want)
+    np.testing.assert_allclose(per_class, want, rtol=1e-12)

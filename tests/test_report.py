@@ -373,3 +373,198 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
     assert title.startswith("crossent report")
     assert rows == 10  # the per-class table
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
+
+
+# ---------------------------------------------------------------- scale, options, polish
+
+
+def test_large_files_are_read_a_block_at_a_time(tmp_path, capsys, monkeypatch, small) -> None:
+    """.npy through a memory map and parquet by row group, in blocks that span row groups,
+    give the report of the same predictions held in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crossent._calibration import _temperature
+    from crossent.report import _load
+
+    logits, _, labels = small
+    monkeypatch.setattr(_load, "BLOCK_VALUES", 4 * 37)  # 37 rows a block: 9 blocks
+    monkeypatch.setattr(_temperature, "BLOCK_VALUES", 4 * 50)  # the fits' blocks too
+    np.savez(tmp_path / "a.npz", logits=logits, labels=labels)
+    np.save(tmp_path / "logits.npy", logits.astype(np.float32))
+    np.save(tmp_path / "y.npy", labels)
+    np.savez(tmp_path / "f.npz", logits=logits.astype(np.float32), labels=labels)
+    columns = {f"c{k}": logits[:, k] for k in range(4)}
+    pq.write_table(
+        pa.table({**columns, "label": labels}), tmp_path / "t.parquet", row_group_size=70
+    )
+    pq.write_table(
+        pa.table({"logits": list(logits), "y": labels}), tmp_path / "l.parquet", row_group_size=64
+    )
+    cases = {
+        "npz": [str(tmp_path / "a.npz")],
+        "parquet": [str(tmp_path / "t.parquet")],
+        "parquet-list": [str(tmp_path / "l.parquet")],
+    }
+    results = {}
+    for name, args in cases.items():
+        code, out, err = run(
+            capsys, monkeypatch, "report", *args, "--kind", "logits", "--json", "--no-html"
+        )
+        assert code == 0, (name, err)
+        results[name] = json.loads(out)
+    reference = results.pop("npz")
+    for name, summary in results.items():
+        for key, value in reference["before"].items():
+            assert summary["before"][key] == pytest.approx(value, rel=1e-9), (name, key)
+        assert summary["temperatures"] == pytest.approx(reference["temperatures"], rel=1e-9)
+    # float32 .npy read through a memory map: the same report as the same float32 in a .npz
+    report, _ = write_report(tmp_path / "logits.npy", labels=tmp_path / "y.npy", html=False)
+    assert isinstance(report.predictions.values, _load.MappedRows)  # never read whole
+    whole, _ = write_report(tmp_path / "f.npz", html=False)
+    assert report.before.metrics == pytest.approx(whole.before.metrics, rel=1e-12)
+    assert report.temperatures == whole.temperatures
+    # and the scores equal the one-shot functions on the whole array
+    probs = np.exp(logits.astype(np.float32) - logits.astype(np.float32).max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    m = report.before.metrics
+    assert m["ece"] == pytest.approx(float(cal.expected_calibration_error(probs, labels)), rel=1e-5)
+    assert m["ece_classwise"] == pytest.approx(
+        float(cal.expected_calibration_error(probs, labels, scope="classwise")), rel=1e-5
+    )
+    assert m["brier"] == pytest.approx(float(cal.brier_score(probs, labels)), rel=1e-5)
+    t = cal.fit_temperature(logits.astype(np.float32), labels)
+    assert report.decomposition.temperature == pytest.approx(t, rel=1e-9)
+
+
+def test_bins_and_binning_on_the_command_line(tmp_path, capsys, monkeypatch, small) -> None:
+    _, probs, labels = small
+    np.savez(tmp_path / "p.npz", probs=probs, labels=labels)
+    args = ["report", str(tmp_path / "p.npz"), "--json", "--no-html"]
+    code, out, err = run(capsys, monkeypatch, *args, "--bins", "8", "--binning", "quantile")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["bins"], summary["binning"]) == (8, "quantile")
+    before = summary["before"]
+    for key, norm in (("ece", "l1"), ("mce", "max"), ("rmsce", "l2")):
+        want = cal.expected_calibration_error(
+            probs, labels, n_bins=8, binning="quantile", norm=norm
+        )
+        assert before[key] == pytest.approx(float(want), rel=1e-9), key
+    # the class-wise ECE keeps equal-width bins (of the number asked for)
+    classwise = cal.expected_calibration_error(probs, labels, n_bins=8, scope="classwise")
+    assert before["ece_classwise"] == pytest.approx(float(classwise), rel=1e-9)
+    code, out, err = run(capsys, monkeypatch, *args[:2], "--no-html", "--bins", "8")
+    assert code == 0, err
+    assert "ECE (top-label, 8 bins)" in out
+    for bad, expected in (
+        (["--bins", "0"], "from 1 to 1000"),
+        (["--bins", "ten"], "--bins takes a whole number"),
+        (["--bins", "2.5"], "--bins takes a whole number"),
+        (["--binning", "adaptive"], "'uniform' or 'quantile'"),
+    ):
+        code, out, err = run(capsys, monkeypatch, *args, *bad)
+        assert code == 2, bad
+        assert err.count("\n") == 1 and err.startswith("crossent: error: ") and expected in err
+
+
+def test_one_failing_half_is_named_and_the_full_fit_shown(tmp_path, capsys, monkeypatch) -> None:
+    """Only one example is wrong: its half fits a temperature, the other half (all labels on
+    top) has none; the note says which half, and the full set's temperature is still shown."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 1, (40, 3))
+    labels = logits.argmax(axis=1)
+    labels[5] = (labels[5] + 1) % 3
+    np.savez(tmp_path / "one.npz", logits=logits, labels=labels)
+    html = tmp_path / "one.html"
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "one.npz"), "-o", str(html), "--json"
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    t = cal.fit_temperature(logits, labels)
+    assert summary["decomposition_nats"]["temperature"] == pytest.approx(t, rel=1e-12)
+    assert summary["after_temperature"] is None
+    (note,) = [n for n in summary["notes"] if "temperature" in n]
+    assert note.startswith("cross-fitted temperature scaling skipped: on half ")
+    assert "(20 examples)" in note and f"optimal temperature is {t:.4f}" in note
+    assert f"T* = {t:.4f}" in html.read_text()
+
+
+def test_page_explains_two_log_losses_and_has_no_negative_zero(tmp_path, capsys, monkeypatch):
+    from crossent.report._render import _change
+
+    html = tmp_path / "cifar.html"
+    code, out, err = run(capsys, monkeypatch, "report", "--output", str(html), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    page = html.read_text()
+    unclipped = summary["decomposition_nats"]["log_loss"]
+    clipped = summary["before"]["log_loss_nats"]
+    assert f"{unclipped:.4f}" != f"{clipped:.4f}"  # 0.3782 and 0.3763 on this example
+    assert f"hence {unclipped:.4f} here and {clipped:.4f} in the summary" in page
+    assert "-0.0000" not in page and "+0.0000" not in page
+    assert (_change(0.25, 0.25000001), _change(0.3, 0.2), _change(0.2, 0.3)) == (
+        "0.0000",
+        "+0.1000",
+        "-0.1000",
+    )
+
+
+def test_help_describes_the_files_it_reads(capsys, monkeypatch) -> None:
+    code, out, _ = run(capsys, monkeypatch, "report", "--help")
+    assert code == 0
+    text = " ".join(out.replace("│", " ").split())
+    for phrase in ("one numeric column per class", "list column", "label column", ".npy", "--bins"):
+        assert phrase in text, phrase
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "package"),
+    [
+        ("matplotlib", ["report", "-o", "{tmp}/r.html"], "matplotlib"),
+        ("pyarrow", ["report", "{tmp}/t.csv", "--no-html"], "pyarrow"),
+        ("sklearn", ["train", "--epochs", "1", "--out", "{tmp}/run"], "scikit-learn"),
+    ],
+)
+def test_a_missing_extra_is_one_line_with_the_install_hint(tmp_path, module, args, package):
+    import subprocess
+
+    (tmp_path / "t.csv").write_text("a,b,label\n0.5,0.5,0\n0.2,0.8,1\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = (
+        "import sys\n"
+        f"sys.modules[{module!r}] = None  # as if it were not installed\n"
+        f"sys.argv = ['crossent', *{argv!r}]\n"
+        "from crossent._entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"crossent: error: this needs {package}")
+    assert "pip install 'crossent[report]'" in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc")
+def test_a_memory_map_keeps_one_block_resident(tmp_path, monkeypatch) -> None:
+    """A pass over a .npy file leaves its pages in the page cache, not in the process."""
+    from crossent.report import _load
+
+    def file_pages_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no RssFile in /proc/self/status")
+
+    monkeypatch.setattr(_load, "RELEASE_BYTES", 1 << 20)
+    values = np.random.default_rng(0).random((4000, 2000), dtype=np.float32)  # 32 MB
+    np.save(tmp_path / "v.npy", values)
+    rows = _load.MappedRows(np.load(tmp_path / "v.npy", mmap_mode="r"))
+    before = file_pages_mb()
+    total = 0.0
+    for start in range(0, 4000, 25):  # small blocks: the kernel maps pages around each fault
+        block = rows[start : start + 25]
+        total += float(block.sum(dtype=np.float64))
+    assert total == pytest.approx(float(values.sum(dtype=np.float64)), rel=1e-12)
+    assert file_pages_mb() - before < 8  # of 32 MB read (1 MB between releases)

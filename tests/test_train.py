@@ -90,3 +90,21 @@ def test_one_loss(tmp_path, capsys, monkeypatch) -> None:
     assert results["claims"] == []
     assert list(results["runs"]) == ["weighted"]
     assert out.strip().splitlines()[-1].startswith("predictions: ")
+
+
+def test_calibration_picture_uses_the_reports_bins(tmp_path, monkeypatch) -> None:
+    from crossent.report import N_BINS
+
+    seen = []
+    curve = train.cal.reliability_curve
+
+    def recording(probs, labels, **options):
+        seen.append(options.get("n_bins"))
+        return curve(probs, labels, **options)
+
+    monkeypatch.setattr(train.cal, "reliability_curve", recording)
+    rng = np.random.default_rng(0)
+    run_ = train.Run("ce", "ce", "normal", test_logits=rng.normal(0, 2, (60, 10)))
+    run_.scores = {"ece": 0.1, "mean_confidence": 0.8, "accuracy": 0.7}
+    train.calibration_figure({"ce": run_}, rng.integers(0, 10, 60), tmp_path / "c.png")
+    assert seen == [N_BINS] == [15] and (tmp_path / "c.png").stat().st_size > 0

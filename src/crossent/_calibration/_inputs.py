@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._namespace import Array, namespace, result_dtype, upcast
+from .._namespace import Array, is_concrete, namespace, numel, result_dtype, upcast
 from .._validation import (
     check_base,
     check_index_targets,
@@ -105,6 +105,9 @@ def _out(xp: Any, x: Array, dtype: Any) -> Array:
 
 def _check_finite_or_neg_inf(xp: Any, z: Array, name: str) -> None:
     """No NaN and no +inf (a -inf logit is the log of a zero probability and is fine)."""
+    # One reduction in the common case: the max is NaN or +inf exactly when some value is.
+    if not is_concrete(z) or numel(z) == 0 or float(xp.max(z)) < math.inf:
+        return
     found = first_bad(xp, xp.isnan(z) | (z == math.inf), z)
     if found is not None:
         index, value = found

@@ -8,52 +8,24 @@ accuracy need no bins.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
-from .._namespace import Array, default_int
+from .. import _dispatch
+from .._namespace import Array
 from ..losses.probability import clip_eps
-from ._binning import _binned, _check_binning_options, _confidence_and_hits, _means
+from ._binning import NORMS as NORMS
+from ._binning import ReliabilityCurve, _check_binning_options, _scope_statistics
 from ._inputs import (
     _check_finite_or_neg_inf,
     _choice,
     _log_of_base,
-    _onehot,
     _out,
     _prepare,
     _prepare_probs,
     _take,
 )
 
-NORMS = ("l1", "l2", "max")
-
-
 # ---------------------------------------------------------------- reliability and ECE
-
-
-@dataclass(frozen=True)
-class ReliabilityCurve:
-    """Per-bin statistics of a reliability diagram.
-
-    Attributes
-    ----------
-    edges : array
-        Bin edges, shape ``(B + 1,)`` (top-label) or ``(K, B + 1)`` (class-wise). With
-        ``ones_in_own_bin`` a last, degenerate bin ``[1, 1]`` is appended.
-    counts : array
-        Number of examples in each bin (integer), shape ``(B,)`` or ``(K, B)``.
-    confidence : array
-        Mean predicted probability in each bin; NaN for an empty bin.
-    accuracy : array
-        Fraction of hits in each bin (top-label: the prediction is right; class-wise: the label
-        is that class); NaN for an empty bin.
-    """
-
-    edges: Array
-    counts: Array
-    confidence: Array
-    accuracy: Array
 
 
 def reliability_curve(
@@ -110,29 +82,22 @@ def reliability_curve(
     """
     _check_binning_options(n_bins, binning, scope, right_closed, ones_in_own_bin)
     xp, p, y, dtype = _prepare_probs(probs, labels)
-    conf, hit = _confidence_and_hits(xp, p, y, scope)
-    bins = _binned(
+    stats = _scope_statistics(
         xp,
-        conf,
-        hit,
+        p,
+        y,
         n_bins=n_bins,
         binning=binning,
+        scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
     )
-    mean_conf, acc, nonempty = _means(xp, bins)
-    nan = xp.full_like(mean_conf, math.nan)
-    mean_conf = xp.where(nonempty, mean_conf, nan)
-    acc = xp.where(nonempty, acc, nan)
+    curve = stats.reliability_curve()
+    edges, counts, conf, acc = curve.edges, curve.counts, curve.confidence, curve.accuracy
     if scope == "top_label":
-        return ReliabilityCurve(
-            _out(xp, bins.edges[0, :], dtype),
-            bins.counts[0, :],
-            _out(xp, mean_conf[0, :], dtype),
-            _out(xp, acc[0, :], dtype),
-        )
+        edges, counts, conf, acc = edges[0, :], counts[0, :], conf[0, :], acc[0, :]
     return ReliabilityCurve(
-        _out(xp, bins.edges, dtype), bins.counts, _out(xp, mean_conf, dtype), _out(xp, acc, dtype)
+        _out(xp, edges, dtype), counts, _out(xp, conf, dtype), _out(xp, acc, dtype)
     )
 
 
@@ -216,31 +181,17 @@ def expected_calibration_error(
             f"debias=True is the debiased l2 estimator; it needs norm='l2', got {norm!r}"
         )
     xp, p, y, dtype = _prepare_probs(probs, labels)
-    conf, hit = _confidence_and_hits(xp, p, y, scope)
-    bins = _binned(
+    stats = _scope_statistics(
         xp,
-        conf,
-        hit,
+        p,
+        y,
         n_bins=n_bins,
         binning=binning,
+        scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
     )
-    mean_conf, acc, _ = _means(xp, bins)
-    gap = acc - mean_conf  # 0 in empty bins
-    weight = xp.astype(bins.counts, gap.dtype) / float(conf.shape[0])
-    if norm == "l1":
-        return _out(xp, xp.mean(xp.sum(weight * xp.abs(gap), axis=-1)), dtype)
-    if norm == "max":
-        return _out(xp, xp.max(xp.abs(gap)), dtype)
-    square = gap * gap
-    if debias:
-        n = xp.astype(bins.counts, gap.dtype)
-        usable = bins.counts >= 2
-        noise = acc * (1 - acc) / xp.where(usable, n - 1, xp.ones_like(n))
-        square = xp.where(usable, square - noise, xp.zeros_like(square))
-    total = xp.mean(xp.sum(weight * square, axis=-1))
-    return _out(xp, xp.sqrt(xp.maximum(total, xp.zeros_like(total))), dtype)
+    return _out(xp, stats.calibration_error(norm=norm, debias=debias), dtype)
 
 
 # ---------------------------------------------------------------- proper scores and accuracy
@@ -273,7 +224,8 @@ def brier_score(probs: Array, labels: Array, /) -> Array:
     0.4
     """
     xp, p, y, dtype = _prepare_probs(probs, labels)
-    diff = p - xp.astype(_onehot(xp, y, int(p.shape[-1])), p.dtype)
+    # p - onehot(y) without the (N, K) one-hot: a copy with 1 subtracted at each label
+    diff = _dispatch.subtract_at(xp, xp.asarray(p, copy=True), y, xp.ones_like(y, dtype=p.dtype))
     return _out(xp, xp.mean(xp.sum(diff * diff, axis=-1)), dtype)
 
 
@@ -387,5 +339,5 @@ def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     xp, s, y, dtype = _prepare(scores, labels, name="scores")
     _check_finite_or_neg_inf(xp, s, "scores")
-    above = xp.sum(xp.astype(s > _take(xp, s, y)[:, None], default_int(xp)), axis=-1)
+    above = xp.count_nonzero(s > _take(xp, s, y)[:, None], axis=-1)
     return _out(xp, xp.mean(xp.astype(above < k, s.dtype)), dtype)
