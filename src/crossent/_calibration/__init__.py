@@ -7,7 +7,8 @@ of a binary problem. Leading axes are flattened: every row is one example.
 One module per concern: ``_inputs`` checks and flattens the inputs; ``_binning`` computes the
 bin edges and per-bin statistics (its notes give the bin-edge conventions that make the
 published tools disagree); ``_scores`` holds the reliability curve, the calibration errors and
-the proper scores; ``_temperature`` fits and applies a temperature and decomposes the log-loss.
+the proper scores; ``_temperature`` fits and applies a temperature and decomposes the log-loss;
+``_streaming`` accumulates the same figures batch by batch and across processes.
 :mod:`crossent.calibration` is the public face; every name is re-exported here.
 """
 
@@ -41,6 +42,9 @@ from ._scores import label_perplexity as label_perplexity
 from ._scores import log_loss as log_loss
 from ._scores import reliability_curve as reliability_curve
 from ._scores import top_k_accuracy as top_k_accuracy
+from ._streaming import CalibrationSummary as CalibrationSummary
+from ._streaming import ClassStatistics as ClassStatistics
+from ._streaming import StreamingCalibration as StreamingCalibration
 from ._temperature import KINDS as KINDS
 from ._temperature import LogLossDecomposition as LogLossDecomposition
 from ._temperature import _as_logits as _as_logits
@@ -54,8 +58,11 @@ from ._temperature import fit_temperature as fit_temperature
 from ._temperature import log_loss_decomposition as log_loss_decomposition
 
 __all__ = [
+    "CalibrationSummary",
+    "ClassStatistics",
     "LogLossDecomposition",
     "ReliabilityCurve",
+    "StreamingCalibration",
     "apply_temperature",
     "brier_score",
     "expected_calibration_error",

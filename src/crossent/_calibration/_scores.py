@@ -14,7 +14,7 @@ from typing import Any
 
 from .._namespace import Array, default_int
 from ..losses.probability import clip_eps
-from ._binning import _binned, _check_binning_options, _confidence_and_hits, _means
+from ._binning import _binned, _Bins, _check_binning_options, _confidence_and_hits, _means
 from ._inputs import (
     _check_finite_or_neg_inf,
     _choice,
@@ -226,21 +226,30 @@ def expected_calibration_error(
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
     )
+    return _out(xp, _error_of_bins(xp, bins, float(conf.shape[0]), norm, debias), dtype)
+
+
+def _error_of_bins(xp: Any, bins: _Bins, total: float, norm: str, debias: bool) -> Array:
+    """The ECE/RMSCE/MCE of per-bin sums ``(C, B)``; ``total`` is the number of examples N.
+
+    Shared by the one-shot function and the streaming state (whose "counts" are the bins'
+    total weights when the examples are weighted).
+    """
     mean_conf, acc, _ = _means(xp, bins)
     gap = acc - mean_conf  # 0 in empty bins
-    weight = xp.astype(bins.counts, gap.dtype) / float(conf.shape[0])
+    weight = xp.astype(bins.counts, gap.dtype) / total
     if norm == "l1":
-        return _out(xp, xp.mean(xp.sum(weight * xp.abs(gap), axis=-1)), dtype)
+        return xp.mean(xp.sum(weight * xp.abs(gap), axis=-1))
     if norm == "max":
-        return _out(xp, xp.max(xp.abs(gap)), dtype)
+        return xp.max(xp.abs(gap))
     square = gap * gap
     if debias:
         n = xp.astype(bins.counts, gap.dtype)
         usable = bins.counts >= 2
         noise = acc * (1 - acc) / xp.where(usable, n - 1, xp.ones_like(n))
         square = xp.where(usable, square - noise, xp.zeros_like(square))
-    total = xp.mean(xp.sum(weight * square, axis=-1))
-    return _out(xp, xp.sqrt(xp.maximum(total, xp.zeros_like(total))), dtype)
+    mean_square = xp.mean(xp.sum(weight * square, axis=-1))
+    return xp.sqrt(xp.maximum(mean_square, xp.zeros_like(mean_square)))
 
 
 # ---------------------------------------------------------------- proper scores and accuracy

@@ -1,0 +1,918 @@
+"""Streaming, mergeable calibration metrics: batch by batch, across processes.
+
+:class:`StreamingCalibration` keeps the sufficient statistics of the one-shot figures (per-bin
+counts and sums of weight, confidence and hits; the sums of the per-example log-loss and Brier
+score; class-wise, the same per class) as float64 NumPy arrays on the host. ``update`` reduces
+a batch to them where the batch lives (on the GPU for a CUDA tensor) and copies only those
+``O(B)`` (class-wise ``O(K B)``) numbers to the host; ``merge`` adds two states, ``sync``
+all-reduces them over ``torch.distributed``, ``compute`` turns them into the figures with the
+same formulas as the one-shot functions (:func:`~crossent.calibration.expected_calibration_error`
+and its neighbours).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .._namespace import (
+    Array,
+    _numpy_namespace,
+    default_int,
+    namespace,
+    quiet_numpy,
+    to_numpy,
+    upcast,
+)
+from .._primitives import _softmax
+from .._validation import format_index
+from ._binning import _Bins, _check_binning_options
+from ._inputs import _choice, _precise, _prepare, _take
+from ._scores import NORMS, ReliabilityCurve, _error_of_bins, _nll_of_probs
+from ._temperature import KINDS, _resolve_kind
+
+_INT = np.int64
+_FLOAT = np.float64
+
+
+@dataclass(frozen=True)
+class ClassStatistics:
+    """Per-class figures of a :class:`CalibrationSummary` (arrays of shape ``(K,)``).
+
+    Attributes
+    ----------
+    count : numpy.ndarray
+        Number (total weight) of examples whose label is the class.
+    frequency : numpy.ndarray
+        ``count`` over all examples.
+    mean_probability : numpy.ndarray
+        Mean predicted probability of the class over all examples.
+    recall : numpy.ndarray
+        Fraction of the class's examples whose top class is the label; NaN for an absent class.
+    log_loss : numpy.ndarray
+        Mean log-loss (nats) of the class's examples; NaN for an absent class.
+    ece : numpy.ndarray
+        The class's term of the class-wise ECE, :math:`\\sum_b \\frac{n_{kb}}{N} \\lvert
+        \\operatorname{acc}_k(b) - \\operatorname{conf}_k(b) \\rvert`.
+    """
+
+    count: np.ndarray
+    frequency: np.ndarray
+    mean_probability: np.ndarray
+    recall: np.ndarray
+    log_loss: np.ndarray
+    ece: np.ndarray
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """The figures of a :class:`StreamingCalibration` (Python floats and NumPy arrays).
+
+    Attributes
+    ----------
+    examples : int
+        Number of examples seen.
+    weight : float
+        Their total weight (``examples`` when no weights were given).
+    log_loss : float
+        Mean log-loss in nats (:func:`~crossent.calibration.log_loss`, clipped as it clips).
+    accuracy : float
+        Fraction of examples whose top class (the first on ties) is the label.
+    brier : float or None
+        Multiclass Brier score; None when per-example summaries came without a Brier term.
+    ece, mce, rmsce : float
+        Top-label expected, maximum and root-mean-square calibration errors.
+    ece_classwise : float or None
+        Class-wise ECE; None unless the state is class-wise and every example came with its
+        full prediction.
+    mean_confidence : float
+        Mean top-class probability.
+    curve : ReliabilityCurve
+        Top-label reliability curve (NumPy arrays; edges in float64).
+    classwise_curve : ReliabilityCurve or None
+        Class-wise reliability curve, shape ``(K, B)``, when class-wise figures are available.
+    classes : ClassStatistics or None
+        Per-class figures, when class-wise figures are available.
+    """
+
+    examples: int
+    weight: float
+    log_loss: float
+    accuracy: float
+    brier: float | None
+    ece: float
+    mce: float
+    rmsce: float
+    ece_classwise: float | None
+    mean_confidence: float
+    curve: ReliabilityCurve
+    classwise_curve: ReliabilityCurve | None
+    classes: ClassStatistics | None
+
+
+# The state's layout: name, shape (with "B" the bins, "K" the classes), dtype. The order is the
+# order of the packed vector that ``sync`` all-reduces, so every process must use the same one.
+_TOP = (
+    ("counts", ("B",), _INT),
+    ("from_summaries", (), _INT),  # examples without a full prediction (no class-wise figures)
+    ("without_brier", (), _INT),  # examples whose Brier term is unknown
+    ("weighted", (), _INT),  # examples given with a weight (the debiased l2 needs counts)
+    ("weight", ("B",), _FLOAT),
+    ("confidence", ("B",), _FLOAT),
+    ("hits", ("B",), _FLOAT),
+    ("nll", (), _FLOAT),
+    ("brier", (), _FLOAT),
+)
+_CLASSWISE = (
+    ("class_counts", ("K", "B"), _INT),
+    ("class_weight", ("K", "B"), _FLOAT),
+    ("class_confidence", ("K", "B"), _FLOAT),
+    ("class_hits", ("K", "B"), _FLOAT),
+    ("label_hits", ("K",), _FLOAT),  # weighted hits, summed by label (per-class recall)
+    ("label_nll", ("K",), _FLOAT),  # weighted log-loss, summed by label
+)
+# Per-batch checks packed beside the sums, so an accelerator is read once per batch.
+_CHECKS = ("bad_labels", "bad_values", "bad_weights")
+
+
+def _layout(n_bins: int, k: int | None, classwise: bool) -> list[tuple[str, tuple[int, ...], Any]]:
+    sizes = {"B": n_bins, "K": k}
+    entries = list(_TOP) + (list(_CLASSWISE) if classwise and k is not None else [])
+    return [(name, tuple(int(sizes[d] or 0) for d in dims), dtype) for name, dims, dtype in entries]
+
+
+def _bincount(xp: Any, index: Array, weights: Array | None, length: int) -> Array:
+    """Sums of ``weights`` (or counts) per value of the integer ``index`` in [0, length)."""
+    # TODO(i10-scale): the binning module's bincount replaces this placeholder.
+    name = xp.__name__
+    if "numpy" in name and "strict" not in name:
+        return xp.asarray(np.bincount(index, weights=weights, minlength=length))
+    if "torch" in name:
+        return xp.bincount(index, weights=weights, minlength=length)
+    if "jax" in name:
+        return xp.bincount(index, weights=weights, length=length)
+    out = []
+    for b in range(length):
+        m = index == b
+        if weights is None:
+            out.append(xp.sum(xp.astype(m, default_int(xp))))
+        else:
+            out.append(xp.sum(xp.where(m, weights, xp.zeros_like(weights))))
+    return xp.stack(out)
+
+
+def _bin_index(
+    xp: Any, conf: Array, n_bins: int, right_closed: bool, ones_in_own_bin: bool
+) -> Array:
+    """The uniform bin of each confidence, the inner edges compared in ``conf``'s dtype."""
+    # TODO(i10-scale): the binning module's rule replaces this placeholder.
+    inner = xp.asarray([i / n_bins for i in range(1, n_bins)], dtype=conf.dtype)
+    idx = xp.searchsorted(inner, conf, side="left" if right_closed else "right")
+    idx = xp.astype(idx, default_int(xp))
+    if ones_in_own_bin:
+        idx = xp.where(conf >= 1, xp.full_like(idx, n_bins), idx)
+    return idx
+
+
+class StreamingCalibration:
+    r"""Calibration metrics accumulated batch by batch, mergeable, synchronizable.
+
+        ``update`` adds a batch of predictions (probabilities or logits, on any array library, on
+        any device), ``update_summaries`` a batch of per-example summaries (top-1 confidence,
+        correct or not, log-loss: a language model's tokens need no logits), ``merge`` or ``+``
+        adds another state, ``sync`` all-reduces the state over ``torch.distributed``, and
+        ``compute`` gives the figures of every example seen: log-loss, accuracy, Brier score, ECE
+        (top-label and class-wise), MCE, RMSCE and the reliability curves, with the formulas of the
+        one-shot functions (:func:`~crossent.calibration.expected_calibration_error`, ...).
+
+        What is exact: the bin counts, the number of examples and (without weights) the hit counts
+        are integers and equal the one-shot's. Every bin is decided as the one-shot decides it, the
+        confidence compared with the edges ``i / B`` rounded to the batch's dtype, so the counts
+        agree even for a confidence on an edge. The sums of confidence, log-loss and Brier terms
+        are float64 from the per-example terms of the batch's dtype; for float64 predictions the
+        figures equal the one-shot ones to float64 rounding (the order of the additions differs,
+        about 1e-15 relative); for float32 predictions each term is the one-shot's and the float64
+        sum is the more accurate one (the one-shot function sums in float32). Logits are turned
+        into probabilities with :func:`crossent.softmax`, as ``crossent report`` does.
+
+        Only uniform bins stream: quantile edges are quantiles of every confidence, unknown until
+        the last batch, so ``binning="quantile"`` raises.
+
+        On an accelerator the ``(N, K)`` batch never leaves the device: it is reduced there, in
+        float64 where the library has it, to the per-bin sums, which are copied to the host in one
+        transfer of ``O(B)`` numbers (``O(K B)`` class-wise) together with the counts of invalid
+        labels, values and weights (so a bad batch raises, naming the first bad value, without a
+        second read). That copy synchronizes the host with the device once per batch.
+
+        Parameters
+        ----------
+        n_bins : int, default 15
+            Number of equal-width confidence bins B.
+        binning : {"uniform"}
+            Only uniform bins stream; "quantile" raises a ValueError.
+        right_closed : bool, default True
+            ``(lo, hi]`` bins (Guo et al., scikit-learn) or ``[lo, hi)`` (netcal, torchmetrics).
+        ones_in_own_bin : bool, default False
+            With ``right_closed=False``, confidences equal to 1.0 in an extra bin (torchmetrics).
+        num_classes : int, optional
+            K; inferred from the first batch of predictions when not given. Every batch must have
+            it.
+        classwise : bool, default False
+            Also keep the ``K x B`` class-wise bins and per-class sums (class-wise ECE and curve,
+            per-class figures). Each batch then costs a pass over every class probability; off,
+            the state is ``O(B)`` and a batch costs ``O(N)`` after the softmax.
+        kind : {"auto", "probs", "logits"}
+            What ``update``'s predictions are; "auto" decides on the first batch (probabilities
+            when every value is in [0, 1] and every row sums to 1) and keeps that decision.
+        eps : float, optional
+            The clip of the log-loss (:func:`~crossent.calibration.log_loss`); default the machine
+            epsilon of each batch's dtype.
+
+        Examples
+        --------
+        >>> import array_api_compat
+    import numpy as np
+        >>> import crossent.calibration as cal
+        >>> rng = np.random.default_rng(0)
+        >>> probs = rng.dirichlet(np.ones(4), size=1000)
+        >>> labels = rng.integers(0, 4, 1000)
+        >>> state = cal.StreamingCalibration(n_bins=10, classwise=True)
+        >>> for start in range(0, 1000, 300):
+        ...     state.update(probs[start : start + 300], labels[start : start + 300])
+        >>> summary = state.compute()
+        >>> one_shot = cal.expected_calibration_error(probs, labels, n_bins=10)
+        >>> print(summary.examples, bool(np.isclose(summary.ece, float(one_shot), rtol=1e-12)))
+        1000 True
+    """
+
+    def __init__(
+        self,
+        *,
+        n_bins: int = 15,
+        binning: str = "uniform",
+        right_closed: bool = True,
+        ones_in_own_bin: bool = False,
+        num_classes: int | None = None,
+        classwise: bool = False,
+        kind: str = "auto",
+        eps: float | None = None,
+    ) -> None:
+        _check_binning_options(n_bins, binning, "top_label", right_closed, ones_in_own_bin)
+        if binning != "uniform":
+            raise ValueError(
+                f"binning={binning!r} cannot stream: quantile edges are quantiles of every "
+                "confidence, unknown until the last batch; use binning='uniform', or the "
+                "one-shot functions on the whole set"
+            )
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+        ):
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if eps is not None and not 0.0 <= float(eps) < 0.5:
+            raise ValueError(f"eps must be in [0, 0.5), got {eps!r}")
+        self.n_bins = n_bins
+        self.right_closed = right_closed
+        self.ones_in_own_bin = ones_in_own_bin
+        self.classwise = bool(classwise)
+        self.kind = _choice(kind, KINDS, "kind")
+        self.eps = None if eps is None else float(eps)
+        self.num_classes = num_classes
+        self._kind: str | None = None if kind == "auto" else kind
+        self._sums = self._zeros()
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def _total_bins(self) -> int:
+        return self.n_bins + (1 if self.ones_in_own_bin else 0)
+
+    def _layout(self) -> list[tuple[str, tuple[int, ...], Any]]:
+        return _layout(self._total_bins, self.num_classes, self.classwise)
+
+    def _zeros(self) -> dict[str, np.ndarray]:
+        return {name: np.zeros(shape, dtype) for name, shape, dtype in self._layout()}
+
+    def _set_classes(self, k: int, source: str) -> None:
+        if self.num_classes is None:
+            self.num_classes = k
+            self._sums.update({n: v for n, v in self._zeros().items() if n not in self._sums})
+        elif k != self.num_classes:
+            raise ValueError(
+                f"{source} has {k} classes but this state has num_classes={self.num_classes}"
+            )
+
+    @property
+    def examples(self) -> int:
+        """Number of examples seen so far."""
+        return int(self._sums["counts"].sum())
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamingCalibration(n_bins={self.n_bins}, num_classes={self.num_classes}, "
+            f"classwise={self.classwise}, examples={self.examples})"
+        )
+
+    def reset(self) -> None:
+        """Forget every example (the options and the class count stay)."""
+        self._sums = self._zeros()
+
+    def copy(self) -> StreamingCalibration:
+        """An independent copy of the state."""
+        return copy.deepcopy(self)
+
+    # ------------------------------------------------------------ adding batches
+
+    @quiet_numpy
+    def update(self, predictions: Array, labels: Array, /, *, weights: Array | None = None) -> None:
+        r"""Add a batch of predictions and their integer labels.
+
+        Parameters
+        ----------
+        predictions : array
+            Probabilities or logits, shape ``(..., K)`` (classes last), or ``(N,)`` for the
+            class-1 probability of a binary problem; any array library, any device.
+        labels : array
+            Integer labels in [0, K), shape ``predictions.shape[:-1]``.
+        weights : array, optional
+            Non-negative per-example weights of the labels' shape: every sum becomes a
+            weighted sum (an integer weight counts an example that many times).
+
+        Raises
+        ------
+        ValueError
+            An empty batch, a class count other than the state's, a label outside [0, K), a
+            NaN prediction (or a probability outside [0, 1]), a negative or non-finite weight;
+            the message names the first offending value. The state is unchanged.
+        """
+        name = "logits" if self._kind == "logits" else "probs"
+        xp, v, y, _ = _prepare(predictions, labels, name=name)
+        _refuse_traced(v)
+        k = int(v.shape[-1])
+        if self.num_classes is not None and k != self.num_classes:
+            raise ValueError(
+                f"this batch of predictions has {k} classes but this state has "
+                f"num_classes={self.num_classes}"
+            )
+        kind = self._kind or _resolve_kind(xp, v, "auto")
+        p = _softmax(xp, v, -1) if kind == "logits" else v
+        w = _weights(xp, weights, _shape(labels), y)
+        batch = _reduce_predictions(
+            xp,
+            p,
+            y,
+            w,
+            classwise=self.classwise,
+            n_bins=self.n_bins,
+            right_closed=self.right_closed,
+            ones_in_own_bin=self.ones_in_own_bin,
+            eps=self.eps,
+            check_range=kind == "probs",
+        )
+        values = {"bad_values": (v, kind), "bad_labels": (y, k), "bad_weights": (w, None)}
+        self._add(xp, batch, values, weighted=0 if w is None else int(y.shape[0]), k=k)
+        self._set_classes(k, "this batch of predictions")
+        self._kind = kind
+
+    @quiet_numpy
+    def update_summaries(
+        self,
+        confidence: Array,
+        correct: Array,
+        nll: Array,
+        /,
+        *,
+        weights: Array | None = None,
+        brier: Array | None = None,
+    ) -> None:
+        r"""Add a batch of per-example summaries instead of full predictions.
+
+        A language model's token-level calibration needs only, per token, the top-1
+        probability, whether the top-1 token is the label, and the label's log-loss (a fused
+        linear cross-entropy produces them without the logits). The top-label figures (ECE,
+        MCE, RMSCE, curve, accuracy, log-loss) stay exact; class-wise figures need the full
+        predictions and are unavailable (None in :meth:`compute`) once a state holds
+        summaries, as is the Brier score unless every batch gives ``brier``.
+
+        Parameters
+        ----------
+        confidence : array
+            Top-1 probabilities in [0, 1], any shape (flattened).
+        correct : array
+            Whether the top-1 class is the label: booleans, or 0/1 of any numeric dtype.
+        nll : array
+            Per-example log-loss in nats (>= 0; +inf for a label of probability 0).
+        weights : array, optional
+            Non-negative per-example weights (e.g. a token mask as 0/1).
+        brier : array, optional
+            Per-example Brier terms :math:`\sum_k (p_k - [y = k])^2 \in [0, 2]`.
+
+        Raises
+        ------
+        ValueError
+            Shapes that differ, an empty batch, a confidence outside [0, 1] or NaN, a
+            ``correct`` other than 0/1, a NaN or negative ``nll``, a bad weight or Brier term.
+        """
+        xp, arrays = namespace(confidence, correct, nll, weights, brier)
+        names = ("confidence", "correct", "nll", "weights", "brier")
+        shape = tuple(arrays[0].shape)
+        for a, name in zip(arrays, names, strict=True):
+            if a is not None and tuple(a.shape) != shape:
+                raise ValueError(f"{name} must have the shape of confidence {shape}; got {a.shape}")
+            if a is not None and not (xp.isdtype(a.dtype, "numeric") or a.dtype == xp.bool):
+                raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+        if math.prod(shape) == 0:
+            raise ValueError(f"confidence holds no examples (shape {shape})")
+        flat: list[Any] = [None if a is None else xp.reshape(a, (-1,)) for a in arrays]
+        conf = upcast(xp, _floating(xp, flat[0]))
+        _refuse_traced(conf)
+        correct_ = flat[1]
+        hit = correct_ if correct_.dtype == xp.bool else correct_ == 1
+        loss = _precise(xp, _floating(xp, flat[2]))
+        w = None if flat[3] is None else _precise(xp, _floating(xp, flat[3]))
+        terms = None if flat[4] is None else _precise(xp, _floating(xp, flat[4]))
+        batch = _reduce_top(
+            xp,
+            conf,
+            hit,
+            w,
+            loss,
+            terms,
+            n_bins=self.n_bins,
+            right_closed=self.right_closed,
+            ones_in_own_bin=self.ones_in_own_bin,
+        )
+        bad = ~((conf >= 0) & (conf <= 1)) | ~(loss >= 0)
+        if correct_.dtype != xp.bool:
+            bad = bad | ~(hit | (correct_ == 0))
+        if terms is not None:
+            bad = bad | ~((terms >= 0) & (terms <= 2))
+        batch["bad_values"] = xp.sum(xp.astype(bad, default_int(xp)))
+        values = {"bad_values": (flat, names), "bad_weights": (w, None)}
+        n = int(conf.shape[0])
+        self._add(xp, batch, values, weighted=0 if w is None else n)
+        self._sums["from_summaries"] += n
+        if terms is None:
+            self._sums["without_brier"] += n
+
+    def _add(
+        self,
+        xp: Any,
+        batch: dict[str, Array],
+        values: dict[str, Any],
+        *,
+        weighted: int,
+        k: int | None = None,
+    ) -> None:
+        """Copy a batch's sums to the host in one transfer, check them, add them."""
+        k = self.num_classes if k is None else k
+        layout = [e for e in _layout(self._total_bins, k, self.classwise) if e[0] in batch]
+        checks = [c for c in _CHECKS if c in batch]
+        ints = [xp.reshape(batch[n], (-1,)) for n, _, t in layout if t is _INT]
+        ints += [xp.reshape(batch[c], (1,)) for c in checks]
+        floats = [xp.reshape(batch[n], (-1,)) for n, _, t in layout if t is _FLOAT]
+        int_host = to_numpy(xp.concat([xp.astype(a, default_int(xp)) for a in ints]))
+        float_host = to_numpy(xp.concat(floats)) if floats else np.zeros(0)
+        found = dict(zip(checks, int_host[len(int_host) - len(checks) :].tolist(), strict=True))
+        for check in checks:
+            if found[check]:
+                _diagnose(check, *values[check])
+        offsets = {_INT: 0, _FLOAT: 0}
+        hosts = {_INT: int_host, _FLOAT: float_host}
+        for n, shape, t in layout:
+            size = math.prod(shape)
+            part = hosts[t][offsets[t] : offsets[t] + size]
+            offsets[t] += size
+            if n not in self._sums:  # the class-wise arrays of a state's first batch
+                self._sums[n] = np.zeros(shape, t)
+            self._sums[n] += part.reshape(shape).astype(t)
+        self._sums["weighted"] += weighted
+
+    # ------------------------------------------------------------ combining states
+
+    def _check_compatible(self, other: StreamingCalibration) -> None:
+        if not isinstance(other, StreamingCalibration):
+            raise TypeError(f"can only merge a StreamingCalibration, got {type(other).__name__}")
+        for option in ("n_bins", "right_closed", "ones_in_own_bin", "classwise", "eps"):
+            mine, theirs = getattr(self, option), getattr(other, option)
+            if mine != theirs:
+                raise ValueError(f"cannot merge states with {option}={mine!r} and {theirs!r}")
+
+    def merge(self, other: StreamingCalibration) -> StreamingCalibration:
+        """Add the examples of ``other`` (same options) to this state; returns this state."""
+        self._check_compatible(other)
+        if other.num_classes is not None:
+            self._set_classes(other.num_classes, "the other state")
+        for n, v in other._sums.items():
+            self._sums[n] += v
+        if self._kind is None:
+            self._kind = other._kind
+        return self
+
+    def __add__(self, other: StreamingCalibration) -> StreamingCalibration:
+        return self.copy().merge(other)
+
+    def sync(self, *, group: Any = None) -> StreamingCalibration:
+        """A new state holding the examples of every process of a ``torch.distributed`` group.
+
+        Two collectives: an all-reduce of a few numbers that checks every process has the same
+        options and class count (a process that saw no batch takes the others' count), then
+        one all-reduce (sum) of every statistic packed in a float64 tensor (the integer
+        counts are exact in float64 below 2**53). Every process must call it. This state is
+        left as it was, so more batches can follow and ``sync`` be called again. With the
+        NCCL backend the tensors go through the current CUDA device.
+
+        Parameters
+        ----------
+        group : torch.distributed.ProcessGroup, optional
+            The group (default: the whole world).
+
+        Returns
+        -------
+        StreamingCalibration
+            The figures of the union of the processes' examples.
+        """
+        # The options as numbers; each entry also goes negated so one MAX gives the min too.
+        unknown_k = -1
+        header = [
+            float(self.n_bins),
+            float(self.right_closed),
+            float(self.ones_in_own_bin),
+            float(self.classwise),
+            -1.0 if self.eps is None else self.eps,
+        ]
+        k = self.num_classes if self.num_classes is not None else unknown_k
+        big = float(2**62)
+        reduced = _all_reduce(
+            np.array(header + [-h for h in header] + [k, -(k if k >= 0 else big)]), "max", group
+        ).tolist()
+        n = len(header)
+        highest, lowest = reduced[:n], [-r for r in reduced[n : 2 * n]]
+        if highest != lowest:
+            raise ValueError(
+                "the processes' states have different options (n_bins, right_closed, "
+                f"ones_in_own_bin, classwise, eps): from {lowest} to {highest}"
+            )
+        k_max, k_min = int(reduced[2 * n]), -reduced[2 * n + 1]
+        out = self.copy()
+        if k_max >= 0:
+            if k_max != int(k_min):
+                raise ValueError(f"the processes' states have {int(k_min)} to {k_max} classes")
+            out._set_classes(k_max, "another process's state")
+        layout = out._layout()
+        packed = np.concatenate([out._sums[n].astype(_FLOAT).ravel() for n, _, _ in layout])
+        total = _all_reduce(packed, "sum", group)
+        offset = 0
+        for name, shape, dtype in layout:
+            size = math.prod(shape)
+            part = total[offset : offset + size].reshape(shape)
+            offset += size
+            out._sums[name] = np.rint(part).astype(dtype) if dtype is _INT else part
+        return out
+
+    # ------------------------------------------------------------ figures
+
+    def _check_nonempty(self) -> None:
+        if self.examples == 0:
+            raise ValueError("no examples yet: call update() or update_summaries() first")
+
+    def _classwise_available(self) -> bool:
+        return self.classwise and self.num_classes is not None and self._sums["from_summaries"] == 0
+
+    def _require_classwise(self, what: str) -> None:
+        if not self.classwise:
+            raise ValueError(f"{what} needs a state created with classwise=True")
+        if self._sums["from_summaries"]:
+            raise ValueError(
+                f"{what} needs every example's full prediction; "
+                f"{int(self._sums['from_summaries'])} came as per-example summaries"
+            )
+
+    def _bins(self, scope: str) -> tuple[_Bins, float]:
+        """The top-label (1, B) or class-wise (K, B) bins and the total the ECE divides by.
+
+        Without weights the counts are the integer counts, as in the one-shot function; with
+        weights every "count" is the bin's total weight.
+        """
+        s = self._sums
+        weighted = bool(s["weighted"])
+        prefix = "" if scope == "top_label" else "class_"
+        mass = s[prefix + "weight"] if weighted else s[prefix + "counts"]
+        nb = self._total_bins
+        bins = _Bins(
+            self._edges(),
+            mass.reshape(-1, nb),
+            s[prefix + "confidence"].reshape(-1, nb),
+            s[prefix + "hits"].reshape(-1, nb),
+        )
+        total = float(s["weight"].sum()) if weighted else float(s["counts"].sum())
+        return bins, total
+
+    def _edges(self) -> np.ndarray:
+        edges = np.array([i / self.n_bins for i in range(self.n_bins + 1)], dtype=_FLOAT)
+        return np.concatenate([edges, edges[-1:]]) if self.ones_in_own_bin else edges
+
+    def expected_calibration_error(
+        self, *, norm: str = "l1", scope: str = "top_label", debias: bool = False
+    ) -> float:
+        """The calibration error of the examples seen, as the one-shot function computes it.
+
+        Parameters
+        ----------
+        norm : {"l1", "l2", "max"}
+            ECE, RMSCE or MCE (:func:`~crossent.calibration.expected_calibration_error`).
+        scope : {"top_label", "classwise"}
+            Top-class confidence, or every class (needs ``classwise=True`` and full predictions).
+        debias : bool, default False
+            Kumar et al.'s debiased l2 (needs unweighted examples: it uses the bin counts).
+
+        Returns
+        -------
+        float
+        """
+        _choice(norm, NORMS, "norm")
+        _choice(scope, ("top_label", "classwise"), "scope")
+        if debias and norm != "l2":
+            raise ValueError(
+                f"debias=True is the debiased l2 estimator; it needs norm='l2', got {norm!r}"
+            )
+        if debias and self._sums["weighted"]:
+            raise ValueError("debias=True needs unweighted examples (it uses the bin counts)")
+        self._check_nonempty()
+        if scope == "classwise":
+            self._require_classwise("the class-wise calibration error")
+        bins, total = self._bins(scope)
+        return float(_error_of_bins(_numpy_namespace(), bins, total, norm, debias))
+
+    def reliability_curve(self, *, scope: str = "top_label") -> ReliabilityCurve:
+        """The reliability curve of the examples seen (NumPy arrays, float64 edges).
+
+        Counts are the integer bin counts; confidence and accuracy the (weighted) means, NaN in
+        an empty bin, as :func:`~crossent.calibration.reliability_curve` gives them.
+        """
+        _choice(scope, ("top_label", "classwise"), "scope")
+        self._check_nonempty()
+        if scope == "classwise":
+            self._require_classwise("the class-wise reliability curve")
+        prefix = "" if scope == "top_label" else "class_"
+        s = self._sums
+        mass = s[prefix + "weight"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            conf = np.where(mass > 0, s[prefix + "confidence"] / mass, np.nan)
+            acc = np.where(mass > 0, s[prefix + "hits"] / mass, np.nan)
+        edges = self._edges()
+        if scope == "classwise":
+            edges = np.broadcast_to(edges, (int(self.num_classes or 0), edges.shape[0]))
+        return ReliabilityCurve(edges, s[prefix + "counts"].copy(), conf, acc)
+
+    def compute(self) -> CalibrationSummary:
+        """Every figure of the examples seen.
+
+        Returns
+        -------
+        CalibrationSummary
+            Class-wise fields are None unless the state is class-wise and every example came
+            with its full prediction; ``brier`` is None when summaries came without it.
+
+        Raises
+        ------
+        ValueError
+            When no example has been added.
+        """
+        self._check_nonempty()
+        s = self._sums
+        weight = float(s["weight"].sum())
+        classwise = self._classwise_available()
+        return CalibrationSummary(
+            examples=self.examples,
+            weight=weight,
+            log_loss=float(s["nll"]) / weight,
+            accuracy=float(s["hits"].sum()) / weight,
+            brier=None if s["without_brier"] else float(s["brier"]) / weight,
+            ece=self.expected_calibration_error(),
+            mce=self.expected_calibration_error(norm="max"),
+            rmsce=self.expected_calibration_error(norm="l2"),
+            ece_classwise=self.expected_calibration_error(scope="classwise") if classwise else None,
+            mean_confidence=float(s["confidence"].sum()) / weight,
+            curve=self.reliability_curve(),
+            classwise_curve=self.reliability_curve(scope="classwise") if classwise else None,
+            classes=self._class_statistics(weight) if classwise else None,
+        )
+
+    def _class_statistics(self, weight: float) -> ClassStatistics:
+        s = self._sums
+        count = s["class_hits"].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recall = np.where(count > 0, s["label_hits"] / count, np.nan)
+            loss = np.where(count > 0, s["label_nll"] / count, np.nan)
+        curve = self.reliability_curve(scope="classwise")
+        gaps = np.nan_to_num(np.abs(curve.accuracy - curve.confidence))
+        return ClassStatistics(
+            count=count,
+            frequency=count / weight,
+            mean_probability=s["class_confidence"].sum(axis=1) / weight,
+            recall=recall,
+            log_loss=loss,
+            ece=(s["class_weight"] / weight * gaps).sum(axis=1),
+        )
+
+
+# ---------------------------------------------------------------- per-batch reductions
+
+
+def _all_reduce(values: np.ndarray, op: str, group: Any) -> np.ndarray:
+    """All-reduce a float64 vector over ``torch.distributed`` (torch imported only here)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            "sync() needs an initialized torch.distributed process group "
+            "(torch.distributed.init_process_group)"
+        )
+    # NCCL reduces only CUDA tensors; gloo and the others take CPU tensors.
+    on_gpu = dist.get_backend(group) == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if on_gpu else "cpu"
+    tensor = torch.as_tensor(np.asarray(values, dtype=np.float64), device=device).clone()
+    reduce_op = dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX
+    dist.all_reduce(tensor, op=reduce_op, group=group)
+    return tensor.cpu().numpy()
+
+
+def _refuse_traced(x: Array) -> None:
+    if type(x).__module__.startswith("jax") and any(
+        cls.__name__ == "Tracer" for cls in type(x).__mro__
+    ):
+        raise TypeError(
+            "StreamingCalibration reads each batch's sums on the host; call update() outside "
+            "jax.jit (on the jitted function's outputs)"
+        )
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    return tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
+
+
+def _floating(xp: Any, a: Array) -> Array:
+    if xp.isdtype(a.dtype, "real floating"):
+        return a
+    return xp.astype(a, xp.asarray(0.0).dtype)
+
+
+def _weights(xp: Any, weights: Array | None, shape: tuple[int, ...], like: Array) -> Array | None:
+    """Per-example weights as a flat float64 array on the device of ``like``."""
+    if weights is None:
+        return None
+    _, (w,) = namespace(weights)
+    if tuple(w.shape) != shape:
+        raise ValueError(f"weights must have the labels' shape {shape}; got {tuple(w.shape)}")
+    w = xp.asarray(xp.reshape(xp.asarray(w), (-1,)), device=array_api_compat.device(like))
+    return _precise(xp, _floating(xp, w))
+
+
+def _reduce_top(
+    xp: Any,
+    conf: Array,
+    hit: Array,
+    w: Array | None,
+    nll: Array,
+    brier: Array | None,
+    *,
+    n_bins: int,
+    right_closed: bool,
+    ones_in_own_bin: bool,
+) -> dict[str, Array]:
+    """Top-label bins and the sums of the per-example terms, for ``(N,)`` arrays."""
+    nb = n_bins + (1 if ones_in_own_bin else 0)
+    idx = _bin_index(xp, conf, n_bins, right_closed, ones_in_own_bin)
+    c = _precise(xp, conf)
+    h = xp.astype(hit, c.dtype)
+    if w is not None:
+        c, h = c * w, h * w
+        nll, brier = nll * w, None if brier is None else brier * w
+    counts = _bincount(xp, idx, None, nb)
+    out = {
+        "counts": counts,
+        "weight": xp.astype(counts, c.dtype) if w is None else _bincount(xp, idx, w, nb),
+        "confidence": _bincount(xp, idx, c, nb),
+        "hits": _bincount(xp, idx, h, nb),
+        "nll": xp.sum(nll),
+    }
+    if brier is not None:
+        out["brier"] = xp.sum(brier)
+    if w is not None:
+        out["bad_weights"] = xp.sum(xp.astype(~((w >= 0) & (w < math.inf)), default_int(xp)))
+    return out
+
+
+def _reduce_predictions(
+    xp: Any,
+    p: Array,
+    y: Array,
+    w: Array | None,
+    *,
+    classwise: bool,
+    n_bins: int,
+    right_closed: bool,
+    ones_in_own_bin: bool,
+    eps: float | None,
+    check_range: bool,
+) -> dict[str, Array]:
+    """Every sum of a batch of probabilities ``(N, K)`` and labels ``(N,)``, on its device."""
+    n, k = (int(d) for d in p.shape)
+    # An out-of-range label would fail inside the gathers (a device-side assert on CUDA); it is
+    # counted, clamped, and reported after the one read of the batch's sums.
+    valid = (y >= 0) & (y < k)
+    y = xp.where(valid, y, xp.zeros_like(y))
+    pred = xp.argmax(p, axis=-1)
+    conf = _take(xp, p, pred)  # the row max; NaN when the row has one
+    hit = pred == y
+    p_y = _take(xp, p, y)
+    nll = _precise(xp, _nll_of_probs(xp, p, y, eps))
+    # sum_k (p_k - [y = k])^2 = sum_k p_k^2 - 2 p_y + 1: one pass over the row, no one-hot.
+    square = xp.vecdot(p, p)
+    brier = _precise(xp, square) - 2 * _precise(xp, p_y) + 1
+    out = _reduce_top(
+        xp,
+        conf,
+        hit,
+        w,
+        nll,
+        brier,
+        n_bins=n_bins,
+        right_closed=right_closed,
+        ones_in_own_bin=ones_in_own_bin,
+    )
+    int_dtype = default_int(xp)
+    out["bad_labels"] = n - xp.sum(xp.astype(valid, int_dtype))
+    # A NaN anywhere in a row makes its sum of squares NaN; a probability outside [0, 1] shows
+    # in the row's max or min (the min is one extra pass, needed only for given probabilities).
+    bad = ~((conf >= 0) & (conf <= 1)) | xp.isnan(square)
+    if check_range:
+        bad = bad | (xp.min(p, axis=-1) < 0)
+    out["bad_values"] = xp.sum(xp.astype(bad, int_dtype))
+    if classwise:
+        nb = n_bins + (1 if ones_in_own_bin else 0)
+        idx = _bin_index(xp, p, n_bins, right_closed, ones_in_own_bin)
+        flat = xp.reshape(idx + nb * xp.arange(k, dtype=idx.dtype), (-1,))
+        pp = _precise(xp, p)
+        label_bin = y * nb + _take(xp, idx, y)
+        h = xp.astype(hit, pp.dtype)
+        ones = xp.ones(n, dtype=pp.dtype) if w is None else w
+        out["class_counts"] = _bincount(xp, flat, None, k * nb)
+        if w is None:
+            out["class_weight"] = xp.astype(out["class_counts"], pp.dtype)
+        else:
+            wk = xp.reshape(xp.broadcast_to(w[:, None], (n, k)), (-1,))
+            out["class_weight"] = _bincount(xp, flat, wk, k * nb)
+            pp = pp * w[:, None]
+        out["class_confidence"] = _bincount(xp, flat, xp.reshape(pp, (-1,)), k * nb)
+        out["class_hits"] = _bincount(xp, label_bin, ones, k * nb)
+        out["label_hits"] = _bincount(xp, y, h * ones, k)
+        out["label_nll"] = _bincount(xp, y, nll * ones, k)
+    return out
+
+
+def _diagnose(check: str, values: Any, extra: Any) -> None:
+    """Raise the error of a batch whose packed checks found a bad entry (host copies only here).
+
+    The rules are applied to NumPy copies directly: the library's validators skip data they
+    cannot read for free (an accelerator's), and here it has to be read to name the value.
+    """
+    if check == "bad_labels":
+        k = int(extra)
+        _raise_first(values, lambda a: (a >= 0) & (a < k), f"labels must be in [0, {k})")
+    elif check == "bad_weights":
+        _raise_first(values, lambda a: (a >= 0) & (a < math.inf), "weights must be finite and >= 0")
+    elif extra == "probs":
+        _raise_first(values, lambda a: (a >= 0) & (a <= 1), "probs must be probabilities in [0, 1]")
+    elif extra == "logits":
+        _raise_first(values, lambda a: ~np.isnan(a), "logits must not be NaN")
+    else:  # per-example summaries: (arrays, names)
+        for a, name in zip(values, extra, strict=True):
+            if a is not None and name in _SUMMARY_RULES:
+                rule, text = _SUMMARY_RULES[name]
+                _raise_first(a, rule, f"{name} must be {text}")
+    raise AssertionError(f"the {check} check fired but no bad value was found")  # pragma: no cover
+
+
+def _raise_first(values: Array, rule: Any, message: str) -> None:
+    host = to_numpy(values)
+    bad = np.argwhere(~rule(host))
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        value = host[index]
+        value = value.item() if hasattr(value, "item") else value
+        raise ValueError(f"{message}; found {value} at index {format_index(index)}")
+
+
+_SUMMARY_RULES = {
+    "confidence": (lambda a: (a >= 0) & (a <= 1), "probabilities in [0, 1]"),
+    "correct": (lambda a: (a == 0) | (a == 1), "booleans or 0/1"),
+    "nll": (lambda a: a >= 0, "log-losses >= 0 (not NaN)"),
+    "brier": (lambda a: (a >= 0) & (a <= 2), "Brier terms in [0, 2]"),
+}
