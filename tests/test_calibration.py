@@ -463,3 +463,140 @@ def test_quantile_edges_are_numpys_percentiles_to_the_bit(n, n_bins):
     for column in range(2):
         want = np.percentile(conf[:, column], np.linspace(0, 1, n_bins + 1) * 100)
         np.testing.assert_array_equal(edges[column], want)
+
+
+# ---------------------------------------------------------------- per-bin sufficient statistics
+
+
+def _brute_force_bins(conf, hit, edges, right_closed, ones_in_own_bin):
+    """Membership by the interval tests themselves (no search), one mask per bin and column."""
+    columns = conf.shape[1]
+    nb = edges.shape[-1] - 1
+    extra = 1 if ones_in_own_bin else 0
+    counts = np.zeros((columns, nb + extra), np.int64)
+    sums = np.zeros((columns, nb + extra))
+    hits = np.zeros((columns, nb + extra), np.int64)
+    for c in range(columns):
+        e = edges[c] if edges.ndim == 2 else edges
+        x = conf[:, c]
+        for b in range(nb):
+            lo, hi = e[b], e[b + 1]
+            if right_closed:
+                m = ((x > lo) | (b == 0)) & ((x <= hi) | (b == nb - 1))
+            else:
+                m = ((x >= lo) | (b == 0)) & ((x < hi) | (b == nb - 1))
+            if ones_in_own_bin:
+                m &= x < 1
+            counts[c, b], sums[c, b], hits[c, b] = (
+                m.sum(),
+                x[m].astype(np.float64).sum(),
+                hit[m, c].sum(),
+            )
+        if ones_in_own_bin:
+            m = x >= 1
+            counts[c, nb], sums[c, nb], hits[c, nb] = m.sum(), x[m].sum(), hit[m, c].sum()
+    return counts, sums, hits
+
+
+def _values_on_edges(rng, shape, n_bins, dtype):
+    """Random confidences, a third of them exactly on an edge or one ulp either side of it."""
+    x = rng.random(shape).astype(dtype)
+    edges = np.asarray([i / n_bins for i in range(n_bins + 1)], dtype)
+    pick = rng.random(shape) < 1 / 3
+    on = edges[rng.integers(0, n_bins + 1, shape)]
+    nudge = rng.integers(-1, 2, shape)
+    on = np.where(nudge < 0, np.nextafter(on, dtype(-1)), on)
+    on = np.where(nudge > 0, np.nextafter(on, dtype(2)), on)
+    return np.clip(np.where(pick, on, x), 0, 1).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("right_closed", "ones_in_own_bin"), [(True, False), (False, False), (False, True)]
+)
+@pytest.mark.parametrize("n_bins", [1, 7, 15])
+def test_bin_statistics_against_interval_masks(dtype, right_closed, ones_in_own_bin, n_bins):
+    rng = np.random.default_rng(n_bins)
+    # 300 x 250 values: large enough for NumPy's blocked path and its equal-width fast search
+    conf = _values_on_edges(rng, (300, 250), n_bins, dtype)
+    labels = rng.integers(0, 250, 300)
+    onehot = labels[:, None] == np.arange(250)
+    options = {"right_closed": right_closed, "ones_in_own_bin": ones_in_own_bin}
+    for edges in (
+        cal.bin_edges(conf, n_bins=n_bins),
+        cal.bin_edges(conf, n_bins=n_bins, binning="quantile"),
+    ):
+        want = _brute_force_bins(conf, onehot, np.asarray(edges), **options)
+        for hits in (labels, onehot):  # the label of each row, or the (N, K) hits
+            got = cal.bin_statistics(conf, hits, edges=edges, **options)
+            np.testing.assert_array_equal(got.counts, want[0])
+            np.testing.assert_allclose(got.sum_confidence, want[1], rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(got.sum_hits, want[2])
+    # 1-D confidences (top-label), shared edges
+    top = conf[:, 0]
+    right = rng.random(300) < top
+    got = cal.bin_statistics(top, right, edges=cal.bin_edges(top, n_bins=n_bins), **options)
+    want = _brute_force_bins(
+        top[:, None], right[:, None], np.asarray(got.edges[: n_bins + 1]), **options
+    )
+    assert got.counts.shape == ((n_bins + 1,) if ones_in_own_bin else (n_bins,))
+    np.testing.assert_array_equal(got.counts, want[0][0])
+    np.testing.assert_allclose(got.sum_confidence, want[1][0], rtol=1e-12)
+    np.testing.assert_array_equal(got.sum_hits, want[2][0])
+
+
+def test_bin_statistics_of_batches_add_up_and_give_the_metrics() -> None:
+    probs, labels = load("lenet-5-cifar-100.npz")
+    edges = cal.bin_edges(probs, n_bins=15)
+    parts = [
+        cal.bin_statistics(probs[i : i + 3000], labels[i : i + 3000], edges=edges)
+        for i in range(0, len(labels), 3000)
+    ]
+    whole = cal.bin_statistics(probs, labels, edges=edges)
+    for field in ("counts", "sum_confidence", "sum_hits"):
+        total = sum(getattr(p, field) for p in parts)
+        np.testing.assert_allclose(total, getattr(whole, field), rtol=1e-12)
+    for norm in ("l1", "l2", "max"):
+        assert float(whole.calibration_error(norm=norm)) == pytest.approx(
+            float(cal.expected_calibration_error(probs, labels, norm=norm, scope="classwise")),
+            rel=1e-6,
+        )
+    curve = whole.reliability_curve()
+    ref = cal.reliability_curve(probs, labels, scope="classwise")
+    np.testing.assert_array_equal(curve.counts, ref.counts)
+    np.testing.assert_allclose(curve.accuracy, ref.accuracy, rtol=1e-6)
+
+
+def test_bin_statistics_on_every_backend(xp) -> None:
+    rng = np.random.default_rng(5)
+    conf = _values_on_edges(rng, (400, 6), 10, np.float32)
+    labels = rng.integers(0, 6, 400)
+    for binning in ("uniform", "quantile"):
+        edges = cal.bin_edges(conf, n_bins=10, binning=binning)
+        ref = cal.bin_statistics(conf, labels, edges=edges, right_closed=False)
+        got = cal.bin_statistics(
+            xp.asarray(conf), xp.asarray(labels), edges=xp.asarray(edges), right_closed=False
+        )
+        np.testing.assert_array_equal(to_np(got.counts), ref.counts)
+        np.testing.assert_allclose(to_np(got.sum_confidence), ref.sum_confidence, rtol=1e-6)
+        np.testing.assert_array_equal(to_np(got.sum_hits), ref.sum_hits)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: cal.bin_statistics([0.5, 1.5], [1, 0], edges=[0, 1]), r"\[0, 1\]"),
+        (lambda: cal.bin_statistics([0.5, 0.5], [1, 2], edges=[0, 1]), "0/1"),
+        (lambda: cal.bin_statistics([[0.5, 0.5]], [2], edges=[0, 1]), "found 2"),
+        (lambda: cal.bin_statistics([0.5, 0.5], [1, 0], edges=[0]), "shape"),
+        (lambda: cal.bin_statistics([0.5, 0.5], [1, 0], edges=[0, 0.6, 0.5, 1]), "increasing"),
+        (
+            lambda: cal.bin_statistics([0.5], [1], edges=[0, 1], ones_in_own_bin=True),
+            "right_closed",
+        ),
+        (lambda: cal.bin_edges([0.5], n_bins=0), "n_bins"),
+    ],
+)
+def test_bin_statistics_bad_input_is_named(call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()

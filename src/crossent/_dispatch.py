@@ -9,18 +9,25 @@ Each public loss validates its inputs once (:mod:`crossent.losses._problem`), th
 - :func:`row_logsumexp`, :func:`scaled_softmax`, :func:`subtract_at`: the row statistics of a
   softmax, from the cache-blocked NumPy kernels (:mod:`crossent._fast`) where they apply, else
   from the generic code; :func:`elementwise`: an element-wise rule over cache-sized blocks;
-- :func:`when_finite`: the guards for +-inf inputs only where some input is infinite.
+- :func:`when_finite`: the guards for +-inf inputs only where some input is infinite;
+- :func:`bincount` and :func:`bin_index`: the per-bin sums of the calibration metrics, from
+  ``np.bincount``, ``torch.bincount`` or ``jnp.bincount`` where the library has one (the Array
+  API has none), and the bin of each value, by ``searchsorted`` or NumPy's faster equivalent
+  for equal-width bins.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from . import _fast
-from ._namespace import Array, all_finite
+from ._namespace import Array, all_finite, default_int
 from ._primitives import _lse, _shift_by_max
 
 
@@ -135,3 +142,48 @@ def when_finite(xp: Any, x: Array, fast: Callable[[], Any], guarded: Callable[[]
     the residuals of both branches).
     """
     return fast() if all_finite(xp, x) else guarded()
+
+
+def bincount(xp: Any, index: Array, *, length: int, weights: Array | None = None) -> Array:
+    """``out[j] = sum of weights[i] (or 1) over index[i] == j`` for a 1-D ``index`` in [0, length).
+
+    Integer counts without ``weights``; with them, sums in the weights' dtype (NumPy: float64).
+    Libraries without a bincount get a stable sort of the index and differences of the
+    cumulative sums at the segment boundaries.
+    """
+    name = getattr(xp, "__name__", "")
+    if name == "array_api_compat.numpy":
+        return np.bincount(index, weights=weights, minlength=length)
+    if name == "array_api_compat.torch":
+        torch = sys.modules["torch"]
+        return torch.bincount(index, weights=weights, minlength=length)
+    if name == "jax.numpy":
+        return xp.bincount(index, weights=weights, length=length)
+    order = xp.argsort(index, stable=True)
+    sorted_index = xp.take(index, order)
+    bounds = xp.searchsorted(sorted_index, xp.arange(length + 1, dtype=index.dtype), side="left")
+    if weights is None:
+        return bounds[1:] - bounds[:-1]
+    running = xp.cumulative_sum(xp.take(weights, order), include_initial=True)
+    return xp.take(running, bounds[1:]) - xp.take(running, bounds[:-1])
+
+
+def bin_index(xp: Any, x: Array, inner: Array, *, right_closed: bool) -> Array:
+    """The bin of each value of ``x`` given the sorted inner edges ``inner`` (1-D).
+
+    ``right_closed`` counts the edges below the value (``side="left"``: bins ``(lo, hi]``),
+    else the edges at or below it (``side="right"``: bins ``[lo, hi)``). Same shape as ``x``.
+    """
+    n_bins = int(inner.shape[0]) + 1
+    if n_bins == 1:
+        return xp.zeros(x.shape, dtype=default_int(xp))
+    if getattr(xp, "__name__", "") == "array_api_compat.numpy":
+        edges = np.concatenate([[0.0], inner, [1.0]]).astype(x.dtype)
+        if np.array_equal(edges, np.asarray([i / n_bins for i in range(n_bins + 1)], x.dtype)):
+            return _fast.uniform_bin_index(x, edges, right_closed=right_closed)
+    side = "left" if right_closed else "right"
+    if getattr(xp, "__name__", "") == "array_api_compat.torch":
+        # torch copies (and warns about) a strided column; the copy is the same, said once
+        x, inner = x.contiguous(), inner.contiguous()
+    flat = xp.searchsorted(inner, xp.reshape(x, (-1,)), side=side)
+    return xp.reshape(flat, x.shape)

@@ -5,25 +5,31 @@ leading shape; a 1-D ``probs`` with labels of the same shape is read as the prob
 of a binary problem. Leading axes are flattened: every row is one example.
 
 One module per concern: ``_inputs`` checks and flattens the inputs; ``_binning`` computes the
-bin edges and per-bin statistics (its notes give the bin-edge conventions that make the
-published tools disagree); ``_scores`` holds the reliability curve, the calibration errors and
-the proper scores; ``_temperature`` fits and applies a temperature and decomposes the log-loss;
-``_streaming`` accumulates the same figures batch by batch and across processes.
+bin edges and the per-bin sufficient statistics every binned metric comes from (count, sum of
+confidences, hits: :func:`bin_statistics`; its notes give the bin-edge conventions that make
+the published tools disagree); ``_scores`` holds the reliability curve, the calibration errors
+and the proper scores; ``_temperature`` fits and applies a temperature and decomposes the log-loss;
+``_streaming`` accumulates the same figures batch by batch and across processes (``_batch_sums``
+reduces one batch where it lives).
 :mod:`crossent.calibration` is the public face; every name is re-exported here.
 """
 
 from __future__ import annotations
 
 from ._binning import BINNINGS as BINNINGS
+from ._binning import NORMS as NORMS
 from ._binning import SCOPES as SCOPES
+from ._binning import BinStatistics as BinStatistics
+from ._binning import ReliabilityCurve as ReliabilityCurve
 from ._binning import _bin_edges as _bin_edges
-from ._binning import _binned as _binned
-from ._binning import _Bins as _Bins
+from ._binning import _bin_statistics as _bin_statistics
 from ._binning import _check_binning_options as _check_binning_options
 from ._binning import _check_n_bins as _check_n_bins
 from ._binning import _confidence_and_hits as _confidence_and_hits
 from ._binning import _inner_positions as _inner_positions
-from ._binning import _means as _means
+from ._binning import _scope_statistics as _scope_statistics
+from ._binning import bin_edges as bin_edges
+from ._binning import bin_statistics as bin_statistics
 from ._inputs import _check_finite_or_neg_inf as _check_finite_or_neg_inf
 from ._inputs import _choice as _choice
 from ._inputs import _log_of_base as _log_of_base
@@ -33,8 +39,6 @@ from ._inputs import _precise as _precise
 from ._inputs import _prepare as _prepare
 from ._inputs import _prepare_probs as _prepare_probs
 from ._inputs import _take as _take
-from ._scores import NORMS as NORMS
-from ._scores import ReliabilityCurve as ReliabilityCurve
 from ._scores import _nll_of_probs as _nll_of_probs
 from ._scores import brier_score as brier_score
 from ._scores import expected_calibration_error as expected_calibration_error
@@ -58,12 +62,15 @@ from ._temperature import fit_temperature as fit_temperature
 from ._temperature import log_loss_decomposition as log_loss_decomposition
 
 __all__ = [
+    "BinStatistics",
     "CalibrationSummary",
     "ClassStatistics",
     "LogLossDecomposition",
     "ReliabilityCurve",
     "StreamingCalibration",
     "apply_temperature",
+    "bin_edges",
+    "bin_statistics",
     "brier_score",
     "expected_calibration_error",
     "fit_temperature",

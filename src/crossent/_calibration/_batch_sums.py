@@ -15,43 +15,12 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from .._dispatch import bincount
 from .._namespace import Array, default_int, namespace, to_numpy, upcast
 from .._validation import format_index
+from ._binning import _bin_index, _bin_statistics, _uniform_edges
 from ._inputs import _precise, _take
 from ._scores import _nll_of_probs
-
-
-def _bincount(xp: Any, index: Array, weights: Array | None, length: int) -> Array:
-    """Sums of ``weights`` (or counts) per value of the integer ``index`` in [0, length)."""
-    # TODO(i10-scale): the binning module's bincount replaces this placeholder.
-    name = xp.__name__
-    if "numpy" in name and "strict" not in name:
-        return xp.asarray(np.bincount(index, weights=weights, minlength=length))
-    if "torch" in name:
-        return xp.bincount(index, weights=weights, minlength=length)
-    if "jax" in name:
-        return xp.bincount(index, weights=weights, length=length)
-    out = []
-    for b in range(length):
-        m = index == b
-        if weights is None:
-            out.append(xp.sum(xp.astype(m, default_int(xp))))
-        else:
-            out.append(xp.sum(xp.where(m, weights, xp.zeros_like(weights))))
-    return xp.stack(out)
-
-
-def _bin_index(
-    xp: Any, conf: Array, n_bins: int, right_closed: bool, ones_in_own_bin: bool
-) -> Array:
-    """The uniform bin of each confidence, the inner edges compared in ``conf``'s dtype."""
-    # TODO(i10-scale): the binning module's rule replaces this placeholder.
-    inner = xp.asarray([i / n_bins for i in range(1, n_bins)], dtype=conf.dtype)
-    idx = xp.searchsorted(inner, conf, side="left" if right_closed else "right")
-    idx = xp.astype(idx, default_int(xp))
-    if ones_in_own_bin:
-        idx = xp.where(conf >= 1, xp.full_like(idx, n_bins), idx)
-    return idx
 
 
 def refuse_traced(x: Array) -> None:
@@ -85,6 +54,57 @@ def weights_of(xp: Any, weights: Array | None, shape: tuple[int, ...], like: Arr
     return _precise(xp, _floating(xp, w))
 
 
+def _binned_sums(
+    xp: Any,
+    conf: Array,
+    hit: Array,
+    w: Array | None,
+    *,
+    n_bins: int,
+    right_closed: bool,
+    ones_in_own_bin: bool,
+) -> tuple[Array, Array, Array, Array]:
+    """Per-bin count, weight, weighted confidence and weighted hits of ``conf`` (N, C), (C, B).
+
+    ``hit`` is (N, C) bool or (N,) the hit column of each row, as for ``_bin_statistics``,
+    whose equal-width bins and sums these are; with weights the same bin index feeds weighted
+    bincounts (the binning module's statistics are unweighted).
+    """
+    edges = _uniform_edges(xp, n_bins, conf.dtype, getattr(conf, "device", None))
+    if w is None:
+        stats = _bin_statistics(
+            xp, conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+        )
+        sums = stats.sum_confidence
+        return (
+            stats.counts,
+            xp.astype(stats.counts, sums.dtype),
+            sums,
+            xp.astype(stats.sum_hits, sums.dtype),
+        )
+    n, columns = (int(d) for d in conf.shape)
+    nb = n_bins + (1 if ones_in_own_bin else 0)
+    idx = _bin_index(xp, conf, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin)
+    flat = idx + xp.arange(columns, dtype=idx.dtype) * nb  # one index over every (column, bin)
+    wide = xp.broadcast_to(w[:, None], (n, columns))
+    if hit.ndim == 1:  # the hit column of each row: its bin, weighted by the row's weight
+        hit_index, hit_weight = _take(xp, flat, xp.astype(hit, flat.dtype)), w
+    else:
+        hit_index, hit_weight = flat, xp.where(hit, wide, xp.zeros_like(wide))
+
+    def count(index: Array, weights: Array | None = None) -> Array:
+        one_d = None if weights is None else xp.reshape(weights, (-1,))
+        out = bincount(xp, xp.reshape(index, (-1,)), length=columns * nb, weights=one_d)
+        return xp.reshape(out, (columns, nb))
+
+    return (
+        count(flat),
+        count(flat, wide),
+        count(flat, wide * _precise(xp, conf)),
+        count(hit_index, hit_weight),
+    )
+
+
 def _top_sums(
     xp: Any,
     conf: Array,
@@ -98,19 +118,22 @@ def _top_sums(
     ones_in_own_bin: bool,
 ) -> dict[str, Array]:
     """Top-label bins and the sums of the per-example terms, for ``(N,)`` arrays."""
-    nb = n_bins + (1 if ones_in_own_bin else 0)
-    idx = _bin_index(xp, conf, n_bins, right_closed, ones_in_own_bin)
-    c = _precise(xp, conf)
-    h = xp.astype(hit, c.dtype)
+    counts, weight, confidence, hits = _binned_sums(
+        xp,
+        conf[:, None],
+        hit[:, None],
+        w,
+        n_bins=n_bins,
+        right_closed=right_closed,
+        ones_in_own_bin=ones_in_own_bin,
+    )
     if w is not None:
-        c, h = c * w, h * w
         nll, brier = nll * w, None if brier is None else brier * w
-    counts = _bincount(xp, idx, None, nb)
     out = {
-        "counts": counts,
-        "weight": xp.astype(counts, c.dtype) if w is None else _bincount(xp, idx, w, nb),
-        "confidence": _bincount(xp, idx, c, nb),
-        "hits": _bincount(xp, idx, h, nb),
+        "counts": counts[0, :],
+        "weight": weight[0, :],
+        "confidence": confidence[0, :],
+        "hits": hits[0, :],
         "nll": xp.sum(nll),
     }
     if brier is not None:
@@ -140,7 +163,7 @@ def prediction_sums(
     valid = (y >= 0) & (y < k)
     y = xp.where(valid, y, xp.zeros_like(y))
     pred = xp.argmax(p, axis=-1)
-    conf = _take(xp, p, pred)  # the row max; NaN when the row has one
+    conf = _take(xp, p, pred)  # the row max (NaN where the row has one)
     hit = pred == y
     p_y = _take(xp, p, y)
     nll = _precise(xp, _nll_of_probs(xp, p, y, eps))
@@ -167,24 +190,26 @@ def prediction_sums(
         bad = bad | (xp.min(p, axis=-1) < 0)
     out["bad_values"] = xp.sum(xp.astype(bad, int_dtype))
     if classwise:
-        nb = n_bins + (1 if ones_in_own_bin else 0)
-        idx = _bin_index(xp, p, n_bins, right_closed, ones_in_own_bin)
-        flat = xp.reshape(idx + nb * xp.arange(k, dtype=idx.dtype), (-1,))
-        pp = _precise(xp, p)
-        label_bin = y * nb + _take(xp, idx, y)
-        h = xp.astype(hit, pp.dtype)
-        ones = xp.ones(n, dtype=pp.dtype) if w is None else w
-        out["class_counts"] = _bincount(xp, flat, None, k * nb)
-        if w is None:
-            out["class_weight"] = xp.astype(out["class_counts"], pp.dtype)
-        else:
-            wk = xp.reshape(xp.broadcast_to(w[:, None], (n, k)), (-1,))
-            out["class_weight"] = _bincount(xp, flat, wk, k * nb)
-            pp = pp * w[:, None]
-        out["class_confidence"] = _bincount(xp, flat, xp.reshape(pp, (-1,)), k * nb)
-        out["class_hits"] = _bincount(xp, label_bin, ones, k * nb)
-        out["label_hits"] = _bincount(xp, y, h * ones, k)
-        out["label_nll"] = _bincount(xp, y, nll * ones, k)
+        # (a NaN or out-of-range probability still gets a bin in range; its batch is refused)
+        counts, weight, confidence, hits = _binned_sums(
+            xp,
+            p,
+            y,
+            w,
+            n_bins=n_bins,
+            right_closed=right_closed,
+            ones_in_own_bin=ones_in_own_bin,
+        )
+        h = xp.astype(hit, nll.dtype)
+        weighted = (h, nll) if w is None else (h * w, nll * w)
+        out.update(
+            class_counts=counts,
+            class_weight=weight,
+            class_confidence=confidence,
+            class_hits=hits,
+            label_hits=bincount(xp, y, length=k, weights=weighted[0]),
+            label_nll=bincount(xp, y, length=k, weights=weighted[1]),
+        )
     return out
 
 

@@ -17,6 +17,12 @@ Only the inner edges decide a bin; they are compared in the computation dtype (f
 float32 input, as torchmetrics does; pass float64 data to compare against scikit-learn's float64
 edges bit for bit). ``torch.linspace`` rounds some edges one ulp away from ``k / B``, which only
 matters for a confidence equal to an edge to the last bit.
+
+Every binned metric is a function of three sufficient statistics per bin: the count, the sum of
+the confidences and the number of hits (:class:`BinStatistics`). They come from one bin index
+per value (``searchsorted`` on the inner edges) and one ``bincount`` per statistic over the
+flattened index ``column * bins + bin``: never a mask per bin. Sums of statistics of disjoint
+batches are the statistics of their union, which is what a streaming evaluation accumulates.
 """
 
 from __future__ import annotations
@@ -25,17 +31,37 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .._namespace import Array, default_int
-from ._inputs import _choice, _onehot
+from .. import _dispatch, _fast
+from .._namespace import Array, _is_array, default_int, namespace, upcast
+from .._validation import check_index_targets, check_unit_interval
+from ._inputs import _choice, _precise
 
 BINNINGS = ("uniform", "quantile")
 SCOPES = ("top_label", "classwise")
+NORMS = ("l1", "l2", "max")
 
 
 def _check_n_bins(n_bins: int) -> int:
     if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     return n_bins
+
+
+def _check_edge_options(right_closed: bool, ones_in_own_bin: bool) -> None:
+    if ones_in_own_bin and right_closed:
+        raise ValueError(
+            "ones_in_own_bin=True needs right_closed=False: with (lo, hi] bins a confidence of "
+            "1.0 already lies in the last bin"
+        )
+
+
+def _check_binning_options(
+    n_bins: int, binning: str, scope: str, right_closed: bool, ones_in_own_bin: bool
+) -> None:
+    _check_n_bins(n_bins)
+    _choice(binning, BINNINGS, "binning")
+    _choice(scope, SCOPES, "scope")
+    _check_edge_options(right_closed, ones_in_own_bin)
 
 
 def _inner_positions(n: int, n_bins: int) -> list[float]:
@@ -49,11 +75,16 @@ def _inner_positions(n: int, n_bins: int) -> list[float]:
     return [((q * 100.0) / 100.0) * (n - 1) for q in qs]
 
 
+def _uniform_edges(xp: Any, n_bins: int, dtype: Any, device: Any = None) -> Array:
+    """``[0, 1/B, ..., 1]`` rounded once to ``dtype`` (the edges every equal-width bin uses)."""
+    return xp.asarray([i / n_bins for i in range(n_bins + 1)], dtype=dtype, device=device)
+
+
 def _bin_edges(xp: Any, conf: Array, n_bins: int, binning: str) -> Array:
     """Bin edges of shape ``(C, B + 1)`` for confidences ``conf`` of shape ``(N, C)``."""
     columns = int(conf.shape[1])
     if binning == "uniform":
-        edges = xp.asarray([i / n_bins for i in range(n_bins + 1)], dtype=conf.dtype)
+        edges = _uniform_edges(xp, n_bins, conf.dtype, getattr(conf, "device", None))
         return xp.broadcast_to(edges[None, :], (columns, n_bins + 1))
     # Equal-mass edges: the linear-interpolation quantiles of each column (np.percentile's
     # default). Ties collapse edges, leaving some bins empty, as in scikit-learn.
@@ -71,78 +102,412 @@ def _bin_edges(xp: Any, conf: Array, n_bins: int, binning: str) -> Array:
     return xp.stack(rows, axis=-1)
 
 
+# ---------------------------------------------------------------- the sufficient statistics
+
+
 @dataclass(frozen=True)
-class _Bins:
-    edges: Array  # (C, nb + 1)
-    counts: Array  # (C, nb) integer
-    sum_conf: Array  # (C, nb)
-    sum_hit: Array  # (C, nb)
+class ReliabilityCurve:
+    """Per-bin statistics of a reliability diagram.
+
+    Attributes
+    ----------
+    edges : array
+        Bin edges, shape ``(B + 1,)`` (top-label) or ``(K, B + 1)`` (class-wise). With
+        ``ones_in_own_bin`` a last, degenerate bin ``[1, 1]`` is appended.
+    counts : array
+        Number of examples in each bin (integer), shape ``(B,)`` or ``(K, B)``.
+    confidence : array
+        Mean predicted probability in each bin; NaN for an empty bin.
+    accuracy : array
+        Fraction of hits in each bin (top-label: the prediction is right; class-wise: the label
+        is that class); NaN for an empty bin.
+    """
+
+    edges: Array
+    counts: Array
+    confidence: Array
+    accuracy: Array
 
 
-def _binned(
+@dataclass(frozen=True)
+class BinStatistics:
+    r"""Count, sum of confidences and number of hits in each confidence bin.
+
+    The sufficient statistics of every binned calibration metric: from them,
+    :meth:`calibration_error` gives the ECE, RMSCE and MCE and :meth:`reliability_curve` the
+    diagram. Statistics of disjoint sets of examples with the same ``edges`` add up
+    (``counts``, ``sum_confidence`` and ``sum_hits`` element-wise) to those of the union.
+
+    Attributes
+    ----------
+    edges : array
+        Bin edges, ``(B + 1,)`` or ``(C, B + 1)`` (one row per column of confidences); with
+        ``ones_in_own_bin`` a degenerate last bin ``[1, 1]`` is appended.
+    counts : array
+        Number of values in each bin (integer), ``(B,)`` or ``(C, B)``.
+    sum_confidence : array
+        Sum of the confidences in each bin, accumulated in float64 where the library has it.
+    sum_hits : array
+        Number of hits in each bin (integer).
+    """
+
+    edges: Array
+    counts: Array
+    sum_confidence: Array
+    sum_hits: Array
+
+    def _means(self) -> tuple[Any, Array, Array, Array]:
+        """Namespace, mean confidence and accuracy per bin (0 where empty), non-empty mask."""
+        xp, (counts,) = namespace(self.counts)
+        n = xp.astype(counts, self.sum_confidence.dtype)
+        nonempty = counts > 0
+        safe = xp.where(nonempty, n, xp.ones_like(n))
+        conf = xp.where(nonempty, self.sum_confidence / safe, xp.zeros_like(n))
+        hits = xp.astype(self.sum_hits, n.dtype)
+        acc = xp.where(nonempty, hits / safe, xp.zeros_like(n))
+        return xp, conf, acc, nonempty
+
+    def calibration_error(self, *, norm: str = "l1", debias: bool = False) -> Array:
+        r"""ECE (``"l1"``), RMSCE (``"l2"``) or MCE (``"max"``) of the binned confidences.
+
+        .. math::
+
+            \text{l1} = \sum_b \frac{n_b}{N} \lvert \operatorname{acc}(b) -
+            \operatorname{conf}(b) \rvert, \quad
+            \text{l2} = \Big(\sum_b \frac{n_b}{N} (\operatorname{acc}(b) -
+            \operatorname{conf}(b))^2\Big)^{1/2}, \quad
+            \text{max} = \max_{b:\, n_b > 0} \lvert \operatorname{acc}(b) -
+            \operatorname{conf}(b) \rvert
+
+        With several columns the l1 errors are averaged, the squared l2 errors averaged before
+        the root and the max taken over all of them; ``debias`` is Kumar et al.'s (2019)
+        debiased l2 (see :func:`crossent.calibration.expected_calibration_error`).
+
+        Parameters
+        ----------
+        norm : {"l1", "l2", "max"}
+            The norm of the gaps.
+        debias : bool, default False
+            The debiased l2 estimator (``norm="l2"`` only).
+
+        Returns
+        -------
+        array
+            A 0-d array in the dtype of ``sum_confidence``.
+
+        Examples
+        --------
+        >>> import crossent.calibration as cal
+        >>> stats = cal.bin_statistics([0.9, 0.8, 0.3], [1, 0, 1], edges=[0.0, 0.5, 1.0])
+        >>> print(float(stats.calibration_error()))
+        0.4
+        """
+        _choice(norm, NORMS, "norm")
+        if debias and norm != "l2":
+            raise ValueError(
+                f"debias=True is the debiased l2 estimator; it needs norm='l2', got {norm!r}"
+            )
+        xp, mean_conf, acc, _ = self._means()
+        gap = acc - mean_conf  # 0 in empty bins
+        n = xp.astype(self.counts, gap.dtype)
+        weight = n / xp.sum(n, axis=-1, keepdims=True)
+        if norm == "l1":
+            return xp.mean(xp.sum(weight * xp.abs(gap), axis=-1))
+        if norm == "max":
+            return xp.max(xp.abs(gap))
+        square = gap * gap
+        if debias:
+            usable = self.counts >= 2
+            noise = acc * (1 - acc) / xp.where(usable, n - 1, xp.ones_like(n))
+            square = xp.where(usable, square - noise, xp.zeros_like(square))
+        total = xp.mean(xp.sum(weight * square, axis=-1))
+        return xp.sqrt(xp.maximum(total, xp.zeros_like(total)))
+
+    def reliability_curve(self) -> ReliabilityCurve:
+        """The reliability diagram's data: mean confidence and accuracy per bin, NaN where empty.
+
+        Examples
+        --------
+        >>> import crossent.calibration as cal
+        >>> stats = cal.bin_statistics([0.9, 0.8, 0.3], [1, 0, 1], edges=[0.0, 0.5, 1.0])
+        >>> print(stats.reliability_curve().accuracy)
+        [1.  0.5]
+        """
+        xp, mean_conf, acc, nonempty = self._means()
+        nan = xp.full_like(mean_conf, math.nan)
+        return ReliabilityCurve(
+            self.edges,
+            self.counts,
+            xp.where(nonempty, mean_conf, nan),
+            xp.where(nonempty, acc, nan),
+        )
+
+
+def _row_blocks(xp: Any, x: Array) -> list[tuple[int, int]]:
+    """Row ranges to walk: cache-sized blocks for NumPy (its temporaries stay in cache and are
+    reused), one block elsewhere (a GPU wants large kernels)."""
+    rows = int(x.shape[0])
+    if not _fast.blockable(xp, x):
+        return [(0, rows)]
+    step = max(1, _fast.BLOCK_ELEMENTS // max(int(x.shape[1]), 1))
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def _bin_index(
+    xp: Any, conf: Array, edges: Array, *, right_closed: bool, ones_in_own_bin: bool
+) -> Array:
+    """Bin of each value of ``conf`` (N, C) given ``edges`` (B + 1,) or (C, B + 1)."""
+    n_bins = int(edges.shape[-1]) - 1
+    if edges.ndim == 1:
+        idx = _dispatch.bin_index(xp, conf, edges[1:-1], right_closed=right_closed)
+    else:  # an edge row per column (quantile bins): a search per column
+        columns = [
+            _dispatch.bin_index(xp, conf[:, c], edges[c, 1:-1], right_closed=right_closed)
+            for c in range(int(conf.shape[1]))
+        ]
+        idx = xp.stack(columns, axis=1)
+    if ones_in_own_bin:
+        idx = xp.where(conf >= 1, xp.full_like(idx, n_bins), idx)
+    return idx
+
+
+def _bin_statistics(
     xp: Any,
     conf: Array,
     hit: Array,
+    edges: Array,
     *,
-    n_bins: int,
-    binning: str,
     right_closed: bool,
     ones_in_own_bin: bool,
-) -> _Bins:
-    """Per-bin count, sum of confidence and sum of hits for each column of ``conf`` ``(N, C)``."""
-    edges = _bin_edges(xp, conf, n_bins, binning)
-    index_dtype = default_int(xp)
-    idx = xp.zeros(conf.shape, dtype=index_dtype)
-    for j in range(1, n_bins):
-        e = edges[:, j][None, :]
-        # A value on an inner edge belongs to the bin below it when bins are (lo, hi].
-        above = conf > e if right_closed else conf >= e
-        idx = idx + xp.astype(above, index_dtype)
-    nb = n_bins
+) -> BinStatistics:
+    """Statistics of ``conf`` (N, C); ``hit`` is (N, C) bool or (N,) the hit column of each row.
+
+    ``edges`` is (B + 1,) for bins shared by every column, or (C, B + 1).
+    """
+    columns = int(conf.shape[1])
+    n_bins = int(edges.shape[-1]) - 1
+    nb = n_bins + 1 if ones_in_own_bin else n_bins
+    length = columns * nb
+    per_row = hit.ndim == 1
+    counts = sums = hits = None
+    for start, stop in _row_blocks(xp, conf):
+        block = conf[start:stop, :]
+        idx = _bin_index(xp, block, edges, right_closed=right_closed, ones_in_own_bin=False)
+        if ones_in_own_bin:
+            idx = xp.where(block >= 1, xp.full_like(idx, n_bins), idx)
+        # one index over every (column, bin): column * nb + bin
+        flat = idx + xp.arange(columns, dtype=idx.dtype) * nb
+        if per_row:
+            hit_flat = xp.take_along_axis(
+                flat, xp.astype(hit[start:stop, None], flat.dtype), axis=1
+            )
+            hit_flat = hit_flat[:, 0]
+        else:
+            # hits land in their bin, the others in one extra bin that is dropped
+            hit_flat = xp.where(hit[start:stop, :], flat, xp.full_like(flat, length))
+            hit_flat = xp.reshape(hit_flat, (-1,))
+        flat = xp.reshape(flat, (-1,))
+        weights = _precise(xp, xp.reshape(block, (-1,)))
+        c = _dispatch.bincount(xp, flat, length=length)
+        s = _dispatch.bincount(xp, flat, length=length, weights=weights)
+        h = _dispatch.bincount(xp, hit_flat, length=length + 1)[:length]
+        counts = c if counts is None else counts + c
+        sums = s if sums is None else sums + s
+        hits = h if hits is None else hits + h
+    shape = (columns, nb)
     if ones_in_own_bin:
-        idx = xp.where(conf >= 1, xp.full_like(idx, n_bins), idx)
-        nb = n_bins + 1
-        edges = xp.concat([edges, edges[:, -1:]], axis=-1)
-    zero = xp.zeros_like(conf)
-    hit_i = xp.astype(hit, index_dtype)
-    counts, sum_conf, sum_hit = [], [], []
-    for b in range(nb):
-        m = idx == b
-        counts.append(xp.sum(xp.astype(m, index_dtype), axis=0))
-        sum_conf.append(xp.sum(xp.where(m, conf, zero), axis=0))
-        sum_hit.append(xp.sum(xp.where(m, hit_i, xp.zeros_like(hit_i)), axis=0))
-    return _Bins(
-        edges, xp.stack(counts, axis=-1), xp.stack(sum_conf, axis=-1), xp.stack(sum_hit, axis=-1)
+        edges = xp.concat([edges, edges[..., -1:]], axis=-1)
+    if edges.ndim == 1:
+        edges = xp.broadcast_to(edges[None, :], (columns, nb + 1))
+    index_dtype = default_int(xp)
+    return BinStatistics(
+        edges,
+        xp.astype(xp.reshape(counts, shape), index_dtype),
+        xp.reshape(sums, shape),
+        xp.astype(xp.reshape(hits, shape), index_dtype),
     )
 
 
 def _confidence_and_hits(xp: Any, p: Array, y: Array, scope: str) -> tuple[Array, Array]:
-    """``(N, C)`` confidences and hits: the top class (C = 1) or every class (C = K)."""
+    """Confidences ``(N, C)`` and their hits: the top class (C = 1, hits ``(N, 1)`` bool) or
+    every class (C = K, hits given as the label of each row: no ``(N, K)`` one-hot is built)."""
     if scope == "top_label":
         conf = xp.max(p, axis=-1)
         hit = xp.argmax(p, axis=-1) == y
         return conf[:, None], hit[:, None]
-    return p, _onehot(xp, y, int(p.shape[-1]))
+    return p, y
 
 
-def _check_binning_options(
-    n_bins: int, binning: str, scope: str, right_closed: bool, ones_in_own_bin: bool
-) -> None:
+def _scope_statistics(
+    xp: Any,
+    p: Array,
+    y: Array,
+    *,
+    n_bins: int,
+    binning: str,
+    scope: str,
+    right_closed: bool,
+    ones_in_own_bin: bool,
+) -> BinStatistics:
+    """The bin statistics a metric of ``scope`` needs, from checked ``(N, K)`` probabilities."""
+    conf, hit = _confidence_and_hits(xp, p, y, scope)
+    if binning == "uniform":  # one edge row for every column: one search over all values
+        edges = _uniform_edges(xp, n_bins, conf.dtype, getattr(conf, "device", None))
+    else:
+        edges = _bin_edges(xp, conf, n_bins, binning)
+    return _bin_statistics(
+        xp, conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+    )
+
+
+def _as_confidence(xp: Any, confidence: Array) -> Array:
+    """Real floating confidences in [0, 1], in the computation dtype (at least float32)."""
+    if not xp.isdtype(confidence.dtype, "real floating"):
+        raise TypeError(f"confidence must be a real floating array, got dtype {confidence.dtype}")
+    if confidence.ndim not in (1, 2):
+        raise ValueError(
+            f"confidence must have shape (N,) or (N, C); got shape {tuple(confidence.shape)}"
+        )
+    check_unit_interval(xp, confidence, "confidence")
+    return upcast(xp, confidence)
+
+
+def bin_edges(confidence: Array, /, *, n_bins: int = 15, binning: str = "uniform") -> Array:
+    r"""Bin edges for confidences: equal-width on [0, 1], or the quantiles of each column.
+
+    ``"uniform"`` gives :math:`e_i = i / B`; ``"quantile"`` gives the linear-interpolation
+    quantiles :math:`i / B` of each column (``np.percentile``'s default, scikit-learn's
+    ``strategy="quantile"``; ties collapse edges and leave bins empty). The edges are in the
+    confidences' computation dtype, the dtype in which :func:`bin_statistics` compares.
+
+    Parameters
+    ----------
+    confidence : array
+        Confidences in [0, 1], shape ``(N,)`` or ``(N, C)``.
+    n_bins : int, default 15
+        Number of bins B.
+    binning : {"uniform", "quantile"}
+        Equal-width or equal-mass bins.
+
+    Returns
+    -------
+    array
+        Shape ``(B + 1,)`` for 1-D confidences, ``(C, B + 1)`` for 2-D ones.
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> print(cal.bin_edges([0.1, 0.2, 0.4, 0.9], n_bins=2, binning="quantile"))
+    [0.1 0.3 0.9]
+    """
     _check_n_bins(n_bins)
     _choice(binning, BINNINGS, "binning")
-    _choice(scope, SCOPES, "scope")
-    if ones_in_own_bin and right_closed:
+    xp, (confidence,) = namespace(confidence)
+    conf = _as_confidence(xp, confidence)
+    if binning == "quantile" and int(conf.shape[0]) == 0:
+        raise ValueError("quantile bin edges need at least one confidence; got none")
+    edges = _bin_edges(xp, conf if conf.ndim == 2 else conf[:, None], n_bins, binning)
+    # a copy, not a read-only broadcast view (torch.asarray warns on those)
+    return xp.asarray(edges[0, :] if conf.ndim == 1 else edges, copy=True)
+
+
+def bin_statistics(
+    confidence: Array,
+    hits: Array,
+    /,
+    *,
+    edges: Array,
+    right_closed: bool = True,
+    ones_in_own_bin: bool = False,
+) -> BinStatistics:
+    r"""Per-bin count, sum of confidences and number of hits: what every binned metric needs.
+
+    For bin :math:`b` of column :math:`c`: :math:`n_{cb} = \#\{i : x_{ic} \in B_b\}`,
+    :math:`S_{cb} = \sum_{i : x_{ic} \in B_b} x_{ic}` and
+    :math:`H_{cb} = \sum_{i : x_{ic} \in B_b} [\text{hit}_{ic}]`. Each value gets its bin from
+    a search of the inner edges and the three sums come from one ``bincount`` each, so the cost
+    is a few passes over the values. Statistics of disjoint batches binned with the same edges
+    add up to the statistics of all of them: call it per batch and sum.
+
+    Parameters
+    ----------
+    confidence : array
+        Confidences in [0, 1], shape ``(N,)`` (e.g. the top-label probability) or ``(N, C)``
+        (e.g. every class's probability).
+    hits : array
+        Whether each confidence was right: bool or 0/1 of ``confidence``'s shape; or, for 2-D
+        confidences, an integer array ``(N,)`` giving the one column of each row that is a hit
+        (the label, for class-wise calibration; no ``(N, C)`` one-hot needed).
+    edges : array
+        Increasing bin edges from 0 to 1, ``(B + 1,)`` shared by every column or ``(C, B + 1)``
+        (:func:`bin_edges`). They are compared in the confidences' computation dtype.
+    right_closed : bool, default True
+        ``(lo, hi]`` bins (Guo et al., scikit-learn) or ``[lo, hi)`` (netcal, torchmetrics).
+    ones_in_own_bin : bool, default False
+        With ``right_closed=False``, confidences equal to 1.0 in an extra last bin
+        (torchmetrics).
+
+    Returns
+    -------
+    BinStatistics
+        Arrays ``(B,)`` for 1-D confidences, ``(C, B)`` for 2-D ones (``B + 1`` bins with
+        ``ones_in_own_bin``).
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> stats = cal.bin_statistics([0.9, 0.8, 0.3], [1, 0, 1], edges=[0.0, 0.5, 1.0])
+    >>> print(stats.counts, stats.sum_confidence, stats.sum_hits)
+    [1 2] [0.3 1.7] [1 1]
+    """
+    _check_edge_options(right_closed, ones_in_own_bin)
+    xp, (confidence, hits) = namespace(confidence, hits)
+    conf = _as_confidence(xp, confidence)
+    device = getattr(conf, "device", None)
+    if not _is_array(edges):
+        edges = xp.asarray(edges, dtype=conf.dtype, device=device)
+    edges = xp.astype(edges, conf.dtype)
+    columns = 1 if conf.ndim == 1 else int(conf.shape[1])
+    if (
+        edges.ndim not in (1, 2)
+        or int(edges.shape[-1]) < 2
+        or (edges.ndim == 2 and int(edges.shape[0]) != columns)
+    ):
         raise ValueError(
-            "ones_in_own_bin=True needs right_closed=False: with (lo, hi] bins a confidence of "
-            "1.0 already lies in the last bin"
+            f"edges must have shape (B + 1,) or ({columns}, B + 1) with B >= 1; "
+            f"got shape {tuple(edges.shape)}"
         )
-
-
-def _means(xp: Any, bins: _Bins) -> tuple[Array, Array, Array]:
-    """Mean confidence and accuracy per bin (0 where empty) and the non-empty mask."""
-    n = xp.astype(bins.counts, bins.sum_conf.dtype)
-    nonempty = bins.counts > 0
-    safe = xp.where(nonempty, n, xp.ones_like(n))
-    conf = xp.where(nonempty, bins.sum_conf / safe, xp.zeros_like(n))
-    acc = xp.where(nonempty, xp.astype(bins.sum_hit, n.dtype) / safe, xp.zeros_like(n))
-    return conf, acc, nonempty
+    if not bool(xp.all(edges[..., 1:] >= edges[..., :-1])):
+        raise ValueError("edges must be increasing along their last axis")
+    n = int(conf.shape[0])
+    if conf.ndim == 2 and hits.ndim == 1 and xp.isdtype(hits.dtype, "integral"):
+        if int(hits.shape[0]) != n:
+            raise ValueError(
+                f"hits of shape {tuple(hits.shape)} need one column index per row ({n})"
+            )
+        check_index_targets(xp, hits, columns, None)
+        hit = hits
+    else:
+        if tuple(hits.shape) != tuple(conf.shape):
+            raise ValueError(
+                f"hits must have confidence's shape {tuple(conf.shape)} (or, for 2-D confidences, "
+                f"be one integer column index per row); got shape {tuple(hits.shape)}"
+            )
+        if hits.dtype != xp.bool:
+            if not bool(xp.all((hits == 0) | (hits == 1))):
+                raise ValueError("hits must be bool or 0/1 (or one integer column index per row)")
+            hits = hits == 1
+        hit = hits if conf.ndim == 2 else hits[:, None]
+    stats = _bin_statistics(
+        xp,
+        conf if conf.ndim == 2 else conf[:, None],
+        hit,
+        edges,
+        right_closed=right_closed,
+        ones_in_own_bin=ones_in_own_bin,
+    )
+    if conf.ndim == 2:
+        return stats
+    return BinStatistics(
+        stats.edges[0, :], stats.counts[0, :], stats.sum_confidence[0, :], stats.sum_hits[0, :]
+    )

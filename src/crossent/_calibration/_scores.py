@@ -8,13 +8,12 @@ accuracy need no bins.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 from .._namespace import Array, default_int
 from ..losses.probability import clip_eps
-from ._binning import _binned, _Bins, _check_binning_options, _confidence_and_hits, _means
+from ._binning import NORMS as NORMS
+from ._binning import ReliabilityCurve, _check_binning_options, _scope_statistics
 from ._inputs import (
     _check_finite_or_neg_inf,
     _choice,
@@ -26,34 +25,7 @@ from ._inputs import (
     _take,
 )
 
-NORMS = ("l1", "l2", "max")
-
-
 # ---------------------------------------------------------------- reliability and ECE
-
-
-@dataclass(frozen=True)
-class ReliabilityCurve:
-    """Per-bin statistics of a reliability diagram.
-
-    Attributes
-    ----------
-    edges : array
-        Bin edges, shape ``(B + 1,)`` (top-label) or ``(K, B + 1)`` (class-wise). With
-        ``ones_in_own_bin`` a last, degenerate bin ``[1, 1]`` is appended.
-    counts : array
-        Number of examples in each bin (integer), shape ``(B,)`` or ``(K, B)``.
-    confidence : array
-        Mean predicted probability in each bin; NaN for an empty bin.
-    accuracy : array
-        Fraction of hits in each bin (top-label: the prediction is right; class-wise: the label
-        is that class); NaN for an empty bin.
-    """
-
-    edges: Array
-    counts: Array
-    confidence: Array
-    accuracy: Array
 
 
 def reliability_curve(
@@ -110,29 +82,22 @@ def reliability_curve(
     """
     _check_binning_options(n_bins, binning, scope, right_closed, ones_in_own_bin)
     xp, p, y, dtype = _prepare_probs(probs, labels)
-    conf, hit = _confidence_and_hits(xp, p, y, scope)
-    bins = _binned(
+    stats = _scope_statistics(
         xp,
-        conf,
-        hit,
+        p,
+        y,
         n_bins=n_bins,
         binning=binning,
+        scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
     )
-    mean_conf, acc, nonempty = _means(xp, bins)
-    nan = xp.full_like(mean_conf, math.nan)
-    mean_conf = xp.where(nonempty, mean_conf, nan)
-    acc = xp.where(nonempty, acc, nan)
+    curve = stats.reliability_curve()
+    edges, counts, conf, acc = curve.edges, curve.counts, curve.confidence, curve.accuracy
     if scope == "top_label":
-        return ReliabilityCurve(
-            _out(xp, bins.edges[0, :], dtype),
-            bins.counts[0, :],
-            _out(xp, mean_conf[0, :], dtype),
-            _out(xp, acc[0, :], dtype),
-        )
+        edges, counts, conf, acc = edges[0, :], counts[0, :], conf[0, :], acc[0, :]
     return ReliabilityCurve(
-        _out(xp, bins.edges, dtype), bins.counts, _out(xp, mean_conf, dtype), _out(xp, acc, dtype)
+        _out(xp, edges, dtype), counts, _out(xp, conf, dtype), _out(xp, acc, dtype)
     )
 
 
@@ -216,40 +181,17 @@ def expected_calibration_error(
             f"debias=True is the debiased l2 estimator; it needs norm='l2', got {norm!r}"
         )
     xp, p, y, dtype = _prepare_probs(probs, labels)
-    conf, hit = _confidence_and_hits(xp, p, y, scope)
-    bins = _binned(
+    stats = _scope_statistics(
         xp,
-        conf,
-        hit,
+        p,
+        y,
         n_bins=n_bins,
         binning=binning,
+        scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
     )
-    return _out(xp, _error_of_bins(xp, bins, float(conf.shape[0]), norm, debias), dtype)
-
-
-def _error_of_bins(xp: Any, bins: _Bins, total: float, norm: str, debias: bool) -> Array:
-    """The ECE/RMSCE/MCE of per-bin sums ``(C, B)``; ``total`` is the number of examples N.
-
-    Shared by the one-shot function and the streaming state (whose "counts" are the bins'
-    total weights when the examples are weighted).
-    """
-    mean_conf, acc, _ = _means(xp, bins)
-    gap = acc - mean_conf  # 0 in empty bins
-    weight = xp.astype(bins.counts, gap.dtype) / total
-    if norm == "l1":
-        return xp.mean(xp.sum(weight * xp.abs(gap), axis=-1))
-    if norm == "max":
-        return xp.max(xp.abs(gap))
-    square = gap * gap
-    if debias:
-        n = xp.astype(bins.counts, gap.dtype)
-        usable = bins.counts >= 2
-        noise = acc * (1 - acc) / xp.where(usable, n - 1, xp.ones_like(n))
-        square = xp.where(usable, square - noise, xp.zeros_like(square))
-    mean_square = xp.mean(xp.sum(weight * square, axis=-1))
-    return xp.sqrt(xp.maximum(mean_square, xp.zeros_like(mean_square)))
+    return _out(xp, stats.calibration_error(norm=norm, debias=debias), dtype)
 
 
 # ---------------------------------------------------------------- proper scores and accuracy

@@ -13,13 +13,14 @@ and its neighbours).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .._namespace import Array, _numpy_namespace, default_int, quiet_numpy, to_numpy
+from .._namespace import Array, default_int, quiet_numpy, to_numpy
 from .._primitives import _softmax
 from ._batch_sums import (
     diagnose,
@@ -29,9 +30,8 @@ from ._batch_sums import (
     summary_sums,
     weights_of,
 )
-from ._binning import _Bins, _check_binning_options
+from ._binning import BinStatistics, ReliabilityCurve, _check_binning_options
 from ._inputs import _choice, _prepare
-from ._scores import NORMS, ReliabilityCurve, _error_of_bins
 from ._temperature import KINDS, _resolve_kind
 
 _INT = np.int64
@@ -147,71 +147,71 @@ def _layout(n_bins: int, k: int | None, classwise: bool) -> list[tuple[str, tupl
 class StreamingCalibration:
     r"""Calibration metrics accumulated batch by batch, mergeable, synchronizable.
 
-        ``update`` adds a batch of predictions (probabilities or logits, on any array library, on
-        any device), ``update_summaries`` a batch of per-example summaries (top-1 confidence,
-        correct or not, log-loss: a language model's tokens need no logits), ``merge`` or ``+``
-        adds another state, ``sync`` all-reduces the state over ``torch.distributed``, and
-        ``compute`` gives the figures of every example seen: log-loss, accuracy, Brier score, ECE
-        (top-label and class-wise), MCE, RMSCE and the reliability curves, with the formulas of the
-        one-shot functions (:func:`~crossent.calibration.expected_calibration_error`, ...).
+    ``update`` adds a batch of predictions (probabilities or logits, on any array library, on
+    any device), ``update_summaries`` a batch of per-example summaries (top-1 confidence,
+    correct or not, log-loss: a language model's tokens need no logits), ``merge`` or ``+``
+    adds another state, ``sync`` all-reduces the state over ``torch.distributed``, and
+    ``compute`` gives the figures of every example seen: log-loss, accuracy, Brier score, ECE
+    (top-label and class-wise), MCE, RMSCE and the reliability curves, with the formulas of the
+    one-shot functions (:func:`~crossent.calibration.expected_calibration_error`, ...).
 
-        What is exact: the bin counts, the number of examples and (without weights) the hit counts
-        are integers and equal the one-shot's. Every bin is decided as the one-shot decides it, the
-        confidence compared with the edges ``i / B`` rounded to the batch's dtype, so the counts
-        agree even for a confidence on an edge. The sums of confidence, log-loss and Brier terms
-        are float64 from the per-example terms of the batch's dtype; for float64 predictions the
-        figures equal the one-shot ones to float64 rounding (the order of the additions differs,
-        about 1e-15 relative); for float32 predictions each term is the one-shot's and the float64
-        sum is the more accurate one (the one-shot function sums in float32). Logits are turned
-        into probabilities with :func:`crossent.softmax`, as ``crossent report`` does.
+    What is exact: the bin counts, the number of examples and (without weights) the hit counts
+    are integers and equal the one-shot's. Every bin is decided as the one-shot decides it, the
+    confidence compared with the edges ``i / B`` rounded to the batch's dtype, so the counts
+    agree even for a confidence on an edge. The sums of confidence, log-loss and Brier terms
+    are float64 from the per-example terms of the batch's dtype; for float64 predictions the
+    figures equal the one-shot ones to float64 rounding (the order of the additions differs,
+    about 1e-15 relative); for float32 predictions each term is the one-shot's and the float64
+    sum is the more accurate one (the one-shot function sums in float32). Logits are turned
+    into probabilities with :func:`crossent.softmax`, as ``crossent report`` does.
 
-        Only uniform bins stream: quantile edges are quantiles of every confidence, unknown until
-        the last batch, so ``binning="quantile"`` raises.
+    Only uniform bins stream: quantile edges are quantiles of every confidence, unknown until
+    the last batch, so ``binning="quantile"`` raises.
 
-        On an accelerator the ``(N, K)`` batch never leaves the device: it is reduced there, in
-        float64 where the library has it, to the per-bin sums, which are copied to the host in one
-        transfer of ``O(B)`` numbers (``O(K B)`` class-wise) together with the counts of invalid
-        labels, values and weights (so a bad batch raises, naming the first bad value, without a
-        second read). That copy synchronizes the host with the device once per batch.
+    On an accelerator the ``(N, K)`` batch never leaves the device: it is reduced there, in
+    float64 where the library has it, to the per-bin sums, which are copied to the host in one
+    transfer of ``O(B)`` numbers (``O(K B)`` class-wise) together with the counts of invalid
+    labels, values and weights (so a bad batch raises, naming the first bad value, without a
+    second read). That copy synchronizes the host with the device once per batch.
 
-        Parameters
-        ----------
-        n_bins : int, default 15
-            Number of equal-width confidence bins B.
-        binning : {"uniform"}
-            Only uniform bins stream; "quantile" raises a ValueError.
-        right_closed : bool, default True
-            ``(lo, hi]`` bins (Guo et al., scikit-learn) or ``[lo, hi)`` (netcal, torchmetrics).
-        ones_in_own_bin : bool, default False
-            With ``right_closed=False``, confidences equal to 1.0 in an extra bin (torchmetrics).
-        num_classes : int, optional
-            K; inferred from the first batch of predictions when not given. Every batch must have
-            it.
-        classwise : bool, default False
-            Also keep the ``K x B`` class-wise bins and per-class sums (class-wise ECE and curve,
-            per-class figures). Each batch then costs a pass over every class probability; off,
-            the state is ``O(B)`` and a batch costs ``O(N)`` after the softmax.
-        kind : {"auto", "probs", "logits"}
-            What ``update``'s predictions are; "auto" decides on the first batch (probabilities
-            when every value is in [0, 1] and every row sums to 1) and keeps that decision.
-        eps : float, optional
-            The clip of the log-loss (:func:`~crossent.calibration.log_loss`); default the machine
-            epsilon of each batch's dtype.
+    Parameters
+    ----------
+    n_bins : int, default 15
+        Number of equal-width confidence bins B.
+    binning : {"uniform"}
+        Only uniform bins stream; "quantile" raises a ValueError.
+    right_closed : bool, default True
+        ``(lo, hi]`` bins (Guo et al., scikit-learn) or ``[lo, hi)`` (netcal, torchmetrics).
+    ones_in_own_bin : bool, default False
+        With ``right_closed=False``, confidences equal to 1.0 in an extra bin (torchmetrics).
+    num_classes : int, optional
+        K; inferred from the first batch of predictions when not given. Every batch must have
+        it.
+    classwise : bool, default False
+        Also keep the ``K x B`` class-wise bins and per-class sums (class-wise ECE and curve,
+        per-class figures). Each batch then costs a pass over every class probability; off,
+        the state is ``O(B)`` and a batch costs ``O(N)`` after the softmax.
+    kind : {"auto", "probs", "logits"}
+        What ``update``'s predictions are; "auto" decides on the first batch (probabilities
+        when every value is in [0, 1] and every row sums to 1) and keeps that decision.
+    eps : float, optional
+        The clip of the log-loss (:func:`~crossent.calibration.log_loss`); default the machine
+        epsilon of each batch's dtype.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import crossent.calibration as cal
-        >>> rng = np.random.default_rng(0)
-        >>> probs = rng.dirichlet(np.ones(4), size=1000)
-        >>> labels = rng.integers(0, 4, 1000)
-        >>> state = cal.StreamingCalibration(n_bins=10, classwise=True)
-        >>> for start in range(0, 1000, 300):
-        ...     state.update(probs[start : start + 300], labels[start : start + 300])
-        >>> summary = state.compute()
-        >>> one_shot = cal.expected_calibration_error(probs, labels, n_bins=10)
-        >>> print(summary.examples, bool(np.isclose(summary.ece, float(one_shot), rtol=1e-12)))
-        1000 True
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import crossent.calibration as cal
+    >>> rng = np.random.default_rng(0)
+    >>> probs = rng.dirichlet(np.ones(4), size=1000)
+    >>> labels = rng.integers(0, 4, 1000)
+    >>> state = cal.StreamingCalibration(n_bins=10, classwise=True)
+    >>> for start in range(0, 1000, 300):
+    ...     state.update(probs[start : start + 300], labels[start : start + 300])
+    >>> summary = state.compute()
+    >>> one_shot = cal.expected_calibration_error(probs, labels, n_bins=10)
+    >>> print(summary.examples, bool(np.isclose(summary.ece, float(one_shot), rtol=1e-12)))
+    1000 True
     """
 
     def __init__(
@@ -529,25 +529,19 @@ class StreamingCalibration:
                 f"{int(self._sums['from_summaries'])} came as per-example summaries"
             )
 
-    def _bins(self, scope: str) -> tuple[_Bins, float]:
-        """The top-label (1, B) or class-wise (K, B) bins and the total the ECE divides by.
+    def _statistics(self, scope: str) -> BinStatistics:
+        """The top-label (B,) or class-wise (K, B) bin statistics of the examples seen.
 
         Without weights the counts are the integer counts, as in the one-shot function; with
-        weights every "count" is the bin's total weight.
+        weights every "count" (and hit) is a sum of weights, which the same formulas take.
         """
         s = self._sums
-        weighted = bool(s["weighted"])
         prefix = "" if scope == "top_label" else "class_"
-        mass = s[prefix + "weight"] if weighted else s[prefix + "counts"]
-        nb = self._total_bins
-        bins = _Bins(
-            self._edges(),
-            mass.reshape(-1, nb),
-            s[prefix + "confidence"].reshape(-1, nb),
-            s[prefix + "hits"].reshape(-1, nb),
-        )
-        total = float(s["weight"].sum()) if weighted else float(s["counts"].sum())
-        return bins, total
+        edges = self._edges()
+        if scope == "classwise":
+            edges = np.broadcast_to(edges, (int(self.num_classes or 0), edges.shape[0]))
+        mass = s[prefix + "weight"] if s["weighted"] else s[prefix + "counts"]
+        return BinStatistics(edges, mass, s[prefix + "confidence"], s[prefix + "hits"])
 
     def _edges(self) -> np.ndarray:
         edges = np.array([i / self.n_bins for i in range(self.n_bins + 1)], dtype=_FLOAT)
@@ -571,19 +565,13 @@ class StreamingCalibration:
         -------
         float
         """
-        _choice(norm, NORMS, "norm")
         _choice(scope, ("top_label", "classwise"), "scope")
-        if debias and norm != "l2":
-            raise ValueError(
-                f"debias=True is the debiased l2 estimator; it needs norm='l2', got {norm!r}"
-            )
         if debias and self._sums["weighted"]:
             raise ValueError("debias=True needs unweighted examples (it uses the bin counts)")
         self._check_nonempty()
         if scope == "classwise":
             self._require_classwise("the class-wise calibration error")
-        bins, total = self._bins(scope)
-        return float(_error_of_bins(_numpy_namespace(), bins, total, norm, debias))
+        return float(self._statistics(scope).calibration_error(norm=norm, debias=debias))
 
     def reliability_curve(self, *, scope: str = "top_label") -> ReliabilityCurve:
         """The reliability curve of the examples seen (NumPy arrays, float64 edges).
@@ -596,15 +584,8 @@ class StreamingCalibration:
         if scope == "classwise":
             self._require_classwise("the class-wise reliability curve")
         prefix = "" if scope == "top_label" else "class_"
-        s = self._sums
-        mass = s[prefix + "weight"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            conf = np.where(mass > 0, s[prefix + "confidence"] / mass, np.nan)
-            acc = np.where(mass > 0, s[prefix + "hits"] / mass, np.nan)
-        edges = self._edges()
-        if scope == "classwise":
-            edges = np.broadcast_to(edges, (int(self.num_classes or 0), edges.shape[0]))
-        return ReliabilityCurve(edges, s[prefix + "counts"].copy(), conf, acc)
+        curve = self._statistics(scope).reliability_curve()
+        return dataclasses.replace(curve, counts=self._sums[prefix + "counts"].copy())
 
     def compute(self) -> CalibrationSummary:
         """Every figure of the examples seen.
