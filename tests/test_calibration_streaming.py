@@ -19,7 +19,6 @@ import pytest
 
 import crossent as ce
 import crossent.calibration as cal
-from conftest import to_np
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -91,6 +90,25 @@ def test_equals_one_shot_float64(binning) -> None:
     )
 
 
+def test_one_float64_batch_is_bitwise_the_one_shot() -> None:
+    # the same per-example terms and the same additions (bincount per bin, one sum): equal to
+    # the bit; the Brier term alone comes from another formula (sum p^2 - 2 p_y + 1)
+    p, y = sample(500, 5, seed=8)
+    state = cal.StreamingCalibration(classwise=True)
+    state.update(p, y)
+    summary = state.compute()
+    ece = cal.expected_calibration_error
+    assert summary.log_loss == float(cal.log_loss(p, y))
+    assert summary.ece == float(ece(p, y))
+    assert summary.mce == float(ece(p, y, norm="max"))
+    assert summary.rmsce == float(ece(p, y, norm="l2"))
+    assert summary.ece_classwise == float(ece(p, y, scope="classwise"))
+    for scope, curve in (("top_label", summary.curve), ("classwise", summary.classwise_curve)):
+        ref = cal.reliability_curve(p, y, scope=scope)
+        np.testing.assert_array_equal(curve.confidence, ref.confidence)
+        np.testing.assert_array_equal(curve.accuracy, ref.accuracy)
+
+
 def test_float32_counts_exact_and_logits_as_the_report_reads_them() -> None:
     rng = np.random.default_rng(2)
     logits = rng.normal(0, 4, (900, 10)).astype(np.float32)
@@ -123,22 +141,24 @@ def test_per_class_statistics_by_brute_force() -> None:
 
 
 def test_every_array_library(xp) -> None:
+    # batches of one shape: JAX compiles each operation once per shape (seconds on 2 cores)
     p, y = sample(300, 4, seed=4)
     state = cal.StreamingCalibration(n_bins=10, classwise=True)
-    for start in range(0, 300, 128):
-        state.update(xp.asarray(p[start : start + 128]), xp.asarray(y[start : start + 128]))
-    reference = streamed(p, y, 128, n_bins=10, classwise=True).compute()
+    for start in range(0, 300, 150):
+        state.update(xp.asarray(p[start : start + 150]), xp.asarray(y[start : start + 150]))
+    reference = streamed(p, y, 150, n_bins=10, classwise=True).compute()
     summary = state.compute()
     np.testing.assert_array_equal(summary.curve.counts, reference.curve.counts)
     np.testing.assert_array_equal(summary.classwise_curve.counts, reference.classwise_curve.counts)
     for name in ("log_loss", "brier", "accuracy", "ece", "mce", "rmsce", "ece_classwise"):
         assert getattr(summary, name) == pytest.approx(getattr(reference, name), rel=1e-12)
-    # logits of this library, and the summaries path
-    logits = xp.asarray(np.log(np.clip(p, 1e-12, 1)))
+    # logits of this library
+    logits = np.log(np.clip(p[:150], 1e-12, 1))
     from_logits = cal.StreamingCalibration(n_bins=10, kind="logits")
-    from_logits.update(logits, xp.asarray(y))
+    from_logits.update(xp.asarray(logits), xp.asarray(y[:150]))
+    probs = np.asarray(ce.softmax(logits))
     assert from_logits.compute().ece == pytest.approx(
-        float(cal.expected_calibration_error(np.asarray(ce.softmax(to_np(logits))), y, n_bins=10))
+        float(cal.expected_calibration_error(probs, y[:150], n_bins=10)), rel=1e-12
     )
 
 

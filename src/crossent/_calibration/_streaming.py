@@ -155,15 +155,21 @@ class StreamingCalibration:
     (top-label and class-wise), MCE, RMSCE and the reliability curves, with the formulas of the
     one-shot functions (:func:`~crossent.calibration.expected_calibration_error`, ...).
 
-    What is exact: the bin counts, the number of examples and (without weights) the hit counts
-    are integers and equal the one-shot's. Every bin is decided as the one-shot decides it, the
-    confidence compared with the edges ``i / B`` rounded to the batch's dtype, so the counts
-    agree even for a confidence on an edge. The sums of confidence, log-loss and Brier terms
-    are float64 from the per-example terms of the batch's dtype; for float64 predictions the
-    figures equal the one-shot ones to float64 rounding (the order of the additions differs,
-    about 1e-15 relative); for float32 predictions each term is the one-shot's and the float64
-    sum is the more accurate one (the one-shot function sums in float32). Logits are turned
-    into probabilities with :func:`crossent.softmax`, as ``crossent report`` does.
+    What is exact. The counts (examples, bin counts and, without weights, hits) are integers
+    equal to the one-shot's: every bin is decided as the one-shot decides it, the confidence
+    compared with the edges ``i / B`` rounded to the batch's dtype, so they agree even for a
+    confidence on an edge. The sums (confidence per bin, log-loss, Brier) are float64 sums of
+    the per-example terms the one-shot computes in the batch's dtype. With every example in one
+    float64 NumPy batch, the ECE, MCE and RMSCE (top-label and class-wise), the reliability
+    curves and the log-loss are bitwise the one-shot's (the same terms added in the same
+    order); over several batches the per-batch sums are added in another order, about 1e-16
+    relative apart. The Brier term is :math:`\sum_k p_k^2 - 2 p_y + 1` (one pass over the row,
+    no one-hot), which rounds differently from the one-shot's :math:`\sum_k (p_k - [y = k])^2`
+    by about the dtype's epsilon per example. For float32 predictions the one-shot log-loss and
+    Brier score are float32 means and the float64 sums here are the more accurate. On a GPU,
+    ``torch.bincount``'s float64 atomic additions make the last bit of a bin's sum depend on
+    the scheduling. Logits are turned into probabilities by :func:`crossent.softmax`, as
+    ``crossent report`` does.
 
     Only uniform bins stream: quantile edges are quantiles of every confidence, unknown until
     the last batch, so ``binning="quantile"`` raises.
