@@ -600,3 +600,92 @@ def test_bin_statistics_on_every_backend(xp) -> None:
 def test_bin_statistics_bad_input_is_named(call, match) -> None:
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------- temperature at scale
+
+
+def _overconfident(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 logits twice as sharp as the softmax their labels are drawn from."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, k)).astype(np.float32)
+    z[np.arange(n), rng.integers(0, k, n)] += 3.0
+    labels = np.argmax(z + rng.gumbel(size=(n, k)), axis=1)
+    return 2 * z, labels
+
+
+def _float64_root(logits: np.ndarray, labels: np.ndarray, weights=None) -> float:
+    """T* from scipy's brentq on the float64 derivative of the NLL in 1/T (no crossent code)."""
+    from scipy.optimize import brentq
+    from scipy.special import softmax
+
+    z = logits.astype(np.float64)
+    w = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
+
+    def derivative(beta: float) -> float:
+        p = softmax(beta * z, axis=1)
+        return float(np.sum(w * ((p * z).sum(axis=1) - z[np.arange(len(labels)), labels])))
+
+    return 1.0 / brentq(derivative, 0.05, 20.0, xtol=1e-15, rtol=1e-15)
+
+
+class _Rows:
+    """Rows read on demand (what a memory map or a file reader gives): counts what is read."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array, self.shape, self.reads = array, array.shape, []
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        self.reads.append((rows.start, rows.stop))
+        return self.array[rows]
+
+
+def test_temperature_of_float32_logits_against_a_float64_root() -> None:
+    logits, labels = _overconfident(4000, 300, 0)  # 1.2 M values: several row blocks
+    t = cal.fit_temperature(logits, labels, kind="logits")
+    assert t == pytest.approx(_float64_root(logits, labels), rel=1e-7)
+    assert 1.8 < t < 2.2
+    # weights: a 0/1 mask is the fit on that subset; general weights, the weighted optimum
+    half = np.arange(4000) % 3 == 0
+    masked = cal.fit_temperature(logits, labels, kind="logits", weights=half)
+    subset = cal.fit_temperature(logits[half], labels[half], kind="logits")
+    assert masked == pytest.approx(subset, rel=1e-10)
+    w = np.random.default_rng(1).uniform(0, 3, 4000)
+    weighted = cal.fit_temperature(logits, labels, kind="logits", weights=w)
+    assert weighted == pytest.approx(_float64_root(logits, labels, w), rel=1e-7)
+
+
+def test_temperature_reads_rows_on_demand_in_a_few_passes() -> None:
+    logits, labels = _overconfident(3000, 200, 2)
+    rows = _Rows(logits)
+    t = cal.fit_temperature(rows, labels, kind="logits")
+    assert t == cal.fit_temperature(logits, labels, kind="logits")  # the same blocks, sums
+    passes = sum(1 for start, _ in rows.reads if start == 0)
+    assert passes <= 6  # the first pass at T = 1, then Newton steps (4 here)
+    assert max(stop - start for start, stop in rows.reads) < 3000  # never the whole array
+    d = cal.log_loss_decomposition(_Rows(logits), labels, kind="logits")
+    assert d.temperature == t
+    from scipy.special import log_softmax
+
+    z = logits.astype(np.float64)
+    nll = -log_softmax(z, axis=1)[np.arange(3000), labels].mean()
+    nll_t = -log_softmax(z / t, axis=1)[np.arange(3000), labels].mean()
+    assert d.log_loss == pytest.approx(nll, rel=1e-6)  # float32 rows, float64 sums
+    assert d.refinement == pytest.approx(nll_t, rel=1e-6)
+
+
+def test_temperature_errors_name_the_row_of_any_block() -> None:
+    logits, labels = _overconfident(2000, 300, 3)
+    bad = logits.copy()
+    bad[1500, 7] = np.nan
+    with pytest.raises(ValueError, match=r"index \(1500, 7\)"):
+        cal.fit_temperature(bad, labels, kind="logits")
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    probs[1700, labels[1700]] = 0.0
+    with pytest.raises(ValueError, match="probability 0 at example 1700"):
+        cal.fit_temperature(_Rows(probs), labels, kind="probs")
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
+        cal.fit_temperature(logits, labels, weights=-np.ones(2000))
+    with pytest.raises(ValueError, match="shape"):
+        cal.fit_temperature(logits, labels, weights=np.ones(3))

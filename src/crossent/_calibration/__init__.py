@@ -52,11 +52,11 @@ from ._streaming import StreamingCalibration as StreamingCalibration
 from ._temperature import KINDS as KINDS
 from ._temperature import LogLossDecomposition as LogLossDecomposition
 from ._temperature import _as_logits as _as_logits
+from ._temperature import _fit as _fit
 from ._temperature import _log_of_probs as _log_of_probs
 from ._temperature import _looks_like_probs as _looks_like_probs
-from ._temperature import _nll_terms as _nll_terms
-from ._temperature import _prepare_temperature as _prepare_temperature
 from ._temperature import _resolve_kind as _resolve_kind
+from ._temperature import _row_terms as _row_terms
 from ._temperature import apply_temperature as apply_temperature
 from ._temperature import fit_temperature as fit_temperature
 from ._temperature import log_loss_decomposition as log_loss_decomposition

@@ -167,7 +167,9 @@ class BinStatistics:
         acc = xp.where(nonempty, hits / safe, xp.zeros_like(n))
         return xp, conf, acc, nonempty
 
-    def calibration_error(self, *, norm: str = "l1", debias: bool = False) -> Array:
+    def calibration_error(
+        self, *, norm: str = "l1", debias: bool = False, average: bool = True
+    ) -> Array:
         r"""ECE (``"l1"``), RMSCE (``"l2"``) or MCE (``"max"``) of the binned confidences.
 
         .. math::
@@ -180,8 +182,9 @@ class BinStatistics:
             \operatorname{conf}(b) \rvert
 
         With several columns the l1 errors are averaged, the squared l2 errors averaged before
-        the root and the max taken over all of them; ``debias`` is Kumar et al.'s (2019)
-        debiased l2 (see :func:`crossent.calibration.expected_calibration_error`).
+        the root and the max taken over all of them (``average=False``: one error per column);
+        ``debias`` is Kumar et al.'s (2019) debiased l2 (see
+        :func:`crossent.calibration.expected_calibration_error`).
 
         Parameters
         ----------
@@ -189,11 +192,13 @@ class BinStatistics:
             The norm of the gaps.
         debias : bool, default False
             The debiased l2 estimator (``norm="l2"`` only).
+        average : bool, default True
+            One error for all columns, or (False) one per column.
 
         Returns
         -------
         array
-            A 0-d array in the dtype of ``sum_confidence``.
+            A 0-d array (or one value per column) in the dtype of ``sum_confidence``.
 
         Examples
         --------
@@ -212,15 +217,18 @@ class BinStatistics:
         n = xp.astype(self.counts, gap.dtype)
         weight = n / xp.sum(n, axis=-1, keepdims=True)
         if norm == "l1":
-            return xp.mean(xp.sum(weight * xp.abs(gap), axis=-1))
+            per_column = xp.sum(weight * xp.abs(gap), axis=-1)
+            return xp.mean(per_column) if average else per_column
         if norm == "max":
-            return xp.max(xp.abs(gap))
+            return xp.max(xp.abs(gap)) if average else xp.max(xp.abs(gap), axis=-1)
         square = gap * gap
         if debias:
             usable = self.counts >= 2
             noise = acc * (1 - acc) / xp.where(usable, n - 1, xp.ones_like(n))
             square = xp.where(usable, square - noise, xp.zeros_like(square))
-        total = xp.mean(xp.sum(weight * square, axis=-1))
+        total = xp.sum(weight * square, axis=-1)
+        if average:
+            total = xp.mean(total)
         return xp.sqrt(xp.maximum(total, xp.zeros_like(total)))
 
     def reliability_curve(self) -> ReliabilityCurve:

@@ -38,11 +38,32 @@ COMMAND_MODULES = (
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
+# The optional packages the commands import when they need them, and the extra that installs
+# each (pyproject.toml): a missing one is a one-line hint, not a traceback.
+EXTRAS = {
+    "matplotlib": ("matplotlib", "report"),
+    "pyarrow": ("pyarrow", "report"),
+    "sklearn": ("scikit-learn", "report"),
+    "starlette": ("starlette", "explore"),
+    "uvicorn": ("uvicorn", "explore"),
+}
+
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
     try:
         app()
+    except ModuleNotFoundError as error:
+        top = (error.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        package, extra = EXTRAS[top]
+        typer.echo(
+            f"crossent: error: this needs {package}, which is not installed: "
+            f"pip install 'crossent[{extra}]'",
+            err=True,
+        )
+        sys.exit(2)
     except (ValueError, TypeError, OSError) as error:  # crossent.errors.UsageError among them
         typer.echo(f"crossent: error: {error}", err=True)
         sys.exit(2)

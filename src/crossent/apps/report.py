@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from crossent.report import METRIC_LABELS, Report, to_json, write_report
+from crossent.errors import UsageError
+from crossent.report import N_BINS, Report, metric_labels, to_json, write_report
 
 __all__ = ["register"]
 
@@ -32,7 +33,7 @@ def _summary_table(report: Report) -> Any:
     table.add_column("as given", justify="right")
     if report.after is not None:
         table.add_column("temperature-scaled", justify="right")
-    for key, label in METRIC_LABELS.items():
+    for key, label in metric_labels(report).items():
         if key not in report.before.metrics:
             continue
         row = [label, f"{report.before.metrics[key]:.4f}"]
@@ -73,11 +74,47 @@ def report(
         typer.Option("--label-key", help="Array (.npz) or column (.csv, .parquet) of labels."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split into two halves.")] = 0,
+    bins: Annotated[
+        str,
+        typer.Option(
+            "--bins",
+            metavar="N",
+            help=f"Confidence bins of the calibration errors and the reliability diagram, "
+            f"1 to 1000 (default {N_BINS}).",
+        ),
+    ] = str(N_BINS),
+    binning: Annotated[
+        str,
+        typer.Option(
+            "--binning",
+            metavar="uniform|quantile",
+            help="Equal-width bins, or top-label bins holding equal numbers of examples "
+            "(the class-wise ECE keeps equal-width bins).",
+        ),
+    ] = "uniform",
 ) -> None:
-    """Report on predicted probabilities: log-loss, calibration, temperature scaling, HTML page."""
+    """Report on predicted probabilities: log-loss, calibration, temperature scaling, HTML page.
+
+    \b
+    Files it reads (probabilities or logits, detected, or --kind):
+    - .npz: an array of predictions (N, K) named predictions, probs, probabilities, y_proba,
+      y_prob, scores or logits, and one of labels (N,) named ground_truth, labels, label,
+      targets, target, y_true or y (or --pred-key / --label-key);
+    - .npy: the (N, K) predictions, with --labels LABELS.npy (read through a memory map);
+    - .csv and .parquet: one row per example; a label column (named as in .npz, or
+      --label-key) and one numeric column per class (the column names become the class
+      names), or one list column of K numbers a row; columns named id, index, idx, example
+      or sample are skipped. For example, a header "cat,dog,bird,label" and rows
+      "0.7,0.2,0.1,0". Parquet is read one row group at a time.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # Parsed here, not by typer, so that a bad value is one line like every other error.
+    try:
+        n_bins = int(bins)
+    except ValueError:
+        raise UsageError(f"--bins takes a whole number from 1 to 1000, not {bins!r}") from None
     err = Console(stderr=True)
     out = Console()
     progress = Progress(
@@ -108,6 +145,8 @@ def report(
             html=not no_html,
             force=force,
             seed=seed,
+            n_bins=n_bins,
+            binning=binning,
             step=step,
         )
         step("done")

@@ -33,6 +33,7 @@ import typer
 import crossent as ce
 from crossent import calibration as cal
 from crossent.errors import UsageError
+from crossent.report import N_BINS
 
 __all__ = ["register"]
 
@@ -358,7 +359,7 @@ def calibration_figure(runs: dict[str, Run], labels: np.ndarray, path: Path) -> 
     for ax, run in zip(axes, chosen, strict=False):
         assert run.test_logits is not None
         probs = np.asarray(ce.softmax(run.test_logits))
-        curve = cal.reliability_curve(probs, labels, n_bins=10)
+        curve = cal.reliability_curve(probs, labels, n_bins=N_BINS)  # the report's bins
         edges = np.asarray(curve.edges)
         ax.bar(
             edges[:-1],

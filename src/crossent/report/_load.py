@@ -2,10 +2,19 @@
 
 Every problem a file can have (unreadable, a missing array or column, a wrong shape, NaN, labels
 out of range) ends in a :class:`crossent.errors.UsageError` whose message is a single line.
+
+Memory: a ``.npz`` member and a CSV file are read whole (the array is in memory once); a
+``.npy`` file is read through a memory map and a parquet file one row group at a time
+(:class:`MappedRows`, :class:`ParquetRows`), so their predictions are never in memory whole:
+every pass over them (the checks here, the scores and the temperature fits) reads a block of
+rows at a time. Only per-example vectors (labels, confidences, losses: a few numbers a row) are
+kept.
 """
 
 from __future__ import annotations
 
+import mmap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,17 +27,127 @@ PREDICTION_KEYS = ("predictions", "probs", "probabilities", "y_proba", "y_prob",
 LABEL_KEYS = ("ground_truth", "labels", "label", "targets", "target", "y_true", "y")
 ID_COLUMNS = ("id", "index", "idx", "example", "sample", "__index_level_0__")
 SUFFIXES = (".npz", ".npy", ".csv", ".parquet")
+BLOCK_VALUES = 1 << 20  # values in a block of rows read at a time (4 MB of float32)
+DIAGNOSE_ROWS = 4096  # crossent.diagnose looks at the first rows only (it copies to float64)
+
+
+def _float_block(block: np.ndarray) -> np.ndarray:
+    """Float32/float64 kept as they are (the log-loss clip is the dtype's epsilon, as in
+    scikit-learn); integers read as float64 and float16 as float32."""
+    if not np.issubdtype(block.dtype, np.floating):
+        return block.astype(np.float64)
+    if np.finfo(block.dtype).bits < 32:
+        return block.astype(np.float32)
+    return block
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    return _float_block(np.zeros(0, dtype=dtype)).dtype
+
+
+class MappedRows:
+    """The (N, K) array of a ``.npy`` file through a read-only memory map, read by rows.
+
+    ``rows[a:b]`` copies the rows out (as float32 or float64) and hands the pages it read back
+    to the kernel (``madvise(MADV_DONTNEED)``; they stay in the page cache for the next pass),
+    so a pass over the file keeps one block resident, not the file.
+    """
+
+    ndim = 2
+
+    def __init__(self, array: np.memmap) -> None:
+        self._array = array
+        self.shape = (int(array.shape[0]), int(array.shape[1]))
+        self.dtype = _float_dtype(array.dtype)
+        self._map = array.base if isinstance(array.base, mmap.mmap) else None
+        # where the data starts in the map (np.memmap maps from an allocation-granular offset)
+        self._start = int(array.offset) % mmap.ALLOCATIONGRANULARITY
+        self._row_bytes = int(array.strides[0]) if array.flags.c_contiguous else 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        block = _float_block(np.array(self._array[rows]))
+        if self._map is not None and self._row_bytes and hasattr(mmap, "MADV_DONTNEED"):
+            start, stop, _ = rows.indices(self.shape[0])
+            first = self._start + start * self._row_bytes
+            first -= first % mmap.PAGESIZE
+            last = self._start + stop * self._row_bytes
+            if last > first:
+                self._map.madvise(mmap.MADV_DONTNEED, first, last - first)
+        return block
+
+
+class ParquetRows:
+    """The prediction columns of a parquet file, read one row group at a time.
+
+    ``rows[a:b]`` decodes the row groups that hold those rows (the last one is kept for the
+    next, sequential, slice): memory holds a row group, not the file.
+    """
+
+    ndim = 2
+
+    def __init__(self, file: Any, columns: list[str], list_column: bool, dtype: np.dtype) -> None:
+        self._file, self._columns, self._list = file, columns, list_column
+        self._cached: tuple[int, np.ndarray] | None = None
+        meta = file.metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        self._starts = np.cumsum([0, *sizes])
+        width = len(columns)
+        if list_column:  # the width of the lists, from the first row group
+            width = self._group(0).shape[1] if meta.num_row_groups else 0
+        self.shape = (int(self._starts[-1]), int(width))
+        self.dtype = dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _group(self, i: int) -> np.ndarray:
+        if self._cached is not None and self._cached[0] == i:
+            return self._cached[1]
+        table = self._file.read_row_group(i, columns=self._columns)
+        values = _table_values(table, self._columns, self._list)
+        self._cached = (i, values)
+        return values
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        if stop <= start:
+            return np.zeros((0, self.shape[1]), dtype=self.dtype)
+        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        last = int(np.searchsorted(self._starts, stop, side="left")) - 1
+        parts = []
+        for i in range(first, last + 1):
+            group = self._group(i)
+            lo = max(start - int(self._starts[i]), 0)
+            hi = min(stop - int(self._starts[i]), group.shape[0])
+            parts.append(group[lo:hi])
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return block.astype(self.dtype, copy=False)
+
+
+def row_blocks(values: Any) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, stop, rows)`` of (N, K) ``values`` (an array, or rows read on demand) in blocks
+    of about :data:`BLOCK_VALUES` values."""
+    n, k = values.shape
+    step = max(1, BLOCK_VALUES // max(int(k), 1))
+    for start in range(0, int(n), step):
+        stop = min(start + step, int(n))
+        yield start, stop, values[start:stop]
 
 
 @dataclass
 class Predictions:
-    """Validated predictions: ``values`` (N, K) float32 or float64, ``labels`` (N,) int64.
+    """Validated predictions: ``values`` (N, K), ``labels`` (N,) int64.
 
-    ``kind`` is "probs" or "logits"; ``class_names`` one name per class; ``notes`` the findings
-    worth showing (diagnostics, how the kind was decided).
+    ``values`` is a float32 or float64 array, or (``.npy``, parquet) an object with ``shape``,
+    ``dtype`` and row slicing, ``values[a:b]``, that reads the rows on demand. ``kind`` is
+    "probs" or "logits"; ``class_names`` one name per class; ``notes`` the findings worth
+    showing (diagnostics, how the kind was decided).
     """
 
-    values: np.ndarray
+    values: Any
     labels: np.ndarray
     kind: str
     source: str
@@ -77,62 +196,109 @@ def _read_npz(path: Path, pred_key: str | None, label_key: str | None) -> tuple[
         raise _error(f"cannot read {path} as .npz: {_first_line(error)}") from None
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path, *, mapped: bool = False) -> Any:
+    """The array of a ``.npy`` file: loaded, or (``mapped``) a :class:`MappedRows` when 2-D."""
     try:
-        return np.asarray(np.load(path, allow_pickle=False))
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
     except Exception as error:
         raise _error(f"cannot read {path} as .npy: {_first_line(error)}") from None
+    if mapped and array.ndim == 2 and _numeric(array.dtype):
+        return MappedRows(array)
+    return np.asarray(array)
 
 
-def _read_table(path: Path) -> Any:
-    try:
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        import pyarrow.csv as pcsv
-
-        return pcsv.read_csv(path)
-    except Exception as error:
-        raise _error(f"cannot read {path}: {_first_line(error)}") from None
+def _numeric(dtype: np.dtype) -> bool:
+    return bool(np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer))
 
 
-def _table_arrays(
-    table: Any, label_col: str | None
-) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """Labels and the (N, K) predictions of a table: one column per class, or one list column."""
+def _is_list(kind: Any) -> bool:
     import pyarrow as pa
 
-    names = list(table.column_names)
+    return bool(pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind))
+
+
+def _table_layout(schema: Any, label_col: str | None) -> tuple[str, list[str], bool]:
+    """Label column, prediction columns, and whether they are one list column, of a table.
+
+    The predictions are one numeric column per class, or one list column of K values a row;
+    columns named like an example id (``id``, ``index``, ...) are skipped.
+    """
+    import pyarrow as pa
+
+    names = list(schema.names)
     lk = _pick(names, label_col, LABEL_KEYS, "label column")
-    labels = table.column(lk).to_numpy(zero_copy_only=False)
     rest = [n for n in names if n != lk and n.lower() not in ID_COLUMNS]
     if not rest:
         raise _error(f"no prediction columns beside the label column {lk!r}")
     lists = [
         n
         for n in rest
-        if pa.types.is_list(table.schema.field(n).type)
-        or pa.types.is_fixed_size_list(table.schema.field(n).type)
-        or pa.types.is_large_list(table.schema.field(n).type)
+        if _is_list(schema.field(n).type) or pa.types.is_large_list(schema.field(n).type)
     ]
     if lists:
-        col = lists[0]
-        rows = table.column(col).to_pylist()
-        widths = {len(r) if r is not None else -1 for r in rows}
-        if len(widths) != 1 or -1 in widths:
-            raise _error(f"the list column {col!r} has rows of different lengths (or nulls)")
-        values = np.asarray(rows, dtype=np.float64)
-        return values, labels, [str(i) for i in range(values.shape[1])], col
-    columns = []
+        return lk, lists[:1], True
     for n in rest:
-        kind = table.schema.field(n).type
+        kind = schema.field(n).type
         if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
             raise _error(f"column {n!r} is not numeric ({kind}); give one numeric column per class")
-        if table.column(n).null_count:
-            raise _error(f"column {n!r} has {table.column(n).null_count} missing value(s)")
-        columns.append(table.column(n).to_numpy(zero_copy_only=False))
-    return np.stack(columns, axis=1), labels, rest, "columns"
+    return lk, rest, False
+
+
+def _table_values(table: Any, columns: list[str], list_column: bool) -> np.ndarray:
+    """The (rows, K) predictions of a table (or of one row group of it)."""
+    import pyarrow.compute as pc
+
+    if list_column:
+        col = table.column(columns[0]).combine_chunks()
+        lengths = pc.list_value_length(col)
+        widths = pc.min_max(lengths).as_py() if len(col) else {"min": 0, "max": 0}
+        if col.null_count or widths["min"] != widths["max"]:
+            raise _error(f"the list column {columns[0]!r} has rows of different lengths (or nulls)")
+        flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
+        return _float_block(flat.reshape(len(col), int(widths["max"] or 0)))
+    parts = []
+    for n in columns:
+        column = table.column(n)
+        if column.null_count:
+            raise _error(f"column {n!r} has {column.null_count} missing value(s)")
+        parts.append(column.to_numpy(zero_copy_only=False))
+    return _float_block(np.stack(parts, axis=1))
+
+
+def _read_table(path: Path, label_col: str | None) -> tuple[Any, np.ndarray, list[str], str]:
+    """Predictions (an array, or parquet rows read by row group), labels, column names, key."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            file = pq.ParquetFile(path)
+            schema = file.schema_arrow
+        else:
+            import pyarrow.csv as pcsv
+
+            table = pcsv.read_csv(path)
+            schema = table.schema
+    except ModuleNotFoundError:
+        raise
+    except Exception as error:
+        raise _error(f"cannot read {path}: {_first_line(error)}") from None
+    lk, columns, list_column = _table_layout(schema, label_col)
+    key = columns[0] if list_column else "columns"
+    names = [] if list_column else columns
+    if path.suffix.lower() != ".parquet":
+        labels = table.column(lk).to_numpy(zero_copy_only=False)
+        return _table_values(table, columns, list_column), labels, names, key
+    try:
+        labels = file.read(columns=[lk]).column(lk).to_numpy(zero_copy_only=False)
+    except Exception as error:
+        raise _error(f"cannot read {path}: {_first_line(error)}") from None
+    kinds = [schema.field(n).type for n in columns]
+    if list_column:
+        kinds = [kinds[0].value_type]
+    dtype = np.result_type(*(np.dtype(k.to_pandas_dtype()) for k in kinds))
+    if not _numeric(dtype):
+        raise _error(f"the list column {columns[0]!r} does not hold numbers ({kinds[0]})")
+    return ParquetRows(file, columns, list_column, _float_dtype(dtype)), labels, names, key
 
 
 def _labels_as_int(labels: np.ndarray) -> np.ndarray:
@@ -156,54 +322,99 @@ def _labels_as_int(labels: np.ndarray) -> np.ndarray:
     raise _error(f"labels must be integer class indices; got dtype {labels.dtype}")
 
 
-def _check(values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if values.dtype == object or not (
-        np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)
-    ):
+def _check(values: Any, labels: np.ndarray) -> tuple[Any, np.ndarray]:
+    """Shapes, dtypes and labels: everything but the values themselves (see :func:`_scan`)."""
+    if not _numeric(values.dtype):
         raise _error(f"predictions must be numbers; got dtype {values.dtype}")
-    if values.ndim == 1 and values.shape == labels.shape:
+    shape = tuple(values.shape)
+    if len(shape) == 1 and shape == labels.shape:
         raise _error(
-            f"predictions have shape {values.shape}, one value per example: give one column per "
+            f"predictions have shape {shape}, one value per example: give one column per "
             "class (for a binary problem, both class probabilities)"
         )
-    if values.ndim != 2:
-        raise _error(f"predictions must have shape (N, K); got shape {values.shape}")
-    n, k = values.shape
+    if len(shape) != 2:
+        raise _error(f"predictions must have shape (N, K); got shape {shape}")
+    n, k = shape
     if k < 2:
-        raise _error(f"predictions must have at least 2 classes; got shape {values.shape}")
+        raise _error(f"predictions must have at least 2 classes; got shape {shape}")
     if n < 2:
         raise _error(f"need at least 2 examples; got {n}")
     labels = _labels_as_int(labels)
     if labels.shape[0] != n:
         raise _error(f"{n} rows of predictions but {labels.shape[0]} labels")
-    # Keep float32/float64 data as it is (the log-loss clip is the dtype's epsilon, as in
-    # scikit-learn); integers and float16 are read as float64 and float32.
-    if not np.issubdtype(values.dtype, np.floating):
-        values = values.astype(np.float64)
-    elif np.finfo(values.dtype).bits < 32:
-        values = values.astype(np.float32)
-    nan = np.isnan(values)
-    if nan.any():
-        i, j = (int(a) for a in np.argwhere(nan)[0])
-        raise _error(
-            f"predictions hold {int(nan.sum())} NaN value(s); the first at row {i}, class {j}"
-        )
-    if np.isposinf(values).any():
-        i, j = (int(a) for a in np.argwhere(np.isposinf(values))[0])
-        raise _error(f"predictions hold +inf; the first at row {i}, class {j}")
     bad = (labels < 0) | (labels >= k)
     if bad.any():
         i = int(np.argmax(bad))
         raise _error(f"labels must be in [0, {k}) for {k} classes; found {labels[i]} at index {i}")
+    if isinstance(values, np.ndarray):
+        values = _float_block(values)
     return values, labels
 
 
-def _decide_kind(values: np.ndarray, kind: str, key: str) -> tuple[str, list[str]]:
+@dataclass
+class _Scan:
+    """What one pass over the values finds (positions are (row, class))."""
+
+    nan: int = 0
+    first_nan: tuple[int, int] | None = None
+    first_posinf: tuple[int, int] | None = None
+    outside: tuple[int, int, float] | None = None  # first value outside [0, 1]
+    worst_row: int = 0  # the row whose sum is farthest from 1
+    worst_sum: float = 1.0
+    all_neginf_row: int | None = None  # first row of all -inf
+    zero_label_probs: int = 0  # rows whose label's value is exactly 0
+
+
+def _first(mask: np.ndarray, start: int) -> tuple[int, int] | None:
+    if not mask.any():
+        return None
+    i, j = np.unravel_index(int(np.argmax(mask)), mask.shape)
+    return int(i) + start, int(j)
+
+
+def _scan(values: Any, labels: np.ndarray) -> _Scan:
+    """One pass over the values, a block of rows at a time."""
+    scan = _Scan()
+    worst = -1.0
+    for start, stop, v in row_blocks(values):
+        nan = np.isnan(v)
+        count = int(nan.sum())
+        if count:
+            scan.nan += count
+            scan.first_nan = scan.first_nan or _first(nan, start)
+            continue
+        if scan.first_posinf is None:
+            scan.first_posinf = _first(np.isposinf(v), start)
+        if scan.outside is None:
+            where = _first(~((v >= 0) & (v <= 1)), start)
+            if where is not None:
+                scan.outside = (*where, float(v[where[0] - start, where[1]]))
+        sums = v.sum(axis=1, dtype=np.float64)
+        gaps = np.abs(sums - 1)
+        row = int(np.argmax(gaps))
+        if gaps[row] > worst:
+            worst, scan.worst_row, scan.worst_sum = float(gaps[row]), row + start, float(sums[row])
+        if scan.all_neginf_row is None:
+            empty = np.isneginf(v).all(axis=1)
+            if empty.any():
+                scan.all_neginf_row = int(np.argmax(empty)) + start
+        scan.zero_label_probs += int((v[np.arange(stop - start), labels[start:stop]] == 0).sum())
+    if scan.first_nan is not None:
+        i, j = scan.first_nan
+        raise _error(f"predictions hold {scan.nan} NaN value(s); the first at row {i}, class {j}")
+    if scan.first_posinf is not None:
+        i, j = scan.first_posinf
+        raise _error(f"predictions hold +inf; the first at row {i}, class {j}")
+    return scan
+
+
+def _decide_kind(
+    scan: _Scan, kind: str, key: str, k: int, dtype: np.dtype
+) -> tuple[str, list[str]]:
     notes = []
-    in_unit = bool(np.all((values >= 0) & (values <= 1)))
-    sums = values.sum(axis=1)
-    tol = max(1e-4, 4 * values.shape[1] * float(np.finfo(values.dtype).eps))
-    normalized = in_unit and bool(np.all(np.abs(sums - 1) <= tol))
+    in_unit = scan.outside is None
+    tol = max(1e-4, 4 * k * float(np.finfo(dtype).eps))
+    normalized = in_unit and abs(scan.worst_sum - 1) <= tol
     if kind == "auto":
         if key.lower() == "logits":
             kind = "logits"
@@ -215,37 +426,42 @@ def _decide_kind(values: np.ndarray, kind: str, key: str) -> tuple[str, list[str
             kind = "logits"
             notes.append("read as logits: the rows are not probability distributions")
     if kind == "probs":
-        if not in_unit:
-            bad = ~((values >= 0) & (values <= 1))
-            i, j = (int(a) for a in np.argwhere(bad)[0])
+        if scan.outside is not None:
+            i, j, value = scan.outside
             raise _error(
-                f"--kind probs, but predictions hold {values[i, j]} at row {i}, class "
+                f"--kind probs, but predictions hold {value} at row {i}, class "
                 f"{j}, outside [0, 1]; are they logits?"
             )
         if not normalized:
-            row = int(np.argmax(np.abs(sums - 1)))
             notes.append(
-                f"warning: rows do not sum to 1 (row {row} sums to {sums[row]:.6g}); "
-                "the scores use them as given"
+                f"warning: rows do not sum to 1 (row {scan.worst_row} sums to "
+                f"{scan.worst_sum:.6g}); the scores use them as given"
             )
     return kind, notes
 
 
-def _diagnostics(values: np.ndarray, labels: np.ndarray, kind: str) -> list[str]:
-    """Findings of :func:`crossent.diagnose` that apply to values read as ``kind``."""
+def _diagnostics(values: Any, labels: np.ndarray, kind: str) -> list[str]:
+    """Findings of :func:`crossent.diagnose` that apply to values read as ``kind``.
+
+    On the first :data:`DIAGNOSE_ROWS` rows: the mistakes it finds (probabilities passed as
+    logits and the like) show in any sample, and it works on a float64 copy.
+    """
     import crossent
 
     diagnose = getattr(crossent, "diagnose", None)
     if diagnose is None:  # an older crossent without diagnose(): nothing more to say
         return []
+    n = int(values.shape[0])
+    rows = min(n, DIAGNOSE_ROWS)
+    prefix = "" if rows == n else f"in the first {rows:,} rows: "
     notes = []
-    for finding in diagnose(values, labels):
+    for finding in diagnose(values[:rows], labels[:rows]):
         if kind == "probs" and finding.code in ("probabilities_as_logits", "rows_not_normalized"):
             continue  # they are read as probabilities: the finding is about logits
         if kind == "logits" and finding.code == "log_probabilities":
-            notes.append("the logits are log-probabilities (each row's exp sums to 1)")
+            notes.append(f"{prefix}the logits are log-probabilities (each row's exp sums to 1)")
             continue
-        notes.append(f"{finding.severity}: {finding.message}")
+        notes.append(f"{finding.severity}: {prefix}{finding.message}")
     return notes
 
 
@@ -278,25 +494,23 @@ def load_predictions(
             raise _error(f"{path.name} holds one array: give the labels with --labels LABELS.npy")
         if not labels_path.exists():
             raise _error(f"no such file: {labels_path}")
-        values, labels = _read_npy(path), _read_npy(labels_path)
+        values, labels = _read_npy(path, mapped=True), _read_npy(labels_path)
         key = path.stem
     else:
         if labels_path is not None:
             raise _error("--labels is for .npy predictions; a table holds its label column")
-        values, labels, names, key = _table_arrays(_read_table(path), label_key)
+        values, labels, names, key = _read_table(path, label_key)
     values, labels = _check(values, labels)
-    kind, notes = _decide_kind(values, kind, key)
-    if kind == "logits" and np.isneginf(values).all(axis=1).any():
-        row = int(np.argmax(np.isneginf(values).all(axis=1)))
-        raise _error(f"row {row} of the logits is all -inf: it is no distribution")
-    if kind == "probs":
-        p_y = values[np.arange(len(labels)), labels]
-        if (p_y == 0).any():
-            notes.append(
-                f"{int((p_y == 0).sum())} label(s) have probability exactly 0: their "
-                "log-loss is clipped at -log(eps)"
-            )
+    scan = _scan(values, labels)
+    kind, notes = _decide_kind(scan, kind, key, int(values.shape[1]), values.dtype)
+    if kind == "logits" and scan.all_neginf_row is not None:
+        raise _error(f"row {scan.all_neginf_row} of the logits is all -inf: it is no distribution")
+    if kind == "probs" and scan.zero_label_probs:
+        notes.append(
+            f"{scan.zero_label_probs} label(s) have probability exactly 0: their "
+            "log-loss is clipped at -log(eps)"
+        )
     notes += _diagnostics(values, labels, kind)
-    if names is None or len(names) != values.shape[1]:
+    if not names or len(names) != values.shape[1]:
         names = [str(i) for i in range(values.shape[1])]
     return Predictions(values, labels, kind, str(path), names, notes)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._compute import METRIC_LABELS, N_BINS, Report
+from ._compute import Report, metric_labels
 
 BEFORE = "#c0392b"
 AFTER = "#2471a3"
@@ -32,6 +32,19 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(1, ncols)
     return fig, axes
+
+
+def _legend(fig: Any, ax: Any) -> None:
+    """The legend of ``ax``'s artists below the axes, where it hides no data."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(3, len(labels)),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def reliability_png(report: Report) -> str:
@@ -87,20 +100,20 @@ def reliability_png(report: Report) -> str:
             ylabel="accuracy",
             title=f"{title}: ECE {scored.metrics['ece']:.2%}",
         )
-        ax.legend(loc="upper left", fontsize=8)
+    _legend(fig, axes[0])
     return _png(fig)
 
 
 def confidence_png(report: Report) -> str:
     """Histogram of the top-label confidence, with the accuracy and the mean confidence."""
     fig, ax = _figure(6.5, 3.6)
-    bins = np.linspace(0, 1, 2 * N_BINS + 1)
+    bins = np.linspace(0, 1, 2 * report.n_bins + 1)
     versions = [("as given", report.before, BEFORE)]
     if report.after is not None:
         versions.append(("after temperature scaling", report.after, AFTER))
     for title, scored, color in versions:
-        conf = scored.probs.max(axis=1)
-        ax.hist(conf, bins=bins, histtype="stepfilled", alpha=0.35, color=color, label=title)
+        style = {"histtype": "stepfilled", "alpha": 0.35, "color": color}
+        ax.hist(scored.confidence, bins=bins, label=title, **style)
         ax.axvline(
             scored.metrics["mean_confidence"],
             color=color,
@@ -117,7 +130,7 @@ def confidence_png(report: Report) -> str:
     ax.set(
         xlim=(0, 1), xlabel="confidence (top-label probability)", ylabel="examples", yscale="log"
     )
-    ax.legend(fontsize=8, loc="upper left")
+    _legend(fig, ax)
     return _png(fig)
 
 
@@ -142,7 +155,7 @@ def loss_png(report: Report) -> str:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(xlabel="per-example log-loss -ln p(label) (nats)", ylabel="examples")
-    ax.legend(fontsize=8, loc="upper right")
+    _legend(fig, ax)
     return _png(fig)
 
 
@@ -170,7 +183,7 @@ def per_class_png(report: Report) -> str:
     ax.set(xlabel="class", ylabel="mean log-loss (nats)", xlim=(-1, k))
     if k <= 20:
         ax.set_xticks(x, report.predictions.class_names)
-    ax.legend(fontsize=8)
+    _legend(fig, ax)
     return _png(fig)
 
 
@@ -212,13 +225,19 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}f}"
 
 
+def _change(a: float, b: float) -> str:
+    """``a - b`` to 4 decimals with its sign; a change that rounds to zero has none."""
+    text = f"{a - b:+.4f}"
+    return "0.0000" if text in ("+0.0000", "-0.0000") else text
+
+
 def _metrics_table(report: Report) -> str:
     after = report.after
     head = "<tr><th>metric</th><th>as given</th>"
     if after:
         head += "<th>temperature-scaled (cross-fitted)</th><th>change</th>"
     rows = []
-    for key, label in METRIC_LABELS.items():
+    for key, label in metric_labels(report).items():
         if key not in report.before.metrics:
             continue
         b = report.before.metrics[key]
@@ -229,7 +248,7 @@ def _metrics_table(report: Report) -> str:
             if key in _LOWER_IS_BETTER and abs(a - b) >= 5e-5:  # a visible change
                 good = (a < b) == _LOWER_IS_BETTER[key]
                 cls = ' class="better"' if good else ' class="worse"'
-            row += f"<td>{_fmt(a)}</td><td{cls}>{a - b:+.4f}</td>"
+            row += f"<td>{_fmt(a)}</td><td{cls}>{_change(a, b)}</td>"
         rows.append(row + "</tr>")
     return f"<table><thead>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -275,14 +294,28 @@ def render_html(report: Report, figures: dict[str, str], *, provenance: str = ""
     d = report.decomposition
     decomposition = ""
     if d is not None:
+        summary_loss = report.before.metrics["log_loss_nats"]
+        why = "Unclipped log-loss"
+        if f"{d.log_loss:.4f}" != f"{summary_loss:.4f}":
+            why = (
+                f"This log-loss is unclipped, hence {d.log_loss:.4f} here and {summary_loss:.4f} "
+                f"in the summary, which clips each label's probability at the machine epsilon "
+                f"as scikit-learn does ({report.before.clipped:,} of {n:,} examples clipped)"
+            )
         decomposition = (
             "<h2>Where the log-loss comes from</h2>"
             f"<p>Log-loss {d.log_loss:.4f} nats = calibration {d.calibration:.4f} + refinement "
             f"{d.refinement:.4f}. The calibration part is what the best single temperature "
             f"(T* = {d.temperature:.4f}, fitted on all examples) removes; the refinement is what "
             "is left: the loss of the recalibrated forecast, an upper bound on the entropy no "
-            "recalibration can remove. Unclipped log-loss; in-sample.</p>"
+            f"recalibration can remove. {why}; in-sample.</p>"
         )
+    bins = (
+        f"{report.n_bins} equal-width bins of the confidence"
+        if report.binning == "uniform"
+        else f"{report.n_bins} bins of the confidence holding equal numbers of examples "
+        f"(the class-wise ECE: {report.n_bins} equal-width bins)"
+    )
     note_items = "".join(f"<li>{html.escape(x)}</li>" for x in notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -298,7 +331,7 @@ def render_html(report: Report, figures: dict[str, str], *, provenance: str = ""
 <h2>Summary</h2>
 {_metrics_table(report)}
 {temps}
-<p class="muted">Calibration errors use {N_BINS} equal-width bins of the confidence, each bin
+<p class="muted">Calibration errors use {bins}, each bin
 (lo, hi] (Guo et al. 2017, scikit-learn); the class-wise ECE averages the per-class errors.
 Log-loss clips probabilities at the machine epsilon (scikit-learn's convention).</p>
 {decomposition}
