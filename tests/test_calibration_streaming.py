@@ -318,6 +318,32 @@ def test_checks_work_where_the_data_cannot_be_read_for_free(monkeypatch) -> None
     assert state.examples == 0 and state.num_classes is None
 
 
+def test_cuda_tensors_are_reduced_on_the_device() -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    p, y = sample(2000, 10, seed=9)
+    w = np.random.default_rng(9).random(2000)
+    for weights in (None, w):
+        on_gpu = cal.StreamingCalibration(classwise=True)
+        on_cpu = cal.StreamingCalibration(classwise=True)
+        for start in range(0, 2000, 512):
+            s = slice(start, start + 512)
+            ws = None if weights is None else weights[s]
+            on_cpu.update(p[s], y[s], weights=ws)
+            on_gpu.update(
+                torch.from_numpy(p[s]).cuda(),
+                torch.from_numpy(y[s]).cuda(),
+                weights=None if ws is None else torch.from_numpy(ws).cuda(),
+            )
+        a, b = on_gpu.compute(), on_cpu.compute()
+        np.testing.assert_array_equal(a.classwise_curve.counts, b.classwise_curve.counts)
+        for name in ("log_loss", "brier", "ece", "mce", "rmsce", "ece_classwise"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-12), name
+    with pytest.raises(ValueError, match="found 10 at index 3"):
+        on_gpu.update(torch.rand(5, 10).cuda().softmax(1), torch.tensor([0, 1, 2, 10, 4]).cuda())
+
+
 # ---------------------------------------------------------------- torch.distributed
 
 WORKER = """

@@ -85,7 +85,8 @@ def _binned_sums(
     n, columns = (int(d) for d in conf.shape)
     nb = n_bins + (1 if ones_in_own_bin else 0)
     idx = _bin_index(xp, conf, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin)
-    flat = idx + xp.arange(columns, dtype=idx.dtype) * nb  # one index over every (column, bin)
+    device = getattr(idx, "device", None)
+    flat = idx + xp.arange(columns, dtype=idx.dtype, device=device) * nb  # (column, bin)
     wide = xp.broadcast_to(w[:, None], (n, columns))
     if hit.ndim == 1:  # the hit column of each row: its bin, weighted by the row's weight
         hit_index, hit_weight = _take(xp, flat, xp.astype(hit, flat.dtype)), w

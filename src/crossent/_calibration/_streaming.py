@@ -633,15 +633,14 @@ class StreamingCalibration:
         with np.errstate(divide="ignore", invalid="ignore"):
             recall = np.where(count > 0, s["label_hits"] / count, np.nan)
             loss = np.where(count > 0, s["label_nll"] / count, np.nan)
-        curve = self.reliability_curve(scope="classwise")
-        gaps = np.nan_to_num(np.abs(curve.accuracy - curve.confidence))
+        ece = self._statistics("classwise").calibration_error(average=False)
         return ClassStatistics(
             count=count,
             frequency=count / weight,
             mean_probability=s["class_confidence"].sum(axis=1) / weight,
             recall=recall,
             log_loss=loss,
-            ece=(s["class_weight"] / weight * gaps).sum(axis=1),
+            ece=np.asarray(ece, dtype=np.float64),
         )
 
 
