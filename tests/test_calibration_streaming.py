@@ -200,6 +200,23 @@ def test_integer_weights_equal_repeated_examples() -> None:
         state.expected_calibration_error(norm="l2", debias=True)
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_ignore_index_leaves_out_padding_tokens(library) -> None:
+    # a language model's batch (B, T, V) with padding labelled -100
+    xp = pytest.importorskip(library)
+    rng = np.random.default_rng(10)
+    logits = rng.normal(0, 2, (4, 30, 12))
+    labels = rng.integers(0, 12, (4, 30))
+    labels[:, 20:] = -100
+    state = cal.StreamingCalibration(kind="logits", classwise=True)
+    state.update(xp.asarray(logits), xp.asarray(labels), ignore_index=-100)
+    state.update(xp.asarray(logits[:1, 20:]), xp.asarray(labels[:1, 20:]), ignore_index=-100)
+    kept = labels != -100
+    probs, y = np.asarray(ce.softmax(logits[kept])), labels[kept]
+    assert state.examples == kept.sum()  # the batch of padding only added nothing
+    assert_matches_one_shot(state.compute(), probs, y, rtol=1e-12)
+
+
 def test_per_example_summaries_give_the_top_label_figures() -> None:
     p, y = sample(600, 8, seed=7)
     confidence, correct = p.max(1), p.argmax(1) == y
@@ -376,6 +393,12 @@ print(json.dumps({"examples": s.examples, "ece": s.ece, "ece_classwise": s.ece_c
                   "log_loss": s.log_loss, "counts": s.classwise_curve.counts.tolist()}))
 dist.destroy_process_group()
 """
+
+
+def test_sync_without_a_process_group_says_so() -> None:
+    pytest.importorskip("torch.distributed")
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        _fed().sync()
 
 
 def test_sync_over_gloo_gives_every_rank_the_full_data(tmp_path) -> None:

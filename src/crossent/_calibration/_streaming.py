@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._namespace import Array, default_int, quiet_numpy, to_numpy
+from .._namespace import Array, default_int, namespace, quiet_numpy, to_numpy
 from .._primitives import _softmax
 from ._batch_sums import (
     diagnose,
@@ -175,7 +175,8 @@ class StreamingCalibration:
     the last batch, so ``binning="quantile"`` raises.
 
     On an accelerator the ``(N, K)`` batch never leaves the device: it is reduced there, in
-    float64 where the library has it, to the per-bin sums, which are copied to the host in one
+    float64 where the library has it (JAX without x64 sums each batch in float32; the batches
+    are then added in float64 on the host), to the per-bin sums, which are copied to the host in one
     transfer of ``O(B)`` numbers (``O(K B)`` class-wise) together with the counts of invalid
     labels, values and weights (so a bad batch raises, naming the first bad value, without a
     second read). That copy synchronizes the host with the device once per batch.
@@ -298,7 +299,15 @@ class StreamingCalibration:
     # ------------------------------------------------------------ adding batches
 
     @quiet_numpy
-    def update(self, predictions: Array, labels: Array, /, *, weights: Array | None = None) -> None:
+    def update(
+        self,
+        predictions: Array,
+        labels: Array,
+        /,
+        *,
+        weights: Array | None = None,
+        ignore_index: int | None = None,
+    ) -> None:
         r"""Add a batch of predictions and their integer labels.
 
         Parameters
@@ -311,6 +320,9 @@ class StreamingCalibration:
         weights : array, optional
             Non-negative per-example weights of the labels' shape: every sum becomes a
             weighted sum (an integer weight counts an example that many times).
+        ignore_index : int, optional
+            Examples with this label are left out (e.g. -100 for a language model's padding
+            tokens); a batch of only such examples adds nothing.
 
         Raises
         ------
@@ -319,6 +331,13 @@ class StreamingCalibration:
             NaN prediction (or a probability outside [0, 1]), a negative or non-finite weight;
             the message names the first offending value. The state is unchanged.
         """
+        if ignore_index is not None:
+            xp, (predictions, labels, weights) = namespace(predictions, labels, weights)
+            keep = labels != ignore_index
+            if int(xp.sum(xp.astype(keep, default_int(xp)))) == 0:
+                return
+            predictions, labels = predictions[keep], labels[keep]  # a mask as the sole index
+            weights = None if weights is None else weights[keep]
         name = "logits" if self._kind == "logits" else "probs"
         xp, v, y, _ = _prepare(predictions, labels, name=name)
         refuse_traced(v)
