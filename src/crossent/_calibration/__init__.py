@@ -8,7 +8,9 @@ One module per concern: ``_inputs`` checks and flattens the inputs; ``_binning``
 bin edges and the per-bin sufficient statistics every binned metric comes from (count, sum of
 confidences, hits: :func:`bin_statistics`; its notes give the bin-edge conventions that make
 the published tools disagree); ``_scores`` holds the reliability curve, the calibration errors
-and the proper scores; ``_temperature`` fits and applies a temperature and decomposes the log-loss.
+and the proper scores; ``_temperature`` fits and applies a temperature and decomposes the log-loss;
+``_streaming`` accumulates the same figures batch by batch and across processes (``_batch_sums``
+reduces one batch where it lives).
 :mod:`crossent.calibration` is the public face; every name is re-exported here.
 """
 
@@ -55,6 +57,9 @@ from ._statistics import BrierDecomposition as BrierDecomposition
 from ._statistics import RiskCoverage as RiskCoverage
 from ._statistics import brier_decomposition as brier_decomposition
 from ._statistics import risk_coverage_curve as risk_coverage_curve
+from ._streaming import CalibrationSummary as CalibrationSummary
+from ._streaming import ClassStatistics as ClassStatistics
+from ._streaming import StreamingCalibration as StreamingCalibration
 from ._temperature import KINDS as KINDS
 from ._temperature import LogLossDecomposition as LogLossDecomposition
 from ._temperature import _as_logits as _as_logits
@@ -71,11 +76,14 @@ __all__ = [
     "BinStatistics",
     "BootstrapResult",
     "BrierDecomposition",
+    "CalibrationSummary",
+    "ClassStatistics",
     "Interval",
     "LogLossDecomposition",
     "ReliabilityCurve",
     "RiskCoverage",
     "SmoothECE",
+    "StreamingCalibration",
     "apply_temperature",
     "bin_edges",
     "bin_statistics",

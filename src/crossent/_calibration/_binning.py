@@ -316,7 +316,7 @@ def _bin_statistics(
         if ones_in_own_bin:
             idx = xp.where(block >= 1, xp.full_like(idx, n_bins), idx)
         # one index over every (column, bin): column * nb + bin
-        flat = idx + xp.arange(columns, dtype=idx.dtype) * nb
+        flat = idx + xp.arange(columns, dtype=idx.dtype, device=getattr(idx, "device", None)) * nb
         if per_row:
             hit_flat = xp.take_along_axis(
                 flat, xp.astype(hit[start:stop, None], flat.dtype), axis=1
