@@ -31,7 +31,7 @@ from .._semantics import (
     softmax_ce_loss,
     softplus,
 )
-from ..losses._problem import BinaryProblem, ClassProblem, IndexTargets
+from ..losses._problem import BinaryProblem, ClassProblem, index_targets
 from ..losses.binary import elementwise_grad, elementwise_loss
 from ..losses.focal import sigmoid_focal_grad_rule, sigmoid_focal_rule
 
@@ -169,17 +169,24 @@ def _gradient(
 _index_ce.defvjp(_index_ce_fwd, _index_ce_bwd)
 
 
+def _over_rows(loss: Any, problem: ClassProblem, reduction: str, *per_row: Any) -> Any:
+    """``loss(logits (N, K), index, valid, *per_row)`` over the flattened rows of ``problem``,
+    its per-row result (``reduction="none"``) shaped back like the batch."""
+    tg = index_targets(problem)
+    rows = (
+        problem.raw.reshape(-1, problem.num_classes),
+        tg.index.reshape(-1),
+        tg.valid.reshape(-1),
+    )
+    out = loss(*rows, *per_row)
+    return out.reshape(tuple(problem.raw.shape[:-1])) if reduction == "none" else out
+
+
 def softmax_cross_entropy(problem: ClassProblem, rule: SoftmaxCE, reduction: str) -> Any:
     """The JAX path of :func:`crossent.softmax_cross_entropy` for class-index targets."""
-    tg = problem.targets
-    assert isinstance(tg, IndexTargets)
-    k = problem.num_classes
-    batch = tuple(problem.raw.shape[:-1])
-    out = _index_ce(
-        rule, reduction, problem.raw.reshape(-1, k), tg.index.reshape(-1), tg.valid.reshape(-1),
-        tg.w_t.reshape(-1), problem.class_weight,
-    )  # fmt: skip
-    return out.reshape(batch) if reduction == "none" else out
+    w_t = index_targets(problem).w_t.reshape(-1)
+    loss = partial(_index_ce, rule, reduction)
+    return _over_rows(loss, problem, reduction, w_t, problem.class_weight)
 
 
 # ----------------------------------------------------------------- binary cross-entropy
@@ -383,12 +390,5 @@ _softmax_focal.defvjp(_softmax_focal_fwd, _softmax_focal_bwd)
 
 def softmax_focal_loss(problem: ClassProblem, alpha_t: Any, gamma: float, reduction: str) -> Any:
     """The JAX path of :func:`crossent.softmax_focal_loss` (inputs validated)."""
-    tg = problem.targets
-    assert isinstance(tg, IndexTargets)
-    k = problem.num_classes
-    batch = tuple(problem.raw.shape[:-1])
-    out = _softmax_focal(
-        gamma, reduction, problem.raw.reshape(-1, k), tg.index.reshape(-1), tg.valid.reshape(-1),
-        alpha_t.reshape(-1),
-    )  # fmt: skip
-    return out.reshape(batch) if reduction == "none" else out
+    loss = partial(_softmax_focal, gamma, reduction)
+    return _over_rows(loss, problem, reduction, alpha_t.reshape(-1))
