@@ -264,19 +264,19 @@ def _row_blocks(xp: Any, x: Array) -> list[tuple[int, int]]:
 def _bin_index(
     xp: Any, conf: Array, edges: Array, *, right_closed: bool, ones_in_own_bin: bool
 ) -> Array:
-    """Bin of each value of ``conf`` (N, C) given ``edges`` (B + 1,) or (C, B + 1)."""
-    n_bins = int(edges.shape[-1]) - 1
+    """Bin of each value of ``conf`` (N, C) given ``edges`` (B + 1,) or (C, B + 1).
+
+    ``edges`` (B + 1,) takes ``conf`` of any shape. The rule is :func:`crossent._dispatch.bin_index`'s.
+    """
+    options = {"right_closed": right_closed, "ones_in_own_bin": ones_in_own_bin}
     if edges.ndim == 1:
-        idx = _dispatch.bin_index(xp, conf, edges[1:-1], right_closed=right_closed)
-    else:  # an edge row per column (quantile bins): a search per column
-        columns = [
-            _dispatch.bin_index(xp, conf[:, c], edges[c, 1:-1], right_closed=right_closed)
-            for c in range(int(conf.shape[1]))
-        ]
-        idx = xp.stack(columns, axis=1)
-    if ones_in_own_bin:
-        idx = xp.where(conf >= 1, xp.full_like(idx, n_bins), idx)
-    return idx
+        return _dispatch.bin_index(xp, conf, edges[1:-1], **options)
+    # an edge row per column (quantile bins): a search per column
+    columns = [
+        _dispatch.bin_index(xp, conf[:, c], edges[c, 1:-1], **options)
+        for c in range(int(conf.shape[1]))
+    ]
+    return xp.stack(columns, axis=1)
 
 
 def _bin_statistics(
@@ -312,9 +312,9 @@ def _bin_statistics(
             sums = s if sums is None else sums + s
             hits = h if hits is None else hits + h
             continue
-        idx = _bin_index(xp, block, edges, right_closed=right_closed, ones_in_own_bin=False)
-        if ones_in_own_bin:
-            idx = xp.where(block >= 1, xp.full_like(idx, n_bins), idx)
+        idx = _bin_index(
+            xp, block, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+        )
         # one index over every (column, bin): column * nb + bin
         flat = idx + xp.arange(columns, dtype=idx.dtype, device=getattr(idx, "device", None)) * nb
         if per_row:
