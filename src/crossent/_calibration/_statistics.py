@@ -78,6 +78,12 @@ class _Edges:
         """Every column has the same edges."""
         return self.rule.binning == "uniform" or self.edges.shape[0] == 1
 
+    def statistics_row(self, column: int = 0) -> np.ndarray:
+        """A column's edges as :class:`BinStatistics` holds them (with ``ones_in_own_bin``, the
+        degenerate last bin ``[1, 1]`` appended)."""
+        row = self.edges[column]
+        return np.append(row, row[-1]) if self.rule.ones_in_own_bin else row
+
 
 def _entry_bins(values: np.ndarray, columns: np.ndarray | int, edges: _Edges) -> np.ndarray:
     """Bin of each value, ``values[j]`` being a probability of column ``columns[j]``.
@@ -89,13 +95,21 @@ def _entry_bins(values: np.ndarray, columns: np.ndarray | int, edges: _Edges) ->
     options = {"right_closed": rule.right_closed, "ones_in_own_bin": rule.ones_in_own_bin}
     if edges.shared:
         return np.asarray(_bin_index(xnp, values, edges.edges[0], **options))
+    k = edges.edges.shape[0]
     cols = np.broadcast_to(columns, values.shape)
-    order = np.argsort(cols, kind="stable")
-    bounds = np.searchsorted(cols[order], np.arange(edges.edges.shape[0] + 1))
+    # grouped by column with a counting sort: NumPy's stable sort of 16-bit keys is a radix sort
+    order = np.argsort(cols.astype(np.uint16) if k <= 1 << 16 else cols, kind="stable")
+    sizes = np.bincount(cols, minlength=k)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    grouped = values[order]
     bins = np.empty(values.shape, dtype=np.intp)
-    for c in np.flatnonzero(bounds[1:] > bounds[:-1]):
-        take = order[bounds[c] : bounds[c + 1]]
-        bins[take] = _bin_index(xnp, values[take], edges.edges[c], **options)
+    bins[order] = np.concatenate(
+        [
+            _bin_index(xnp, grouped[bounds[c] : bounds[c + 1]], edges.edges[c], **options)
+            for c in np.flatnonzero(sizes)
+        ]
+        or [np.zeros(0, dtype=np.intp)]
+    )
     return bins
 
 
