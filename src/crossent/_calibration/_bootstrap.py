@@ -7,7 +7,8 @@ times each example was drawn; they sum to N), and every metric is a function of 
 * the means (log-loss, accuracy, top-5 accuracy, Brier score, confidence, entropy): one
   ``(R, N) x (N, columns)`` product for a chunk of R resamples;
 * the top-label ECE, MCE and RMSCE: per-bin sums of 1, :math:`c_i` and :math:`[\text{hit}_i]`,
-  three weighted bincounts a resample (uniform bins are fixed; quantile edges are recomputed
+  two weighted bincounts a resample (the hits keyed apart, so that one gives the count and the
+  hits; uniform bins are fixed; quantile edges are recomputed
   from the resample's sorted confidences, as the metric would compute them), turned into the
   errors by the one-shot formulas (:meth:`BinStatistics.calibration_error`);
 * the class-wise ECE: per (class k, bin b) the weighted count, the sum of :math:`p_{ik}` and
@@ -434,10 +435,11 @@ class _Model:
         if self.binned_top:
             self.conf = conf
             self.conf64 = conf.astype(np.float64)
-            self.hit64 = hit.astype(np.float64)
+            self.hit_offset = np.where(hit, rule.slots, 0)
             if rule.binning == "uniform":
                 self.top_edges = rule.edges(xp, conf[:, None])
                 self.top_bins = _entry_bins(conf, 0, self.top_edges)
+                self.top_keys = self.top_bins + self.hit_offset
             else:
                 self.conf_order = np.argsort(conf, kind="stable")
                 self.conf_sorted = conf[self.conf_order]
@@ -488,6 +490,10 @@ class _Model:
         self.upper_rows = np.concatenate(rows)
         self.upper_keys = np.concatenate(keys)
         self.upper_values = np.concatenate(values)
+        # the upper entries' counts and the labels' hits from one bincount: the hits keyed
+        # after the K m counts
+        self.count_hit_rows = np.concatenate([self.upper_rows, np.arange(self.n)])
+        self.count_hit_keys = np.concatenate([self.upper_keys, self.label_keys + self.k * m])
 
     def evaluate(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         n = self.n
@@ -537,15 +543,18 @@ class _Model:
         edges = []
         for i, w in enumerate(weights):
             if rule.binning == "uniform":
-                bins, row = self.top_bins, self.top_edges
+                bins, keys, row = self.top_bins, self.top_keys, self.top_edges
             else:
                 drawn = np.repeat(self.conf_sorted, w[self.conf_order].astype(np.intp))
                 row = rule.edges(np, drawn[:, None])
                 bins = _entry_bins(self.conf, 0, row)
+                keys = bins + self.hit_offset
             edges.append(row.statistics_row())
-            count[i] = np.bincount(bins, w, minlength=slots)
+            # one bincount for the count and the hits: the hits are keyed to bins + slots
+            split = np.bincount(keys, w, minlength=2 * slots)
+            count[i] = split[:slots] + split[slots:]
+            hits[i] = split[slots:]
             confidence[i] = np.bincount(bins, w * self.conf64, minlength=slots)
-            hits[i] = np.bincount(bins, w * self.hit64, minlength=slots)
         return BinStatistics(np.stack(edges), count, confidence, hits)
 
     def _classwise_ece(self, weights: np.ndarray) -> np.ndarray:
@@ -582,12 +591,14 @@ class _Model:
     def _classwise_block(self, weights: np.ndarray, totals: np.ndarray) -> np.ndarray:
         k, n, m, r = self.k, self.n, self.slots, weights.shape[0]
         count, confidence, hits = (np.empty((r, k, m)) for _ in range(3))
+        upper = self.upper_rows.shape[0]
         for i, w in enumerate(weights):
-            hits[i] = np.bincount(self.label_keys, w, minlength=k * m).reshape(k, m)
-            w_upper = w[self.upper_rows]
-            count[i] = np.bincount(self.upper_keys, w_upper, minlength=k * m).reshape(k, m)
+            drawn = w[self.count_hit_rows]
+            split = np.bincount(self.count_hit_keys, drawn, minlength=2 * k * m)
+            count[i] = split[: k * m].reshape(k, m)
+            hits[i] = split[k * m :].reshape(k, m)
             confidence[i] = np.bincount(
-                self.upper_keys, w_upper * self.upper_values, minlength=k * m
+                self.upper_keys, drawn[:upper] * self.upper_values, minlength=k * m
             ).reshape(k, m)
         # the first bin holds what the others leave of each class (the weights sum to N)
         count[:, :, 0] = n - count[:, :, 1:].sum(axis=2)
