@@ -169,13 +169,24 @@ def bincount(xp: Any, index: Array, *, length: int, weights: Array | None = None
     return xp.take(running, bounds[1:]) - xp.take(running, bounds[:-1])
 
 
-def bin_index(xp: Any, x: Array, inner: Array, *, right_closed: bool) -> Array:
+def bin_index(
+    xp: Any, x: Array, inner: Array, *, right_closed: bool, ones_in_own_bin: bool = False
+) -> Array:
     """The bin of each value of ``x`` given the sorted inner edges ``inner`` (1-D).
 
-    ``right_closed`` counts the edges below the value (``side="left"``: bins ``(lo, hi]``),
-    else the edges at or below it (``side="right"``: bins ``[lo, hi)``). Same shape as ``x``.
+    The one rule for which bin a value goes to. ``right_closed`` counts the edges below the
+    value (``side="left"``: bins ``(lo, hi]``), else the edges at or below it
+    (``side="right"``: bins ``[lo, hi)``); ``ones_in_own_bin`` sends a value of 1 to an extra
+    bin ``B`` after the ``B`` bins of the edges (torchmetrics). Same shape as ``x``.
     """
     n_bins = int(inner.shape[0]) + 1
+    idx = _searched_bin(xp, x, inner, n_bins, right_closed)
+    if ones_in_own_bin:
+        idx = xp.where(x >= 1, xp.full_like(idx, n_bins), idx)
+    return idx
+
+
+def _searched_bin(xp: Any, x: Array, inner: Array, n_bins: int, right_closed: bool) -> Array:
     if n_bins == 1:
         return xp.zeros(x.shape, dtype=default_int(xp))
     if getattr(xp, "__name__", "") == "array_api_compat.numpy":
@@ -202,6 +213,13 @@ def sparse_bin_sums(
         and int(conf.shape[1]) > 1
     ):
         return None
+    inner = edges[1:-1]
+
+    def bins(values: Array) -> Array:
+        return bin_index(
+            xp, values, inner, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+        )
+
     return _fast.sparse_bin_sums(
-        conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+        conf, hit, edges, bins, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
     )

@@ -296,11 +296,14 @@ def sparse_bin_sums(
     conf: np.ndarray,
     hit: np.ndarray,
     edges: np.ndarray,
+    bins: Callable[[np.ndarray], np.ndarray],
     *,
     right_closed: bool,
     ones_in_own_bin: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Count, sum and hits per (column, bin) of a block whose first bin holds most values.
+
+    ``bins`` gives the bin of values (``crossent._dispatch.bin_index``: the one rule).
 
     A softmax over K classes puts most probabilities below the first edge (1/15 for 15 bins:
     at most 14 values a row lie above it), so only the values above it are binned; the first
@@ -314,19 +317,6 @@ def sparse_bin_sums(
     above = conf > edges[1] if right_closed else conf >= edges[1]
     if 4 * np.count_nonzero(above) > conf.size:
         return None
-    uniform = np.array_equal(
-        edges, np.asarray([i / n_bins for i in range(n_bins + 1)], edges.dtype)
-    )
-
-    def bins(x: np.ndarray) -> np.ndarray:
-        if uniform:
-            idx = uniform_bin_index(x, edges, right_closed=right_closed)
-        else:
-            idx = np.searchsorted(edges[1:-1], x, side="left" if right_closed else "right")
-        if ones_in_own_bin:
-            idx[x >= 1] = n_bins
-        return idx
-
     r, c = np.nonzero(above)
     values = conf[r, c]
     flat = c * nb + bins(values)

@@ -21,6 +21,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
+from linear_support import inputs  # noqa: E402
+
 from crossent.torch import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 from crossent.torch._linear import CHUNK_BYTES, default_chunk_size  # noqa: E402
 
@@ -69,19 +71,6 @@ def reference(h, w, y, *, bias=None, class_weight=None, smoothing=0.0, z_loss=0.
     return per.sum() if reduction == "sum" else per.sum() / w_t.sum()
 
 
-def _inputs(seed, *, dtype=torch.float32, bias=False, shape=(B, T, D), vocab=V):
-    gen = torch.Generator().manual_seed(seed)
-    h = torch.randn(shape, generator=gen, dtype=F64)
-    w = torch.randn(vocab, shape[-1], generator=gen, dtype=F64) / 2
-    b = torch.randn(vocab, generator=gen, dtype=F64) if bias else None
-    y = torch.randint(0, vocab, shape[:-1], generator=gen)
-    y.view(-1)[2] = -100
-    y.view(-1)[-4] = -100
-    ours = [None if t is None else t.to(dtype).requires_grad_() for t in (h, w, b)]
-    ref = [None if t is None else t.to(dtype).to(F64).requires_grad_() for t in (h, w, b)]
-    return ours, ref, y, gen
-
-
 def _check(out, ref, ours, theirs, gen, *, rtol=1e-5, atol=1e-6):
     assert out.shape == ref.shape
     torch.testing.assert_close(out.to(F64), ref.detach(), rtol=rtol, atol=atol)
@@ -116,7 +105,7 @@ GRID = list(itertools.product([0.0, 0.1], [0.0, 1e-2], [None, 4.0], [False, True
 def test_matches_materialized_cross_entropy(
     smoothing, z_loss, softcap, weighted, bias, reduction, shift, path
 ):
-    ours, theirs, y, gen = _inputs(10, bias=bias)
+    ours, theirs, y, gen = inputs(10, bias=bias)
     cw = torch.rand(V, generator=gen, dtype=F64) + 0.2 if weighted else None
     opts = {"z_loss": z_loss, "softcap": softcap, "reduction": reduction, "shift": shift}
     out = linear_cross_entropy(
@@ -141,7 +130,7 @@ def test_recompute_path_matches(reduction, path, monkeypatch):
         return run(self, **kwargs)
 
     monkeypatch.setattr(_sweep.Sweep, "run", spy)
-    ours, theirs, y, gen = _inputs(11, bias=True)
+    ours, theirs, y, gen = inputs(11, bias=True)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], label_smoothing=0.1, z_loss=1e-3, softcap=3.0,
         reduction=reduction, chunk_size=3,
@@ -158,7 +147,7 @@ def test_recompute_path_matches(reduction, path, monkeypatch):
 def test_others_smoothing_convention(weighted, reduction, path):
     """smoothing_convention="others" (1 - e on the target, e/(V-1) elsewhere), with z-loss and
     a bias, against the materialized float64 reference written out with log_softmax."""
-    ours, theirs, y, gen = _inputs(24, bias=True)
+    ours, theirs, y, gen = inputs(24, bias=True)
     cw = torch.rand(V, generator=gen, dtype=F64) + 0.2 if weighted else None
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], class_weight=None if cw is None else cw.float(),
@@ -182,7 +171,7 @@ def test_others_smoothing_convention(weighted, reduction, path):
 def test_low_precision_accumulates_in_float32(dtype, reduction):
     """Inputs rounded to bfloat16/float16, everything after computed in float32: the result is
     the float64 loss of the rounded inputs to bfloat16/float16 output rounding."""
-    ours, theirs, y, gen = _inputs(12, dtype=dtype, bias=True)
+    ours, theirs, y, gen = inputs(12, dtype=dtype, bias=True)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], label_smoothing=0.1, reduction=reduction,
         chunk_size=5,
@@ -198,7 +187,7 @@ def test_accelerator_low_precision_path(monkeypatch, reduction):
     blocks, softmax shifted by the row maxima, no value read on the host), forced on CPU."""
     monkeypatch.setattr(_sweep, "_mm_dtype", lambda hidden: hidden.dtype)
     monkeypatch.setattr(_sweep, "_host_shortcuts", lambda hidden: False)
-    ours, theirs, y, gen = _inputs(23, dtype=torch.bfloat16, bias=True)
+    ours, theirs, y, gen = inputs(23, dtype=torch.bfloat16, bias=True)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], z_loss=1e-3, reduction=reduction, chunk_size=3
     )
@@ -207,14 +196,14 @@ def test_accelerator_low_precision_path(monkeypatch, reduction):
 
 
 def test_float64_is_exact():
-    ours, theirs, y, gen = _inputs(13, dtype=F64, bias=True)
+    ours, theirs, y, gen = inputs(13, dtype=F64, bias=True)
     out = linear_cross_entropy(ours[0], ours[1], y, bias=ours[2], z_loss=1e-2, chunk_size=6)
     ref = reference(theirs[0], theirs[1], y, bias=theirs[2], z_loss=1e-2)
     _check(out, ref, ours, theirs, gen, rtol=1e-12, atol=1e-12)
 
 
 def test_two_dimensional_hidden_and_upstream_scale():
-    ours, theirs, y, gen = _inputs(14, shape=(9, D))
+    ours, theirs, y, gen = inputs(14, shape=(9, D), bias=False)
     out = linear_cross_entropy(ours[0], ours[1], y, shift=True, chunk_size=2)
     ref = reference(theirs[0], theirs[1], y, shift=True)
     _check(3.5 * out, 3.5 * ref, ours, theirs, gen)
@@ -225,7 +214,7 @@ def test_large_logits_do_not_overflow(monkeypatch, shortcuts):
     """Logits of order 1e4: on CPU the target-logit shift overflows and the chunk is redone
     with the row maxima; the path accelerators take shifts by the maxima from the start."""
     monkeypatch.setattr(_sweep, "_host_shortcuts", lambda hidden: shortcuts)
-    ours, theirs, y, gen = _inputs(15)
+    ours, theirs, y, gen = inputs(15, bias=False)
     with torch.no_grad():
         for t in (*ours[:2], *theirs[:2]):
             t.mul_(60.0)  # logits of order 1e4
@@ -299,7 +288,7 @@ def test_overflow_retry_of_the_target_shift(reduction, smoothing, chunk_size, pa
 
 
 def test_return_lse():
-    ours, theirs, y, _ = _inputs(16, bias=True)
+    ours, theirs, y, _ = inputs(16, bias=True)
     loss, lse = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], return_lse=True, shift=True, reduction="none"
     )
@@ -311,7 +300,7 @@ def test_return_lse():
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_all_ignored_gives_zero_loss_and_zero_gradients(reduction):
-    ours, _, y, _ = _inputs(17, bias=True)
+    ours, _, y, _ = inputs(17, bias=True)
     y = torch.full_like(y, -100)
     out = linear_cross_entropy(
         ours[0], ours[1], y, bias=ours[2], label_smoothing=0.1, z_loss=1e-3, reduction=reduction
@@ -349,7 +338,7 @@ def test_repeat_runs_are_bit_identical(reduction, path):
 
 
 def test_chunk_size_changes_only_rounding():
-    ours, _, y, _ = _inputs(19)
+    ours, _, y, _ = inputs(19, bias=False)
     got = [linear_cross_entropy(ours[0], ours[1], y, chunk_size=c) for c in (1, 3, 14, 1000)]
     for g in got[1:]:
         torch.testing.assert_close(g, got[0])
@@ -357,7 +346,7 @@ def test_chunk_size_changes_only_rounding():
 
 def test_second_backward_recomputes():
     """retain_graph: the gradients stashed in forward are consumed, the second pass recomputes."""
-    ours, _, y, _ = _inputs(20)
+    ours, _, y, _ = inputs(20, bias=False)
     out = linear_cross_entropy(ours[0], ours[1], y, chunk_size=5)
     out.backward(retain_graph=True)
     first = ours[1].grad.clone()
@@ -367,7 +356,7 @@ def test_second_backward_recomputes():
 
 
 def test_gradients_only_where_asked():
-    ours, theirs, y, gen = _inputs(21)
+    ours, theirs, y, gen = inputs(21, bias=False)
     w = ours[1].detach()
     out = linear_cross_entropy(ours[0], w, y, chunk_size=5)
     ref = reference(theirs[0], theirs[1].detach(), y)
@@ -379,7 +368,7 @@ def test_gradients_only_where_asked():
 def test_no_gradient_work_without_grad_mode(monkeypatch):
     # parameters keep requires_grad=True under no_grad/inference_mode: an evaluation loop must
     # still take the forward-only sweep (one product per chunk), not compute unused gradients
-    ours, _, y, _ = _inputs(22)
+    ours, _, y, _ = inputs(22, bias=False)
 
     def fail(*args, **kwargs):
         raise AssertionError("gradients computed without grad mode")
@@ -393,7 +382,7 @@ def test_no_gradient_work_without_grad_mode(monkeypatch):
 
 
 def test_module_form():
-    ours, theirs, y, gen = _inputs(22)
+    ours, theirs, y, gen = inputs(22, bias=False)
     cw = torch.rand(V, generator=gen, dtype=F64)
     module = LinearCrossEntropyLoss(class_weight=cw.float(), shift=True, z_loss=1e-3)
     assert "class_weight" in module.state_dict()

@@ -18,7 +18,7 @@ import numpy as np
 from .._dispatch import bincount
 from .._namespace import Array, default_int, namespace, to_numpy, upcast
 from .._validation import format_index
-from ._binning import _bin_index, _bin_statistics, _uniform_edges
+from ._binning import _bin_statistics, _flat_bins, _uniform_edges
 from ._inputs import _precise, _take
 from ._scores import _nll_of_probs
 
@@ -83,26 +83,22 @@ def _binned_sums(
             xp.astype(stats.sum_hits, sums.dtype),
         )
     n, columns = (int(d) for d in conf.shape)
-    nb = n_bins + (1 if ones_in_own_bin else 0)
-    idx = _bin_index(xp, conf, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin)
-    device = getattr(idx, "device", None)
-    flat = idx + xp.arange(columns, dtype=idx.dtype, device=device) * nb  # (column, bin)
-    wide = xp.broadcast_to(w[:, None], (n, columns))
-    if hit.ndim == 1:  # the hit column of each row: its bin, weighted by the row's weight
-        hit_index, hit_weight = _take(xp, flat, xp.astype(hit, flat.dtype)), w
-    else:
-        hit_index, hit_weight = flat, xp.where(hit, wide, xp.zeros_like(wide))
+    length = columns * (n_bins + (1 if ones_in_own_bin else 0))
+    flat, hit_flat = _flat_bins(
+        xp, conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+    )
+    wide = xp.reshape(xp.broadcast_to(w[:, None], (n, columns)), (-1,))
 
-    def count(index: Array, weights: Array | None = None) -> Array:
-        one_d = None if weights is None else xp.reshape(weights, (-1,))
-        out = bincount(xp, xp.reshape(index, (-1,)), length=columns * nb, weights=one_d)
-        return xp.reshape(out, (columns, nb))
+    def count(index: Array, weights: Array | None = None, dropped: int = 0) -> Array:
+        out = bincount(xp, index, length=length + dropped, weights=weights)[:length]
+        return xp.reshape(out, (columns, length // columns))
 
+    # a hit column per row: its bin, weighted by the row's weight; else the non-hits dropped
     return (
         count(flat),
         count(flat, wide),
-        count(flat, wide * _precise(xp, conf)),
-        count(hit_index, hit_weight),
+        count(flat, wide * _precise(xp, xp.reshape(conf, (-1,)))),
+        count(hit_flat, w if hit.ndim == 1 else wide, dropped=1),
     )
 
 

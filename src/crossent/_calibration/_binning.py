@@ -34,7 +34,7 @@ from typing import Any
 from .. import _dispatch, _fast
 from .._namespace import Array, _is_array, default_int, namespace, upcast
 from .._validation import check_index_targets, check_unit_interval
-from ._inputs import _choice, _precise
+from ._inputs import _choice, _precise, _take
 
 BINNINGS = ("uniform", "quantile")
 SCOPES = ("top_label", "classwise")
@@ -264,19 +264,39 @@ def _row_blocks(xp: Any, x: Array) -> list[tuple[int, int]]:
 def _bin_index(
     xp: Any, conf: Array, edges: Array, *, right_closed: bool, ones_in_own_bin: bool
 ) -> Array:
-    """Bin of each value of ``conf`` (N, C) given ``edges`` (B + 1,) or (C, B + 1)."""
-    n_bins = int(edges.shape[-1]) - 1
+    """Bin of each value of ``conf`` (N, C) given ``edges`` (B + 1,) or (C, B + 1).
+
+    Shared edges (B + 1,) take ``conf`` of any shape. The rule is
+    :func:`crossent._dispatch.bin_index`'s.
+    """
+    options = {"right_closed": right_closed, "ones_in_own_bin": ones_in_own_bin}
     if edges.ndim == 1:
-        idx = _dispatch.bin_index(xp, conf, edges[1:-1], right_closed=right_closed)
-    else:  # an edge row per column (quantile bins): a search per column
-        columns = [
-            _dispatch.bin_index(xp, conf[:, c], edges[c, 1:-1], right_closed=right_closed)
-            for c in range(int(conf.shape[1]))
-        ]
-        idx = xp.stack(columns, axis=1)
-    if ones_in_own_bin:
-        idx = xp.where(conf >= 1, xp.full_like(idx, n_bins), idx)
-    return idx
+        return _dispatch.bin_index(xp, conf, edges[1:-1], **options)
+    # an edge row per column (quantile bins): a search per column
+    columns = [
+        _dispatch.bin_index(xp, conf[:, c], edges[c, 1:-1], **options)
+        for c in range(int(conf.shape[1]))
+    ]
+    return xp.stack(columns, axis=1)
+
+
+def _flat_bins(
+    xp: Any, conf: Array, hit: Array, edges: Array, *, right_closed: bool, ones_in_own_bin: bool
+) -> tuple[Array, Array]:
+    """The index ``column * nb + bin`` of each value of ``conf`` (N, C), flattened, and of the
+    hits: ``hit`` (N,) the hit column of each row gives (N,); ``hit`` (N, C) bool gives
+    (N C,), the values that are not hits sent to the extra index ``C nb`` (a bincount of
+    length ``C nb + 1`` then drops them). ``nb`` counts the extra bin of ``ones_in_own_bin``.
+    """
+    columns = int(conf.shape[1])
+    nb = int(edges.shape[-1]) - (0 if ones_in_own_bin else 1)
+    idx = _bin_index(xp, conf, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin)
+    flat = idx + xp.arange(columns, dtype=idx.dtype, device=getattr(idx, "device", None)) * nb
+    if hit.ndim == 1:
+        hit_flat = _take(xp, flat, xp.astype(hit, flat.dtype))
+    else:
+        hit_flat = xp.reshape(xp.where(hit, flat, xp.full_like(flat, columns * nb)), (-1,))
+    return xp.reshape(flat, (-1,)), hit_flat
 
 
 def _bin_statistics(
@@ -312,21 +332,9 @@ def _bin_statistics(
             sums = s if sums is None else sums + s
             hits = h if hits is None else hits + h
             continue
-        idx = _bin_index(xp, block, edges, right_closed=right_closed, ones_in_own_bin=False)
-        if ones_in_own_bin:
-            idx = xp.where(block >= 1, xp.full_like(idx, n_bins), idx)
-        # one index over every (column, bin): column * nb + bin
-        flat = idx + xp.arange(columns, dtype=idx.dtype, device=getattr(idx, "device", None)) * nb
-        if per_row:
-            hit_flat = xp.take_along_axis(
-                flat, xp.astype(hit[start:stop, None], flat.dtype), axis=1
-            )
-            hit_flat = hit_flat[:, 0]
-        else:
-            # hits land in their bin, the others in one extra bin that is dropped
-            hit_flat = xp.where(hit[start:stop, :], flat, xp.full_like(flat, length))
-            hit_flat = xp.reshape(hit_flat, (-1,))
-        flat = xp.reshape(flat, (-1,))
+        flat, hit_flat = _flat_bins(
+            xp, block, hit_block, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+        )
         weights = _precise(xp, xp.reshape(block, (-1,)))
         c = _dispatch.bincount(xp, flat, length=length)
         s = _dispatch.bincount(xp, flat, length=length, weights=weights)

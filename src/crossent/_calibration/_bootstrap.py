@@ -6,16 +6,19 @@ times each example was drawn; they sum to N), and every metric is a function of 
 
 * the means (log-loss, accuracy, top-5 accuracy, Brier score, confidence, entropy): one
   ``(R, N) x (N, columns)`` product for a chunk of R resamples;
-* the top-label ECE, MCE and RMSCE: per-bin sums of 1 and of :math:`[\text{hit}_i] - c_i`, two
-  weighted bincounts a resample (uniform bins are fixed; quantile edges are recomputed from
-  the resample's sorted confidences, as the metric would compute them);
-* the class-wise ECE: :math:`\frac{1}{NK}\sum_{k,b} |S_{kb}|` with
-  :math:`S_{kb} = \sum_i w_i [p_{ik} \in b]([y_i = k] - p_{ik})`. Its label part is one entry
-  per example, and its probability part is the few entries outside the first bin (at most B a
-  row when rows sum to 1) plus, for the first bin, the column total :math:`\sum_i w_i p_{ik}`
-  minus the other bins. The column totals are the one O(N K) part, and no cheaper exact route
-  exists: each is a generic linear function of the N weights. They are one BLAS product of the
-  chunk of resamples with the matrix;
+* the top-label ECE, MCE and RMSCE: per-bin sums of 1, :math:`c_i` and :math:`[\text{hit}_i]`,
+  two weighted bincounts a resample (the hits keyed apart, so that one gives the count and the
+  hits; uniform bins are fixed; quantile edges are recomputed
+  from the resample's sorted confidences, as the metric would compute them), turned into the
+  errors by the one-shot formulas (:meth:`BinStatistics.calibration_error`);
+* the class-wise ECE: per (class k, bin b) the weighted count, the sum of :math:`p_{ik}` and
+  the hits :math:`\sum_i w_i [p_{ik} \in b][y_i = k]`, given to the same
+  :meth:`BinStatistics.calibration_error`. The hits are one entry per example (the label's),
+  and the count and sum are the few entries outside the first bin (at most B a row when rows
+  sum to 1) plus, for the first bin, the column totals (N, and :math:`\sum_i w_i p_{ik}`)
+  minus the other bins. The totals :math:`\sum_i w_i p_{ik}` are the one O(N K) part, and no
+  cheaper exact route exists: each is a generic linear function of the N weights. They are one
+  BLAS product of the chunk of resamples with the matrix;
 * the smooth ECE and the AURC: weighted bincounts over fixed grid cells, and cumulative sums
   over the examples sorted once by confidence.
 
@@ -35,10 +38,11 @@ import numpy as np
 
 from .._information import entropy
 from .._namespace import Array
-from ._binning import _check_binning_options
+from ._binning import BinStatistics, _check_binning_options
 from ._scores import _nll_of_probs, expected_calibration_error
 from ._smooth import _Smoother
 from ._statistics import (
+    _BLOCK_ENTRIES,
     _aurc,
     _BinRule,
     _ConfidenceGroups,
@@ -211,17 +215,9 @@ def bootstrap_intervals(
     >>> print(round(ci.estimate, 3), round(ci.low, 3), round(ci.high, 3))
     0.626 0.584 0.67
     """
+    rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     (prepared,), rng, names = _setup(
-        [probs],
-        labels,
-        metrics,
-        n_resamples,
-        confidence_level,
-        seed,
-        n_bins,
-        binning,
-        right_closed,
-        ones_in_own_bin,
+        [probs], labels, metrics, n_resamples, confidence_level, seed, rule
     )
     replicates = _resample([prepared], rng, n_resamples)[0]
     estimate = prepared.evaluate(np.ones((1, prepared.n)))
@@ -287,17 +283,9 @@ def bootstrap_difference(
     >>> print(ci.low > 0, round(ci.estimate, 2))
     True 0.09
     """
+    rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     prepared, rng, names = _setup(
-        [probs_a, probs_b],
-        labels,
-        metrics,
-        n_resamples,
-        confidence_level,
-        seed,
-        n_bins,
-        binning,
-        right_closed,
-        ones_in_own_bin,
+        [probs_a, probs_b], labels, metrics, n_resamples, confidence_level, seed, rule
     )
     a, b = _resample(prepared, rng, n_resamples)
     ones = np.ones((1, prepared[0].n))
@@ -317,12 +305,11 @@ def _setup(
     n_resamples: int,
     confidence_level: float,
     seed: int | np.random.Generator | None,
-    n_bins: int,
-    binning: str,
-    right_closed: bool,
-    ones_in_own_bin: bool,
+    rule: _BinRule,
 ) -> tuple[list[_Model], np.random.Generator, list[str]]:
-    _check_binning_options(n_bins, binning, "top_label", right_closed, ones_in_own_bin)
+    _check_binning_options(
+        rule.n_bins, rule.binning, "top_label", rule.right_closed, rule.ones_in_own_bin
+    )
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 2:
         raise ValueError(f"n_resamples must be an integer >= 2, got {n_resamples!r}")
     if (
@@ -340,7 +327,6 @@ def _setup(
         )
     checked = [_numpy_probs(p, labels) for p in probs]
     names = _metric_names(metrics, checked[0][1].shape[1])
-    rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     return [_Model(xp, p, y, names, rule) for xp, p, y in checked], rng, names
 
 
@@ -448,9 +434,12 @@ class _Model:
         self.binned_top = need("ece") or need("mce") or need("rmsce")
         if self.binned_top:
             self.conf = conf
-            self.gap = hit - conf.astype(np.float64)
+            self.conf64 = conf.astype(np.float64)
+            self.hit_offset = np.where(hit, rule.slots, 0)
             if rule.binning == "uniform":
-                self.top_bins = _entry_bins(conf, 0, rule.edges(xp, conf[:, None]))
+                self.top_edges = rule.edges(xp, conf[:, None])
+                self.top_bins = _entry_bins(conf, 0, self.top_edges)
+                self.top_keys = self.top_bins + self.hit_offset
             else:
                 self.conf_order = np.argsort(conf, kind="stable")
                 self.conf_sorted = conf[self.conf_order]
@@ -490,6 +479,7 @@ class _Model:
         edges = self.rule.edges(xp, p[:1])
         m = edges.rule.slots
         self.slots = m
+        self.class_row = edges.statistics_row()
         label_value = p[np.arange(self.n), y]
         self.label_keys = y * m + _entry_bins(label_value, y, edges)
         rows, keys, values = [], [], []
@@ -500,6 +490,10 @@ class _Model:
         self.upper_rows = np.concatenate(rows)
         self.upper_keys = np.concatenate(keys)
         self.upper_values = np.concatenate(values)
+        # the upper entries' counts and the labels' hits from one bincount: the hits keyed
+        # after the K m counts
+        self.count_hit_rows = np.concatenate([self.upper_rows, np.arange(self.n)])
+        self.count_hit_keys = np.concatenate([self.upper_keys, self.label_keys + self.k * m])
 
     def evaluate(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         n = self.n
@@ -523,7 +517,9 @@ class _Model:
                 if need(name):
                     out[name] = means[column]
         if self.binned_top:
-            out.update(_top_label_errors(*self._top_bins(weights), n))
+            stats = self._top_bins(weights)
+            for name, norm in (("ece", "l1"), ("mce", "max"), ("rmsce", "l2")):
+                out[name] = stats.calibration_error(norm=norm, average=False)
         if need("ece_classwise"):
             out["ece_classwise"] = self._classwise_ece(weights)
         if need("smooth_ece"):
@@ -533,8 +529,8 @@ class _Model:
             out["aurc"] = np.array([_aurc(*g.cumulative(w), h) for w in weights])
         return {name: out[name] for name in self.names}
 
-    def _top_bins(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per resample and bin: the count and the sum of ``hit - confidence``.
+    def _top_bins(self, weights: np.ndarray) -> BinStatistics:
+        """Per resample (a row) and bin: the weighted count, sum of confidences and hits.
 
         Uniform bins are fixed; quantile edges are those of the resample's own confidences
         (its sorted confidences are the sorted ones repeated by their counts), as the metric
@@ -542,17 +538,24 @@ class _Model:
         """
         rule = self.rule
         slots = rule.slots
-        count = np.empty((weights.shape[0], slots))
-        gap = np.empty((weights.shape[0], slots))
+        shape = (weights.shape[0], slots)
+        count, confidence, hits = np.empty(shape), np.empty(shape), np.empty(shape)
+        edges = []
         for i, w in enumerate(weights):
             if rule.binning == "uniform":
-                bins = self.top_bins
+                bins, keys, row = self.top_bins, self.top_keys, self.top_edges
             else:
                 drawn = np.repeat(self.conf_sorted, w[self.conf_order].astype(np.intp))
-                bins = _entry_bins(self.conf, 0, rule.edges(np, drawn[:, None]))
-            count[i] = np.bincount(bins, w, minlength=slots)
-            gap[i] = np.bincount(bins, w * self.gap, minlength=slots)
-        return count, gap
+                row = rule.edges(np, drawn[:, None])
+                bins = _entry_bins(self.conf, 0, row)
+                keys = bins + self.hit_offset
+            edges.append(row.statistics_row())
+            # one bincount for the count and the hits: the hits are keyed to bins + slots
+            split = np.bincount(keys, w, minlength=2 * slots)
+            count[i] = split[:slots] + split[slots:]
+            hits[i] = split[slots:]
+            confidence[i] = np.bincount(bins, w * self.conf64, minlength=slots)
+        return BinStatistics(np.stack(edges), count, confidence, hits)
 
     def _classwise_ece(self, weights: np.ndarray) -> np.ndarray:
         k, n = self.k, self.n
@@ -578,25 +581,30 @@ class _Model:
         # sum_i w_i p_ik for every class: the one O(N K) product, in the data's dtype.
         totals = (self.p.T @ weights.T.astype(self.p.dtype)).T.astype(np.float64)
         out = np.empty(weights.shape[0])
-        for i, w in enumerate(weights):
-            label = np.bincount(self.label_keys, w, minlength=k * m)
-            # float64 even when no entry leaves the first bin (an empty bincount is integer)
-            upper = np.bincount(
-                self.upper_keys, w[self.upper_rows] * self.upper_values, minlength=k * m
-            ).astype(np.float64)
-            upper = upper.reshape(k, m)
-            upper[:, 0] = totals[i] - upper[:, 1:].sum(axis=1)
-            out[i] = np.abs(label.reshape(k, m) - upper).sum() / (n * k)
+        # a few resamples at a time: their (resample, class, bin) sums stay a few tens of MB
+        step = max(1, _BLOCK_ENTRIES // (k * m))
+        for start in range(0, weights.shape[0], step):
+            part = weights[start : start + step]
+            out[start : start + step] = self._classwise_block(part, totals[start : start + step])
         return out
 
-
-def _top_label_errors(count: np.ndarray, gap: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """ECE, MCE and RMSCE from per-bin counts and sums of ``hit - confidence``, ``(R, bins)``."""
-    filled = count > 0
-    safe = np.where(filled, count, 1.0)
-    mean_gap = np.where(filled, gap / safe, 0.0)
-    return {
-        "ece": np.abs(gap).sum(axis=1) / n,
-        "mce": np.abs(mean_gap).max(axis=1),
-        "rmsce": np.sqrt((gap * mean_gap).sum(axis=1) / n),
-    }
+    def _classwise_block(self, weights: np.ndarray, totals: np.ndarray) -> np.ndarray:
+        k, n, m, r = self.k, self.n, self.slots, weights.shape[0]
+        count, confidence, hits = (np.empty((r, k, m)) for _ in range(3))
+        upper = self.upper_rows.shape[0]
+        for i, w in enumerate(weights):
+            drawn = w[self.count_hit_rows]
+            split = np.bincount(self.count_hit_keys, drawn, minlength=2 * k * m)
+            count[i] = split[: k * m].reshape(k, m)
+            hits[i] = split[k * m :].reshape(k, m)
+            confidence[i] = np.bincount(
+                self.upper_keys, drawn[:upper] * self.upper_values, minlength=k * m
+            ).reshape(k, m)
+        # the first bin holds what the others leave of each class (the weights sum to N)
+        count[:, :, 0] = n - count[:, :, 1:].sum(axis=2)
+        confidence[:, :, 0] = totals - confidence[:, :, 1:].sum(axis=2)
+        # each (resample, class) a column of the one-shot formula, whose classes are averaged
+        # as the one-shot averages them
+        edges = np.broadcast_to(self.class_row, (r * k, m + 1))
+        stats = BinStatistics(edges, *(a.reshape(r * k, m) for a in (count, confidence, hits)))
+        return np.mean(stats.calibration_error(average=False).reshape(r, k), axis=1)

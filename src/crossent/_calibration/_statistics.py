@@ -1,10 +1,10 @@
 """Statistics of a prediction set beyond the scores: the Brier decomposition and risk-coverage.
 
 NumPy only (these summarize a prediction set on the host; a tensor is copied to NumPy first).
-The per-entry bin rule shared with :mod:`crossent._calibration._bootstrap` lives here too:
-:func:`_entry_bins` puts any probabilities of any classes in the bins of
-:func:`crossent._calibration._binning._bin_edges`, with the conventions of ``_binned``
-(``right_closed``, ``ones_in_own_bin``), and :func:`_outside_first_bin` finds the few entries of
+Single entries (any probabilities of any classes, as the Brier decomposition and
+:mod:`crossent._calibration._bootstrap` need them) get their bins from :func:`_entry_bins`,
+which applies the binning module's one rule (``_bin_index``) to the edges of ``_bin_edges``;
+:func:`_outside_first_bin` finds the few entries of
 an ``(N, K)`` matrix that are not in the first bin, so that class-wise sums cost a pass over the
 matrix plus work proportional to those entries, not ``N K`` bincounts: with uniform bins and
 rows that sum to 1, at most ``B`` entries of a row reach ``1 / B``.
@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat.numpy as xnp
 import numpy as np
 
 from .._namespace import Array, to_numpy
-from ._binning import _bin_edges, _check_binning_options
+from ._binning import _bin_edges, _bin_index, _check_binning_options
 from ._inputs import _prepare_probs
 
 # Rows per block of the passes over an (N, K) matrix: bounds the temporaries (a mask, the
@@ -62,48 +63,61 @@ class _BinRule:
 
     def edges(self, xp: Any, conf: np.ndarray) -> _Edges:
         """The bins of ``_binned`` for confidences ``conf`` of shape ``(N, C)``."""
-        edges = np.asarray(_bin_edges(xp, conf, self.n_bins, self.binning))
-        return _Edges(np.ascontiguousarray(edges[:, 1:-1]), self)
+        return _Edges(np.asarray(_bin_edges(xp, conf, self.n_bins, self.binning)), self)
 
 
 @dataclass(frozen=True)
 class _Edges:
-    """Inner bin edges of each column, in the data's dtype, and the rule they follow."""
+    """Bin edges of each column, ``(C, B + 1)`` in the data's dtype, and the rule they follow."""
 
-    inner: np.ndarray  # (C, B - 1)
+    edges: np.ndarray
     rule: _BinRule
 
     @property
     def shared(self) -> bool:
         """Every column has the same edges."""
-        return self.rule.binning == "uniform" or self.inner.shape[0] == 1
+        return self.rule.binning == "uniform" or self.edges.shape[0] == 1
+
+    def statistics_row(self, column: int = 0) -> np.ndarray:
+        """A column's edges as :class:`BinStatistics` holds them (with ``ones_in_own_bin``, the
+        degenerate last bin ``[1, 1]`` appended)."""
+        row = self.edges[column]
+        return np.append(row, row[-1]) if self.rule.ones_in_own_bin else row
 
 
 def _entry_bins(values: np.ndarray, columns: np.ndarray | int, edges: _Edges) -> np.ndarray:
     """Bin of each value, ``values[j]`` being a probability of column ``columns[j]``.
 
-    The rule of ``_binned``: a value on an inner edge belongs to the bin below it when bins are
-    ``(lo, hi]`` (``right_closed``) and to the bin above otherwise; with ``ones_in_own_bin`` a
-    value of 1 goes to the extra bin ``B``.
+    The binning module's rule (:func:`crossent._calibration._binning._bin_index`); with an edge
+    row per column, the values are grouped by column and each group searched in its row.
     """
-    inner, rule = edges.inner, edges.rule
+    rule = edges.rule
+    options = {"right_closed": rule.right_closed, "ones_in_own_bin": rule.ones_in_own_bin}
     if edges.shared:
-        bins = np.searchsorted(inner[0], values, side="left" if rule.right_closed else "right")
-    else:
-        e = inner[columns]
-        above = values[:, None] > e if rule.right_closed else values[:, None] >= e
-        bins = np.count_nonzero(above, axis=1)
-    bins = bins.astype(np.intp, copy=False)
-    if rule.ones_in_own_bin:
-        bins[values >= 1] = rule.n_bins
+        return np.asarray(_bin_index(xnp, values, edges.edges[0], **options))
+    k = edges.edges.shape[0]
+    cols = np.broadcast_to(columns, values.shape)
+    # grouped by column with a counting sort: NumPy's stable sort of 16-bit keys is a radix sort
+    order = np.argsort(cols.astype(np.uint16) if k <= 1 << 16 else cols, kind="stable")
+    sizes = np.bincount(cols, minlength=k)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    grouped = values[order]
+    bins = np.empty(values.shape, dtype=np.intp)
+    bins[order] = np.concatenate(
+        [
+            _bin_index(xnp, grouped[bounds[c] : bounds[c + 1]], edges.edges[c], **options)
+            for c in np.flatnonzero(sizes)
+        ]
+        or [np.zeros(0, dtype=np.intp)]
+    )
     return bins
 
 
 def _first_bin_threshold(edges: _Edges) -> tuple[np.ndarray | None, bool]:
     """Per-column value above which (or from which) an entry leaves the first bin."""
-    if edges.inner.shape[1] == 0:
+    if edges.edges.shape[1] == 2:
         return None, False
-    return edges.inner[:, 0], not edges.rule.right_closed
+    return edges.edges[:, 1], not edges.rule.right_closed
 
 
 def _outside_first_bin(

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat.numpy as xnp
 import numpy as np
 
 from .._namespace import Array, default_int, namespace, quiet_numpy, to_numpy
@@ -30,7 +31,7 @@ from ._batch_sums import (
     summary_sums,
     weights_of,
 )
-from ._binning import BinStatistics, ReliabilityCurve, _check_binning_options
+from ._binning import BinStatistics, ReliabilityCurve, _check_binning_options, _uniform_edges
 from ._inputs import _choice, _prepare
 from ._temperature import KINDS, _resolve_kind
 
@@ -569,7 +570,7 @@ class StreamingCalibration:
         return BinStatistics(edges, mass, s[prefix + "confidence"], s[prefix + "hits"])
 
     def _edges(self) -> np.ndarray:
-        edges = np.array([i / self.n_bins for i in range(self.n_bins + 1)], dtype=_FLOAT)
+        edges = np.asarray(_uniform_edges(xnp, self.n_bins, _FLOAT))
         return np.concatenate([edges, edges[-1:]]) if self.ones_in_own_bin else edges
 
     def expected_calibration_error(
