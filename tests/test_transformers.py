@@ -7,6 +7,7 @@ Tiny randomly initialized models built from configs in code (no downloads). The 
 from __future__ import annotations
 
 import contextlib
+import copy
 import subprocess
 import sys
 
@@ -39,6 +40,14 @@ CONFIGS = {
     "phi3": lambda: transformers.Phi3Config(**DECODER),
     "cohere": lambda: transformers.CohereConfig(**DECODER, logit_scale=0.5),
     "granite": lambda: transformers.GraniteConfig(**DECODER, logits_scaling=4.0),
+    # a mixture of experts that adds its load-balancing loss to the labels' loss
+    "mixtral": lambda: transformers.MixtralConfig(
+        **DECODER,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        output_router_logits=True,
+        router_aux_loss_coef=0.5,
+    ),
     "gpt2": lambda: transformers.GPT2Config(
         vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64
     ),
@@ -105,6 +114,8 @@ def test_loss_and_gradients_match_the_model(arch) -> None:
         out = model(ids, labels=labels)
     assert out.logits is None
     assert_same(got, ref)
+    with no_head_logits(), pytest.raises(AssertionError, match="logits were computed"):
+        model(ids)  # the guard sees the head when it runs
     # without labels: the model's own logits
     torch.testing.assert_close(model(ids).logits, logits_ref, rtol=0, atol=0)
 
@@ -184,6 +195,20 @@ def test_return_logits_and_tuples() -> None:
     torch.testing.assert_close(model(ids, labels=labels).logits, ref.logits)
     with pytest.raises(ValueError, match="not patched"):
         cet.unpatch(model)
+
+
+def test_a_deep_copy_of_a_patched_model_uses_its_own_weights() -> None:
+    model = cet.patch(tiny("qwen3"))
+    ids, labels = batch()
+    loss = model(ids, labels=labels).loss
+    clone = copy.deepcopy(model)  # e.g. the frozen reference model of RL
+    with torch.no_grad():
+        clone.lm_head.weight.mul_(2)
+    got = clone(ids, labels=labels).loss
+    torch.testing.assert_close(model(ids, labels=labels).loss, loss, rtol=0, atol=0)
+    cet.unpatch(clone)
+    torch.testing.assert_close(got, clone(ids, labels=labels).loss, rtol=1e-5, atol=0)
+    assert not torch.allclose(got, loss)
 
 
 def test_all_labels_ignored_gives_zero_not_nan() -> None:

@@ -13,7 +13,7 @@ loss in their place. Needs the extra: ``pip install 'crossent[transformers]'``.
 >>> import crossent.transformers as cet
 >>> config = transformers.LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
 ...     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)
->>> torch.manual_seed(0) and None
+>>> _ = torch.manual_seed(0)
 >>> model = transformers.LlamaForCausalLM(config)
 >>> ids = torch.randint(0, 64, (2, 6))
 >>> reference = model(ids, labels=ids).loss

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import inspect
-import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -72,10 +70,14 @@ def _name(model: torch.nn.Module) -> str:
     return type(model).__name__
 
 
+def _text_config(model: torch.nn.Module) -> Any:
+    config: Any = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def _head_transform(model: torch.nn.Module) -> tuple[float | None, float]:
     """(softcap, temperature) of the model's post-processing of the head's output."""
-    config: Any = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = _text_config(model)
     softcap = getattr(text, "final_logit_softcapping", None)
     temperature = 1.0
     # Cohere multiplies the logits by logit_scale (kept on the model too); dividing by the
@@ -212,8 +214,7 @@ def _model_forward(state: _Patch, *args: Any, **kwargs: Any) -> Any:
     # the caller's choice, wherever the signature keeps it; the call below asks for a dict
     return_dict = arguments.pop("return_dict", extra.pop("return_dict", None))
     if return_dict is None:
-        config = state.model.config
-        return_dict = getattr(config, "use_return_dict", getattr(config, "return_dict", True))
+        return_dict = getattr(state.model.config, "return_dict", True)
     if state.request is not None:
         raise RuntimeError(f"{_name(state.model)}: a patched forward is already running")
     state.request = request
@@ -227,14 +228,49 @@ def _model_forward(state: _Patch, *args: Any, **kwargs: Any) -> Any:
             f"({type(state.head).__name__}) in forward; crossent.transformers.patch cannot "
             "compute its loss"
         )
-    out = dataclasses.replace(
-        out, loss=request.loss, **({} if state.return_logits else {"logits": None})
-    )
+    loss = request.loss
+    aux = getattr(out, "aux_loss", None)
+    if aux is not None:  # a mixture of experts adds its load-balancing loss when labels are given
+        coef = getattr(state.model, "router_aux_loss_coef", None)
+        if coef is None:
+            coef = getattr(_text_config(state.model), "router_aux_loss_coef", 0.0)
+        loss = loss + coef * aux.to(loss.device)
+    out = dataclasses.replace(out, loss=loss, **({} if state.return_logits else {"logits": None}))
     return out if return_dict else out.to_tuple()
 
 
-def _set_forward(module: torch.nn.Module, function: Callable[..., Any]) -> None:
-    object.__setattr__(module, "forward", types.MethodType(function, module))
+class _Forward:
+    """The patched ``forward`` of the model or of its head (an instance attribute).
+
+    It finds the patch on its module at each call instead of holding it, so a deep copy of a
+    patched model (a reference model for RL, say) calls its own copy. ``__wrapped__`` gives
+    ``inspect.signature`` (the Trainer reads it) the original's.
+    """
+
+    def __init__(self, module: torch.nn.Module, original: Callable[..., Any], head: bool):
+        self.module = module
+        self.__wrapped__ = original
+        self.head = head
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        state: _Patch = self.module.__dict__[_ATTR]
+        if self.head:
+            return _head_forward(state, *args, **kwargs)
+        return _model_forward(state, *args, **kwargs)
+
+
+def _install(module: torch.nn.Module, state: _Patch, *, head: bool) -> None:
+    original = state.head_forward if head else state.forward
+    module.__dict__[_ATTR] = state
+    module.__dict__["forward"] = _Forward(module, original, head)
+
+
+def _restore(module: torch.nn.Module, saved: Any) -> None:
+    module.__dict__.pop(_ATTR, None)
+    if saved is None:
+        module.__dict__.pop("forward", None)
+    else:
+        module.__dict__["forward"] = saved
 
 
 def _verify(state: _Patch) -> None:
@@ -363,24 +399,15 @@ def patch(
         chunk_size=chunk_size,
     )
     if verify:
-        _set_forward(head, lambda _, *a, **k: _head_forward(state, *a, **k))
+        _install(head, state, head=True)
         try:
             _verify(state)
         except BaseException:
             _restore(head, state.saved["head"])
             raise
-    wrapper = functools.wraps(state.forward)(lambda *a, **k: _model_forward(state, *a, **k))
-    object.__setattr__(model, "forward", wrapper)
-    _set_forward(head, lambda _, *a, **k: _head_forward(state, *a, **k))
-    object.__setattr__(model, _ATTR, state)
+    _install(head, state, head=True)
+    _install(model, state, head=False)
     return model
-
-
-def _restore(module: torch.nn.Module, saved: Any) -> None:
-    if saved is None:
-        module.__dict__.pop("forward", None)
-    else:
-        object.__setattr__(module, "forward", saved)
 
 
 def unpatch(model: torch.nn.Module, /) -> torch.nn.Module:
@@ -390,7 +417,6 @@ def unpatch(model: torch.nn.Module, /) -> torch.nn.Module:
         raise ValueError(f"{_name(model)} is not patched by crossent.transformers.patch")
     _restore(model, state.saved["model"])
     _restore(state.head, state.saved["head"])
-    del model.__dict__[_ATTR]
     return model
 
 
