@@ -211,6 +211,14 @@ def test_a_deep_copy_of_a_patched_model_uses_its_own_weights() -> None:
     assert not torch.allclose(got, loss)
 
 
+def test_generation_is_the_models() -> None:
+    model = tiny("llama")
+    ids, _ = batch()
+    ref = model.generate(ids[:, :4], max_new_tokens=5, do_sample=False)
+    with cet.patched(model):
+        assert torch.equal(model.generate(ids[:, :4], max_new_tokens=5, do_sample=False), ref)
+
+
 def test_all_labels_ignored_gives_zero_not_nan() -> None:
     model = cet.patch(tiny("llama"))
     ids, _ = batch()
