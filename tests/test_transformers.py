@@ -238,6 +238,18 @@ def test_autocast_bfloat16_matches_the_model() -> None:
     torch.testing.assert_close(loss, ref, rtol=1e-2, atol=0)
 
 
+def test_a_bfloat16_model_gives_its_loss_to_bfloat16_rounding() -> None:
+    model = tiny("gemma2").to(torch.bfloat16)
+    ids, labels = batch()
+    ref = model(ids, labels=labels).loss  # float32 from bfloat16 logits
+    with cet.patched(model):
+        loss = model(ids, labels=labels).loss
+    # the fused op accumulates in float32 and returns the loss in the inputs' dtype: one
+    # bfloat16 rounding (relative 2**-9) away
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, ref, rtol=2**-8, atol=0)
+
+
 class ScaledLlama(transformers.LlamaForCausalLM):
     """Post-processes its logits in a way no config tells (a stand-in for such models)."""
 
