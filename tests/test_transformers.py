@@ -268,6 +268,13 @@ def test_unsupported_models_are_refused_by_name() -> None:
     base = transformers.LlamaModel(CONFIGS["llama"]())
     with pytest.raises(cet.UnsupportedModelError, match="LlamaModel"):
         cet.patch(base)
+    small = dict(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                 intermediate_size=32)  # fmt: skip
+    with pytest.raises(cet.UnsupportedModelError, match="BertForMaskedLM's loss is ForMaskedLM"):
+        cet.patch(transformers.BertForMaskedLM(transformers.BertConfig(**small)))
+    t5 = transformers.T5Config(vocab_size=VOCAB, d_model=16, d_ff=32, num_layers=1, num_heads=2)
+    with pytest.raises(cet.UnsupportedModelError, match="T5ForConditionalGeneration is an enc"):
+        cet.patch(transformers.T5ForConditionalGeneration(t5))
     with pytest.raises(cet.UnsupportedModelError, match="Sequential"):
         cet.patch(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 

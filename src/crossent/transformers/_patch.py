@@ -115,6 +115,21 @@ def _find_head(model: torch.nn.Module) -> torch.nn.Module:
             f"{name}: its output embedding {type(head).__name__} is not a linear layer with a "
             "floating (vocab, hidden) weight; crossent.transformers.patch cannot fuse it"
         )
+    # the labels' loss must be the causal one (shifted labels): a masked or an encoder-decoder
+    # model scores its labels unshifted, and a custom loss_function would be replaced
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise UnsupportedModelError(
+            f"{name} is an encoder-decoder model; crossent.transformers.patch takes a causal "
+            "language model (…ForCausalLM)"
+        )
+    from transformers.loss.loss_utils import ForCausalLMLoss
+
+    loss_function = getattr(model, "loss_function", ForCausalLMLoss)
+    if loss_function is not ForCausalLMLoss:
+        raise UnsupportedModelError(
+            f"{name}'s loss is {getattr(loss_function, '__name__', loss_function)}, not "
+            "transformers' ForCausalLMLoss; crossent.transformers.patch computes only the latter"
+        )
     parameters = inspect.signature(model.forward).parameters.values()
     if not any(p.name == "labels" or p.kind is p.VAR_KEYWORD for p in parameters):
         raise UnsupportedModelError(
