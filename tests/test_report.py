@@ -78,7 +78,7 @@ def test_default_report_on_the_shipped_example(tmp_path, capsys, monkeypatch) ->
     assert d["log_loss"] == pytest.approx(d["calibration"] + d["refinement"])
     assert len(summary["per_class_before"]["cross_entropy"]) == 10
     page = html.read_text()
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 5
     assert "http://" not in page.replace("http://www.apache.org", "") and "https://" not in page
     assert summary["html"] == str(html.resolve())
 
@@ -198,9 +198,9 @@ def test_write_report_is_the_command_from_python(tmp_path, small) -> None:
     page = tmp_path / "r.html"
     steps: list[str] = []
     report, written = write_report(tmp_path / "p.npz", output=page, step=steps.append)
-    assert written == page.resolve() and page.read_text().count("data:image/png;base64,") == 4
+    assert written == page.resolve() and page.read_text().count("data:image/png;base64,") == 5
     assert report.predictions.kind == "logits" and len(report.temperatures) == 2
-    assert steps[-1] == "writing the HTML page" and len(steps) == 5  # the command adds "done"
+    assert steps[-1] == "writing the HTML page" and len(steps) == 6  # the command adds "done"
     with pytest.raises(UsageError, match="already exists"):
         write_report(tmp_path / "p.npz", output=page)
     with pytest.raises(UsageError, match="'auto', 'probs' or 'logits'"):
@@ -352,25 +352,33 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
         )
         try:
             page = browser.new_page()
+            errors: list[str] = []
             page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(html.as_uri(), wait_until="load")
             images = page.evaluate(
                 "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, "
                 "i.naturalHeight])"
             )
             title = page.title()
-            rows = page.locator("table").nth(1).locator("tbody tr").count()
+            rows = page.locator("table").nth(2).locator("tbody tr").count()
+            headings = page.locator("h2").all_inner_texts()
+            intervals = page.locator("td.ci").count()
         finally:
             browser.close()
     assert [alt for alt, *_ in images] == [
         "reliability diagram",
+        "risk-coverage curve",
         "confidence histogram",
         "per-example log-loss distribution",
         "per-class cross-entropy",
     ]
+    assert "Brier score decomposition" in headings and "Risk-coverage" in headings
+    assert intervals == 2 * 14  # both versions' 14 summary metrics have an interval
     for alt, complete, width, height in images:
         assert complete and width > 0 and height > 0, alt
-    assert title.startswith("crossent report")
+    assert title.startswith("crossent report") and not errors, errors
     assert rows == 10  # the per-class table
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
 
@@ -568,3 +576,126 @@ def test_a_memory_map_keeps_one_block_resident(tmp_path, monkeypatch) -> None:
         total += float(block.sum(dtype=np.float64))
     assert total == pytest.approx(float(values.sum(dtype=np.float64)), rel=1e-12)
     assert file_pages_mb() - before < 8  # of 32 MB read (1 MB between releases)
+
+
+# ---------------------------------------------------------------- statistics and the notebook API
+
+
+def test_intervals_smooth_ece_brier_parts_and_aurc_match_the_one_shot_functions(
+    tmp_path, capsys, monkeypatch, small
+) -> None:
+    _, probs, labels = small
+    np.savez(tmp_path / "p.npz", probs=probs, labels=labels)
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "50", "--seed", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["resamples"] == 50 and summary["confidence_level"] == 0.95
+    reference = cal.bootstrap_intervals(probs, labels, n_resamples=50, seed=3)
+    for name, ci in reference.intervals.items():
+        got = summary["intervals_before"][name]
+        assert got["low"] == pytest.approx(ci.low) and got["high"] == pytest.approx(ci.high)
+        assert got["estimate"] == pytest.approx(summary["before"][name], rel=1e-6)
+    assert summary["before"]["smooth_ece"] == pytest.approx(cal.smooth_ece(probs, labels).value)
+    rc = cal.risk_coverage_curve(probs, labels)
+    assert summary["before"]["aurc"] == pytest.approx(rc.aurc)
+    assert summary["risk_coverage_before"]["optimal_aurc"] == pytest.approx(rc.optimal_aurc)
+    d = summary["brier_decomposition_before"]
+    ref = cal.brier_decomposition(probs, labels, n_bins=15)
+    assert d["reliability"] == pytest.approx(ref.reliability)
+    assert d["resolution"] == pytest.approx(ref.resolution)
+    identity = d["reliability"] - d["resolution"] + d["uncertainty"]
+    identity += d["within_bin_variance"] - d["within_bin_covariance"]
+    assert identity == pytest.approx(summary["before"]["brier"], rel=1e-6)
+    code, out, _ = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "0",
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["intervals_before"] is None
+    code, _, err = run(capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--resamples", "1")
+    assert code == 2 and "resamples" in err and len(err.strip().splitlines()) == 1
+
+
+def test_quantile_bins_keep_equal_width_classwise_intervals(small) -> None:
+    from crossent.report import Report
+
+    _, probs, labels = small
+    report = Report.from_arrays(probs, labels, binning="quantile", resamples=20)
+    ci = report.before.intervals
+    assert ci is not None
+    top = cal.bootstrap_intervals(
+        probs, labels, metrics=["ece"], binning="quantile", n_resamples=20
+    )
+    classwise = cal.bootstrap_intervals(probs, labels, metrics=["ece_classwise"], n_resamples=20)
+    assert ci["ece"].low == pytest.approx(top["ece"].low)
+    assert ci["ece_classwise"].high == pytest.approx(classwise["ece_classwise"].high)
+
+
+@pytest.fixture(scope="module")
+def small_report(small):
+    from crossent.report import Report
+
+    _, probs, labels = small
+    return Report.from_arrays(probs, labels, resamples=40)
+
+
+def test_an_interval_missing_its_estimate_is_said(small_report) -> None:
+    from crossent.report._compute import bias_notes
+
+    report = small_report
+    result = report.before.intervals
+    assert result is not None
+    missed = [m for m, ci in result.intervals.items() if not ci.low <= ci.estimate <= ci.high]
+    notes = bias_notes("as given", report.before)
+    assert len(notes) == len(missed)
+    assert all("bootstrap bias" in n for n in notes)
+
+
+def test_report_from_arrays_is_the_command(tmp_path, capsys, monkeypatch, small) -> None:
+    from crossent.report import Report
+
+    logits, _, labels = small
+    np.savez(tmp_path / "p.npz", logits=logits, labels=labels)
+    code, out, _ = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "30",
+    )  # fmt: skip
+    assert code == 0
+    cli_json = json.loads(out)
+    report = Report.from_arrays(
+        logits, labels, kind="logits", resamples=30, class_names=["a", "b", "c", "d"]
+    )
+    api_json = json.loads(report.to_json())
+    for key in ("before", "after_temperature", "intervals_before", "temperatures"):
+        assert api_json[key] == cli_json[key], key
+    assert api_json["class_names"] == ["a", "b", "c", "d"]
+    page = report._repr_html_()
+    assert page == report.to_html() and page.count("data:image/png;base64,") == 5
+    with pytest.raises(UsageError, match="3 names for 4 classes"):
+        Report.from_arrays(logits, labels, class_names=["a", "b", "c"])
+    with pytest.raises(UsageError, match="labels must be in"):
+        Report.from_arrays(logits, labels + 4)
+
+
+def test_plots_draw_on_a_given_axes_and_figures_export(tmp_path, small_report) -> None:
+    from matplotlib.figure import Figure
+
+    report = small_report
+    axes = Figure().subplots(1, 3)
+    assert report.plot_reliability(axes[0]) is axes[0]
+    assert len(axes[0].patches) == 2 * report.n_bins  # accuracy bars and gap bars
+    texts = [int(t.get_text().replace(",", "")) for t in axes[0].texts]
+    assert texts == [int(c) for c in report.before.curve.counts if c]
+    assert report.plot_risk_coverage(axes[1], version="after") is axes[1]
+    line = axes[1].lines[0]
+    assert np.allclose(line.get_xdata(), report.after.risk.coverage)  # type: ignore[union-attr]
+    assert report.plot_per_class(axes[2]) is axes[2]
+    paths = report.save_figures(tmp_path, format="svg")
+    assert {p.name for p in paths} >= {"reliability.svg", "risk_coverage.svg"}
+    assert all(p.read_text().lstrip().startswith("<?xml") for p in paths)
+    report.figure("reliability").savefig(tmp_path / "r.pdf")
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(ValueError, match="no figure 'nope'"):
+        report.figure("nope")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from crossent.errors import UsageError
-from crossent.report import N_BINS, Report, metric_labels, to_json, write_report
+from crossent.report import N_BINS, RESAMPLES, Report, metric_labels, to_json, write_report
 
 __all__ = ["register"]
 
@@ -73,7 +73,9 @@ def report(
         str | None,
         typer.Option("--label-key", help="Array (.npz) or column (.csv, .parquet) of labels."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split into two halves.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the split into two halves and of the bootstrap.")
+    ] = 0,
     bins: Annotated[
         str,
         typer.Option(
@@ -83,6 +85,15 @@ def report(
             f"1 to 1000 (default {N_BINS}).",
         ),
     ] = str(N_BINS),
+    resamples: Annotated[
+        str,
+        typer.Option(
+            "--resamples",
+            metavar="N",
+            help=f"Bootstrap resamples of the 95% intervals beside the summary (default "
+            f"{RESAMPLES}; 0: none). Seeded with --seed.",
+        ),
+    ] = str(RESAMPLES),
     binning: Annotated[
         str,
         typer.Option(
@@ -115,6 +126,12 @@ def report(
         n_bins = int(bins)
     except ValueError:
         raise UsageError(f"--bins takes a whole number from 1 to 1000, not {bins!r}") from None
+    try:
+        n_resamples = int(resamples)
+    except ValueError:
+        raise UsageError(
+            f"--resamples takes a whole number, 0 (none) or at least 2, not {resamples!r}"
+        ) from None
     err = Console(stderr=True)
     out = Console()
     progress = Progress(
@@ -125,7 +142,7 @@ def report(
         transient=True,
         disable=not err.is_terminal,  # no live display in a pipe or a log
     )
-    task = progress.add_task("scoring", total=6 if not no_html else 3, start=False)
+    task = progress.add_task("scoring", total=7 if not no_html else 4, start=False)
 
     def step(description: str) -> None:
         # The display starts at the first step, once the file is read, so that the error of a
@@ -147,6 +164,7 @@ def report(
             seed=seed,
             n_bins=n_bins,
             binning=binning,
+            resamples=n_resamples,
             step=step,
         )
         step("done")

@@ -29,13 +29,22 @@ from typing import Any
 
 from crossent.errors import UsageError
 
-from ._compute import BINNINGS, METRIC_LABELS, N_BINS, Report, metric_labels, to_json
+from ._compute import (
+    BINNINGS,
+    METRIC_LABELS,
+    N_BINS,
+    RESAMPLES,
+    Report,
+    metric_labels,
+    to_json,
+)
 
 __all__ = [
     "BINNINGS",
     "EXAMPLE",
     "METRIC_LABELS",
     "N_BINS",
+    "RESAMPLES",
     "Report",
     "example_path",
     "metric_labels",
@@ -68,6 +77,22 @@ def _output_path(output: Path | None, source: Path, force: bool) -> Path:
     return path
 
 
+def _check_options(kind: str, n_bins: int, binning: str, resamples: int) -> None:
+    if kind not in ("auto", "probs", "logits"):
+        raise UsageError(f"kind is 'auto', 'probs' or 'logits', not {kind!r}")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or not 1 <= n_bins <= 1000:
+        raise UsageError(f"the number of bins is a whole number from 1 to 1000, not {n_bins!r}")
+    if binning not in BINNINGS:
+        raise UsageError(f"binning is 'uniform' or 'quantile', not {binning!r}")
+    if (
+        isinstance(resamples, bool)
+        or not isinstance(resamples, int)
+        or resamples < 0
+        or resamples == 1
+    ):
+        raise UsageError(f"the number of resamples is 0 (none) or at least 2, not {resamples!r}")
+
+
 def write_report(
     path: str | PathLike[str] | None = None,
     /,
@@ -82,6 +107,7 @@ def write_report(
     seed: int = 0,
     n_bins: int = N_BINS,
     binning: str = "uniform",
+    resamples: int = RESAMPLES,
     step: Callable[[str], Any] | None = None,
 ) -> tuple[Report, Path | None]:
     """Score a file of predictions and write the HTML report on it.
@@ -106,13 +132,17 @@ def write_report(
     force : bool, default False
         Overwrite an existing page.
     seed : int, default 0
-        Seed of the split into two halves for the cross-fitted temperature.
+        Seed of the split into two halves for the cross-fitted temperature, and of the
+        bootstrap resamples.
     n_bins : int, default 15
         Number of confidence bins of the calibration errors and the reliability diagram.
     binning : {"uniform", "quantile"}, default "uniform"
         Equal-width bins, or top-label bins holding equal numbers of examples (the class-wise
         ECE keeps equal-width bins: equal-mass bins of every class would need all N x K
         probabilities sorted).
+    resamples : int, default 500
+        Bootstrap resamples of the summary's confidence intervals (95 %, percentile); 0 for
+        none. The bootstrap holds the probabilities whole (one N x K array).
     step : callable, optional
         Called with a description at each stage, once the file is read (for a progress bar).
 
@@ -137,12 +167,7 @@ def write_report(
     """
     from . import _compute, _load, _render
 
-    if kind not in ("auto", "probs", "logits"):
-        raise UsageError(f"kind is 'auto', 'probs' or 'logits', not {kind!r}")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or not 1 <= n_bins <= 1000:
-        raise UsageError(f"the number of bins is a whole number from 1 to 1000, not {n_bins!r}")
-    if binning not in BINNINGS:
-        raise UsageError(f"binning is 'uniform' or 'quantile', not {binning!r}")
+    _check_options(kind, n_bins, binning, resamples)
     source = Path(path) if path is not None else example_path()
     target = None
     if html:
@@ -155,7 +180,9 @@ def write_report(
         label_key=label_key,
     )
     step = step or (lambda _: None)
-    result = _compute.compute(predictions, seed=seed, n_bins=n_bins, binning=binning, step=step)
+    result = _compute.compute(
+        predictions, seed=seed, n_bins=n_bins, binning=binning, resamples=resamples, step=step
+    )
     if target is None:
         return result, None
     step("drawing the figures")

@@ -518,7 +518,21 @@ def load_predictions(
         if labels_path is not None:
             raise _error("--labels is for .npy predictions; a table holds its label column")
         values, labels, names, key = _read_table(path, label_key)
-    values, labels = _check(values, labels)
+    return from_arrays(values, labels, kind=kind, source=str(path), key=key, class_names=names)
+
+
+def from_arrays(
+    values: Any,
+    labels: Any,
+    *,
+    kind: str = "auto",
+    source: str = "arrays",
+    key: str = "",
+    class_names: list[str] | None = None,
+) -> Predictions:
+    """Validate predictions and labels given as arrays (the checks every file goes through)."""
+    values, labels = _check(values, np.asarray(labels))
+    names = class_names
     scan = _scan(values, labels)
     kind, notes = _decide_kind(scan, kind, key, int(values.shape[1]), values.dtype)
     if kind == "logits" and scan.all_neginf_row is not None:
@@ -531,4 +545,4 @@ def load_predictions(
     notes += _diagnostics(values, labels, kind)
     if not names or len(names) != values.shape[1]:
         names = [str(i) for i in range(values.shape[1])]
-    return Predictions(values, labels, kind, str(path), names, notes)
+    return Predictions(values, labels, kind, source, names, notes)
