@@ -189,7 +189,7 @@ def test_report_without_a_temperature(tmp_path, capsys, monkeypatch) -> None:
     assert summary["after_temperature"] is None and summary["temperatures"] == []
     assert any("temperature scaling skipped" in note for note in summary["notes"])
     assert summary["before"]["accuracy"] == 1.0
-    assert html.read_text().count("data:image/png;base64,") == 4
+    assert html.read_text().count("data:image/png;base64,") == 5  # every figure, one version
 
 
 def test_write_report_is_the_command_from_python(tmp_path, small) -> None:
@@ -255,9 +255,9 @@ def _bad_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
         [npz("ok", predictions=p, ground_truth=y), "--pred-key", "zz"],
         "no array of predictions 'zz'",
     )
-    cases["one column"] = (
+    cases["one column"] = (  # read as P(y = 1) of a binary problem: the labels say no
         [npz("onecol", predictions=p[:, 0], ground_truth=y)],
-        "one value per example",
+        "labels must be in [0, 2) for 2 classes",
     )
     cases["3-d predictions"] = (
         [npz("threed", predictions=p[:, :, None], ground_truth=y)],
@@ -288,7 +288,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
     )
     cases["string labels"] = (
         [npz("str", predictions=p, ground_truth=np.array(["a"] * 20))],
-        "integer class indices",
+        "the labels are class names",
     )
     cases["npy without labels"] = ([str(tmp / "v.npy")], "--labels")
     np.save(tmp / "v.npy", p)
@@ -375,7 +375,7 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
         "per-class cross-entropy",
     ]
     assert "Brier score decomposition" in headings and "Risk-coverage" in headings
-    assert intervals == 2 * 14  # both versions' 14 summary metrics have an interval
+    assert intervals == 14  # the 14 summary metrics of the predictions as given
     for alt, complete, width, height in images:
         assert complete and width > 0 and height > 0, alt
     assert title.startswith("crossent report") and not errors, errors
@@ -699,3 +699,160 @@ def test_plots_draw_on_a_given_axes_and_figures_export(tmp_path, small_report) -
     assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
     with pytest.raises(ValueError, match="no figure 'nope'"):
         report.figure("nope")
+
+
+# ---------------------------------------------------------------- comparing models
+
+
+def test_several_files_are_compared_against_the_first(tmp_path, capsys, monkeypatch, small) -> None:
+    logits, probs, labels = small
+    soft = np.exp(logits / 2 - (logits / 2).max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    np.savez(tmp_path / "sharp.npz", probs=probs, labels=labels)
+    np.savez(tmp_path / "soft.npz", probs=soft, labels=labels)
+    page = tmp_path / "both.html"
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "sharp.npz"), str(tmp_path / "soft.npz"),
+        "--json", "--resamples", "40", "--seed", "2", "-o", str(page),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [m["name"] for m in summary["models"]] == ["sharp.npz", "soft.npz"]
+    for model, p in zip(summary["models"], (probs, soft), strict=True):
+        assert model["before"]["log_loss_nats"] == pytest.approx(float(cal.log_loss(p, labels)))
+        assert model["before"]["ece"] == pytest.approx(
+            float(cal.expected_calibration_error(p, labels))
+        )
+    assert summary["models"][0]["difference_from_first"] is None
+    reference = cal.bootstrap_difference(probs, soft, labels, n_resamples=40, seed=2)
+    got = summary["models"][1]["difference_from_first"]
+    for name, ci in reference.intervals.items():
+        assert got[name]["low"] == pytest.approx(ci.low), name
+        assert got[name]["high"] == pytest.approx(ci.high), name
+    text = page.read_text()
+    assert "Comparing 2 models" in text and "soft.npz &minus; sharp.npz" in text
+    assert text.count("data:image/png;base64,") == 2
+    # Different examples, or different labels: one line, exit 2.
+    np.savez(tmp_path / "short.npz", probs=probs[:-1], labels=labels[:-1])
+    flipped = labels.copy()
+    flipped[5] = (flipped[5] + 1) % 4
+    np.savez(tmp_path / "other.npz", probs=probs, labels=flipped)
+    for other, message in (("short.npz", "299 examples"), ("other.npz", "index 5")):
+        code, _, err = run(
+            capsys, monkeypatch, "report", str(tmp_path / "sharp.npz"), str(tmp_path / other),
+            "--no-html",
+        )  # fmt: skip
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_report_from_arrays_compares_a_dict_or_named_list(small) -> None:
+    from crossent.report import Comparison, Report
+
+    logits, _, labels = small
+    by_dict = Report.from_arrays({"x": logits, "half": logits / 2}, labels, resamples=0)
+    by_list = Report.from_arrays([logits, logits / 2], labels, names=["x", "half"], resamples=0)
+    assert isinstance(by_dict, Comparison) and by_dict.names == ["x", "half"]
+    one = Report.from_arrays(logits / 2, labels, resamples=0)
+    for comparison in (by_dict, by_list):
+        assert comparison.reports[1].before.metrics == one.before.metrics
+        assert comparison.differences == {"half": None}
+    entries = json.loads(by_dict.to_json())["models"]
+    assert [e["name"] for e in entries] == ["x", "half"]
+    assert "Comparing 2 models" in by_dict._repr_html_()
+    with pytest.raises(UsageError, match="299 rows of predictions but 300 labels"):
+        Report.from_arrays({"x": logits, "short": logits[:-1]}, labels, resamples=0)
+
+
+# ---------------------------------------------------------------- kinds of classifier output
+
+
+def _binary_ece(p1: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """Float64 brute force: bins (lo, hi] of P(y = 1) (the first one [0, hi]), |freq - mean p|."""
+    total = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        inside = ((p1 > lo) | (b == 0)) & (p1 <= hi)
+        if inside.any():
+            total += inside.sum() * abs(float(np.mean(y[inside])) - float(np.mean(p1[inside])))
+    return total / len(p1)
+
+
+def test_one_column_of_p_y1_is_a_binary_problem(tmp_path, capsys, monkeypatch) -> None:
+    from crossent.report import Report
+
+    rng = np.random.default_rng(4)
+    p1 = rng.uniform(size=400)
+    y = (rng.uniform(size=400) < p1**1.5).astype(int)  # miscalibrated: over-predicts y = 1
+    rows = "".join(f"{float(a)!r},{b}\n" for a, b in zip(p1, y, strict=True))
+    (tmp_path / "binary.csv").write_text("p_positive,label\n" + rows)
+    page = tmp_path / "b.html"
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "binary.csv"), "--json", "--resamples",
+        "0", "-o", str(page),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["binary"] and summary["classes"] == 2
+    assert summary["before"]["ece_positive"] == pytest.approx(_binary_ece(p1, y))
+    two = np.stack([1 - p1, p1], axis=1)
+    assert summary["before"]["brier"] == pytest.approx(float(cal.brier_score(two, y)))
+    assert "binary: one probability per example" in " ".join(summary["notes"])
+    assert "binary (the reliability diagram is of P(y = 1))" in page.read_text()
+    # The same numbers from the notebook entry, and a logit column read as log-odds.
+    report = Report.from_arrays(p1, y, resamples=0)
+    assert report.before.metrics["ece_positive"] == summary["before"]["ece_positive"]
+    logit = Report.from_arrays(np.log(p1 / (1 - p1)), y, resamples=0)
+    assert logit.predictions.kind == "logits"
+    assert logit.before.metrics["log_loss_nats"] == pytest.approx(float(cal.log_loss(two, y)))
+
+
+def test_string_labels_match_class_named_columns(tmp_path, capsys, monkeypatch, small) -> None:
+    _, probs, labels = small
+    names = np.array(["cat", "dog", "bird", "fish"])
+    rows = "".join(
+        ",".join(repr(float(v)) for v in row) + f",{names[y]}\n"
+        for row, y in zip(probs, labels, strict=True)
+    )
+    (tmp_path / "named.csv").write_text("cat,dog,bird,fish,label\n" + rows)
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "named.csv"), "--json", "--no-html",
+        "--resamples", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["before"]["log_loss_nats"] == pytest.approx(float(cal.log_loss(probs, labels)))
+    assert summary["class_names"] == list(names)
+    # A .npz has no column names: --class-names gives the order, and a stranger is refused.
+    np.savez(tmp_path / "named.npz", probs=probs, labels=names[labels])
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "named.npz"), "--json", "--no-html",
+        "--resamples", "0", "--class-names", "cat,dog,bird,fish",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["before"] == summary["before"]
+    for extra in ([], ["--class-names", "cat,dog,bird,cow"]):
+        code, _, err = run(
+            capsys, monkeypatch, "report", str(tmp_path / "named.npz"), "--no-html", *extra
+        )
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "'fish'" in err
+
+
+def test_many_classes_show_the_worst_first_and_summarize_the_rest() -> None:
+    from crossent.report import Report
+    from crossent.report._render import CLASS_ROWS
+
+    rng = np.random.default_rng(5)
+    logits = 2 * rng.normal(size=(900, 60))
+    labels = rng.integers(0, 60, 900)
+    report = Report.from_arrays(
+        logits, labels, resamples=0, class_names=[f"c{i}" for i in range(60)]
+    )
+    page = report.to_html()
+    ece = np.asarray(report.before.per_class["ece"])
+    worst = np.argsort(-ece, kind="stable")[:CLASS_ROWS]
+    table = page[page.index("Per-class table") :]
+    assert table.count("<tr><td>c") == CLASS_ROWS
+    assert table.index(f"<tr><td>c{worst[0]}<") < table.index(f"<tr><td>c{worst[1]}<")
+    assert f"the other {60 - CLASS_ROWS} classes" in page
+    assert len(json.loads(report.to_json())["per_class_before"]["ece"]) == 60

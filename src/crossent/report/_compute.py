@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -36,11 +36,15 @@ from crossent.errors import UsageError
 
 from ._load import Predictions, row_blocks
 
+if TYPE_CHECKING:
+    from ._compare import Comparison
+
 N_BINS = 15
-# Bootstrap resamples by default: 500 keeps 200,000 x 1,000 under a minute on 2 cores (the two
-# versions' intervals took 51 s of a 67 s report at 1,000 under load; README); ask for more.
-RESAMPLES = 500
+# Bootstrap resamples by default (see the README for the trade-off and the measurements).
+RESAMPLES = 200
 CONFIDENCE_LEVEL = 0.95
+# Which versions get bootstrap intervals: the predictions as given, or also the scaled ones.
+INTERVALS = ("given", "both")
 # The metrics with a bootstrap interval: the summary's (smooth ECE and AURC cost O(N) per
 # resample each, so they get one too).
 INTERVAL_METRICS = (*SUMMARY, "smooth_ece", "aurc")
@@ -84,6 +88,64 @@ class Report:
     n_bins: int = N_BINS
     binning: str = "uniform"
     resamples: int = RESAMPLES
+    intervals: str = "given"
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Mapping[str, Any],
+        labels: Any,
+        /,
+        *,
+        names: None = ...,
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+    ) -> Comparison: ...
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Sequence[Any],
+        labels: Any,
+        /,
+        *,
+        names: Sequence[str],
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+    ) -> Comparison: ...
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Any,
+        labels: Any,
+        /,
+        *,
+        names: None = ...,
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+    ) -> Report: ...
 
     @classmethod
     def from_arrays(
@@ -95,32 +157,40 @@ class Report:
         kind: str = "auto",
         class_names: Sequence[str] | None = None,
         name: str = "arrays",
+        names: Sequence[str] | None = None,
         seed: int = 0,
         n_bins: int = N_BINS,
         binning: str = "uniform",
         resamples: int = RESAMPLES,
-    ) -> Report:
+        intervals: str = "given",
+    ) -> Report | Comparison:
         """The report of predictions and labels held in memory (a notebook's entry).
 
         Parameters
         ----------
-        predictions : array_like
+        predictions : array_like, or a dict of them
             Probabilities or logits, shape ``(N, K)`` (NumPy, or anything ``numpy.asarray``
-            reads: a CPU tensor, a list).
+            reads: a CPU tensor, a list); or ``(N,)``, one probability of class 1 per example
+            (scikit-learn's ``predict_proba(X)[:, 1]``), a binary problem. Several models of
+            the same labels: a dict ``{name: predictions}``, or a list with ``names``; then
+            the result is a :class:`~crossent.report.Comparison`.
         labels : array_like
-            Integer class indices, shape ``(N,)``.
+            Class indices, shape ``(N,)``; or class names (strings) of ``class_names``.
         kind : {"auto", "probs", "logits"}, default "auto"
             What the predictions are; "auto" decides from the values, as the command does.
         class_names : sequence of str, optional
-            One name per class (the per-class table and figure); default ``0 .. K-1``.
+            One name per class, in the order of the prediction columns (the per-class table;
+            string labels are matched to them); default ``0 .. K-1``.
         name : str, default "arrays"
-            What the page calls the predictions.
-        seed, n_bins, binning, resamples
+            What the page calls the predictions (one model).
+        names : sequence of str, optional
+            The names of several models given as a list.
+        seed, n_bins, binning, resamples, intervals
             As :func:`crossent.report.write_report`.
 
         Returns
         -------
-        Report
+        Report or Comparison
             Show it in Jupyter (``_repr_html_``), or use :meth:`to_html`, :meth:`to_json`,
             :meth:`figure` and the ``plot_*`` methods.
 
@@ -138,20 +208,42 @@ class Report:
         >>> labels = rng.integers(0, 4, 500)
         >>> report = Report.from_arrays(logits, labels, kind="logits", resamples=0)
         >>> round(report.before.metrics["accuracy"], 3)
-        0.254
+        0.264
+        >>> both = Report.from_arrays({"T=1": logits, "T=2": logits / 2}, labels, resamples=0)
+        >>> both.names
+        ['T=1', 'T=2']
         """
         from . import _check_options
+        from ._compare import compare
         from ._load import from_arrays
 
-        _check_options(kind, n_bins, binning, resamples)
-        values = np.asarray(predictions)
-        names = None if class_names is None else [str(c) for c in class_names]
-        if names is not None and values.ndim == 2 and len(names) != values.shape[1]:
-            raise UsageError(
-                f"class_names has {len(names)} names for {values.shape[1]} classes of predictions"
-            )
-        checked = from_arrays(values, labels, kind=kind, source=name, class_names=names)
-        return compute(checked, seed=seed, n_bins=n_bins, binning=binning, resamples=resamples)
+        _check_options(kind, n_bins, binning, resamples, intervals)
+        cnames = None if class_names is None else [str(c) for c in class_names]
+        if isinstance(predictions, Mapping):
+            models = {str(key): value for key, value in predictions.items()}
+        elif names is not None:
+            models = dict(zip([str(x) for x in names], predictions, strict=True))
+            if len(models) != len(names):
+                raise UsageError("names must be distinct, one per model")
+        else:
+            models = {name: predictions}
+        checked = []
+        for key, value in models.items():
+            values = np.asarray(value)
+            if cnames is not None and values.ndim == 2 and len(cnames) != values.shape[1]:
+                raise UsageError(
+                    f"class_names has {len(cnames)} names for {values.shape[1]} classes "
+                    "of predictions"
+                )
+            checked.append(from_arrays(values, labels, kind=kind, source=key, class_names=cnames))
+        options: dict[str, Any] = {
+            "seed": seed, "n_bins": n_bins, "binning": binning, "resamples": resamples
+        }  # fmt: skip
+        if len(checked) == 1 and not isinstance(predictions, Mapping) and names is None:
+            return compute(checked[0], intervals=intervals, **options)
+        if not checked:
+            raise UsageError("no models given")
+        return compare(list(models), checked, **options)
 
     def to_json(self) -> str:
         """The summary of ``crossent report --json``, as a JSON string."""
@@ -234,6 +326,7 @@ METRIC_LABELS = {
     "brier": "Brier score",
     "ece": "ECE (top-label, 15 bins)",
     "ece_classwise": "ECE (class-wise)",
+    "ece_positive": "ECE of P(y = 1), binary",
     "mce": "MCE (max gap)",
     "rmsce": "RMS calibration error",
     "mean_confidence": "mean confidence",
@@ -246,7 +339,11 @@ METRIC_LABELS = {
 def metric_labels(report: Report) -> dict[str, str]:
     """:data:`METRIC_LABELS` with the report's bins in the ECE's name."""
     kind = "" if report.binning == "uniform" else "equal-mass "
-    return {**METRIC_LABELS, "ece": f"ECE (top-label, {report.n_bins} {kind}bins)"}
+    return {
+        **METRIC_LABELS,
+        "ece": f"ECE (top-label, {report.n_bins} {kind}bins)",
+        "ece_positive": f"ECE of P(y = 1), binary ({report.n_bins} {kind}bins)",
+    }
 
 
 def _probabilities(
@@ -277,6 +374,7 @@ def score(
     confidence = np.empty(n)
     correct = np.empty(n, dtype=bool)
     loss = np.empty(n)
+    p1 = np.empty(n if k == 2 else 0)  # P(y = 1) of a binary problem
     brier = entropy = 0.0
     top5 = clipped = 0
     edges = counts = sums = hits = None
@@ -285,6 +383,8 @@ def score(
         y = labels[start:stop]
         rows = np.arange(stop - start)
         confidence[start:stop] = p.max(axis=1)
+        if k == 2:
+            p1[start:stop] = p[:, 1]
         # argmax (ties go to the first class), as the reliability diagram counts a hit
         correct[start:stop] = p.argmax(axis=1) == y
         eps = float(np.finfo(p.dtype).eps)
@@ -349,6 +449,13 @@ def score(
         "ece": np.asarray(classwise.calibration_error(average=False)).tolist(),
     }
     curve = top.reliability_curve()
+    if k == 2:
+        # A binary problem is shown as binary: the reliability of P(y = 1), not of the top label.
+        positive = cal.bin_statistics(
+            p1, labels == 1, edges=cal.bin_edges(p1, n_bins=n_bins, binning=binning)
+        )
+        metrics["ece_positive"] = float(positive.calibration_error())
+        curve = positive.reliability_curve()
     brier_parts = _decompose(brier_sums, n)  # type: ignore[arg-type]
     return Scored(
         confidence, correct, loss, metrics, per_class, curve, clipped, brier_parts, risk, smooth
@@ -404,26 +511,34 @@ def _held(values: Any, kind: str, temperature: np.ndarray | None, out: np.ndarra
     return out
 
 
-def _intervals(
-    probs: np.ndarray, labels: np.ndarray, scored: Scored, resamples: int, seed: int, **bins: Any
-) -> None:
-    """The bootstrap intervals of ``scored``'s summary, checked against its own figures."""
-    names = [m for m in INTERVAL_METRICS if m in scored.metrics]
+def bootstrap(
+    probs: Sequence[np.ndarray],
+    labels: np.ndarray,
+    metrics: Sequence[str],
+    *,
+    resamples: int,
+    seed: int,
+    n_bins: int,
+    binning: str,
+) -> cal.BootstrapResult:
+    """Intervals of one model's ``metrics`` (one array in ``probs``), or of the paired difference
+    of two models (two arrays: :func:`crossent.calibration.bootstrap_difference`), in the
+    report's bins: the class-wise ECE keeps equal-width bins whatever ``binning`` (the same
+    seed draws the same resamples, so both calls pair up)."""
+    fn: Any = cal.bootstrap_intervals if len(probs) == 1 else cal.bootstrap_difference
     options: dict[str, Any] = {
         "n_resamples": resamples,
         "confidence_level": CONFIDENCE_LEVEL,
         "seed": seed,
+        "n_bins": n_bins,
     }
-    if bins["binning"] == "uniform":
-        scored.intervals = cal.bootstrap_intervals(probs, labels, metrics=names, **options, **bins)
-        return
-    # The report's class-wise ECE keeps equal-width bins; the same seed draws the same resamples.
+    names = [m for m in metrics if m in INTERVAL_METRICS]
+    if binning == "uniform" or "ece_classwise" not in names:
+        return fn(*probs, labels, metrics=names, binning=binning, **options)
     top = [m for m in names if m != "ece_classwise"]
-    result = cal.bootstrap_intervals(probs, labels, metrics=top, **options, **bins)
-    classwise = cal.bootstrap_intervals(
-        probs, labels, metrics=["ece_classwise"], **options, n_bins=bins["n_bins"]
-    )
-    scored.intervals = cal.BootstrapResult(
+    result = fn(*probs, labels, metrics=top, binning=binning, **options)
+    classwise = fn(*probs, labels, metrics=["ece_classwise"], **options)
+    return cal.BootstrapResult(
         {**result.intervals, **classwise.intervals},
         {**result.replicates, **classwise.replicates},
         result.confidence_level,
@@ -456,28 +571,36 @@ def compute(
     n_bins: int = N_BINS,
     binning: str = "uniform",
     resamples: int = RESAMPLES,
+    intervals: str = "given",
     step: Callable[[str], Any] | None = None,
 ) -> Report:
     """Score the predictions, cross-fit a temperature on two halves and score again.
 
     ``n_bins`` and ``binning`` are the top-label bins (ECE, MCE, RMSCE, reliability diagram);
     the class-wise ECE uses ``n_bins`` equal-width bins (equal-mass bins of every class would
-    need all N x K probabilities sorted). With ``resamples`` > 0 each version's summary gets
-    percentile bootstrap intervals (seeded with ``seed``), which need its probabilities whole:
-    one N x K array more (the input's own, for probabilities already in memory).
+    need all N x K probabilities sorted). With ``resamples`` > 0 the summary of the predictions
+    as given (``intervals="given"``) or of both versions (``"both"``: twice the bootstrap's
+    time) gets percentile bootstrap intervals (seeded with ``seed``), which need the
+    probabilities whole: one N x K array more (the input's own, for probabilities already in
+    memory).
     """
     step = step or (lambda _: None)
     values, labels, kind = predictions.values, predictions.labels, predictions.kind
     k = int(values.shape[1])
     options: dict[str, Any] = {"n_classes": k, "n_bins": n_bins, "binning": binning}
-    bins = {"n_bins": n_bins, "binning": binning}
+    boot: dict[str, Any] = {
+        "resamples": resamples,
+        "seed": seed,
+        "n_bins": n_bins,
+        "binning": binning,
+    }
     step("scoring the predictions")
     held = None
     if resamples:
         held = _held(values, kind, None, None)
         before = score(row_blocks(held), labels, **options)
         step("bootstrap intervals")
-        _intervals(held, labels, before, resamples, seed, **bins)
+        before.intervals = bootstrap([held], labels, list(before.metrics), **boot)
     else:
         before = score(_probabilities(values, kind), labels, **options)
     step("fitting the temperature on each half")
@@ -486,11 +609,11 @@ def compute(
     step("scoring after temperature scaling")
     after = None
     if per_example is not None:
-        if resamples:
+        if resamples and intervals == "both":
             buffer = None if held is values else held
             held = _held(values, kind, per_example, buffer)
             after = score(row_blocks(held), labels, **options)
-            _intervals(held, labels, after, resamples, seed, **bins)
+            after.intervals = bootstrap([held], labels, list(after.metrics), **boot)
         else:
             after = score(_probabilities(values, kind, per_example), labels, **options)
     del held
@@ -507,6 +630,7 @@ def compute(
         n_bins,
         binning,
         resamples,
+        intervals,
     )
 
 
@@ -545,7 +669,9 @@ def to_json(report: Report, html: str | None) -> dict[str, Any]:
         "class_names": p.class_names,
         "bins": report.n_bins,
         "binning": report.binning,
+        "binary": int(p.values.shape[1]) == 2,
         "resamples": report.resamples,
+        "intervals": report.intervals if report.resamples else None,
         "confidence_level": CONFIDENCE_LEVEL if report.resamples else None,
         "before": clean(report.before.metrics),
         "intervals_before": intervals(report.before),

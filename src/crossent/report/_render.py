@@ -16,6 +16,7 @@ import numpy as np
 
 from ._compute import Report, Scored, metric_labels
 
+CLASS_ROWS = 20  # rows of the per-class table on the page; the JSON has every class
 BEFORE = "#c0392b"
 AFTER = "#2471a3"
 
@@ -107,11 +108,12 @@ def plot_reliability(ax: Any, scored: Scored, *, color: str = BEFORE, counts: bo
                     x, 1.015, f"{int(count):,}", rotation=90, ha="center", va="bottom",
                     fontsize=6, color="#444444",
                 )  # fmt: skip
+    binary = "ece_positive" in scored.metrics  # the curve is of P(y = 1)
     ax.set(
         xlim=(0, 1),
         ylim=(0, 1.16 if counts else 1),
-        xlabel="confidence (top-label probability)",
-        ylabel="accuracy",
+        xlabel="predicted P(y = 1)" if binary else "confidence (top-label probability)",
+        ylabel="frequency of y = 1" if binary else "accuracy",
     )
     return ax
 
@@ -140,7 +142,8 @@ def reliability_figure(report: Report) -> Any:
     axes = np.atleast_1d(axes)
     for ax, (title, scored, color) in zip(axes, versions, strict=True):
         plot_reliability(ax, scored, color=color)
-        ax.set_title(f"{title}: ECE {scored.metrics['ece']:.2%}")
+        ece = scored.metrics.get("ece_positive", scored.metrics["ece"])
+        ax.set_title(f"{title}: ECE {ece:.2%}")
     _legend(fig, axes[0])
     return fig
 
@@ -320,7 +323,26 @@ def _metrics_table(report: Report) -> str:
 
 
 def _per_class_table(report: Report) -> str:
+    """Every class up to :data:`CLASS_ROWS`; beyond, the worst classes by class-wise ECE (as
+    given) and a line summarizing the rest (the full table is in the JSON)."""
     b, a = report.before.per_class, report.after.per_class if report.after else None
+    k = len(report.predictions.class_names)
+    shown = list(range(k))
+    rest = ""
+    if k > CLASS_ROWS:
+        ece = np.nan_to_num(np.asarray(b["ece"], dtype=float), nan=-1.0)
+        order = np.argsort(-ece, kind="stable")
+        shown = [int(i) for i in order[:CLASS_ROWS]]
+        others = np.asarray(b["ece"], dtype=float)[order[CLASS_ROWS:]]
+        others = others[np.isfinite(others)]
+        rest = (
+            f'<p class="muted">The {CLASS_ROWS} classes of largest class-wise ECE, worst first; '
+            f"the other {k - CLASS_ROWS:,} classes have class-wise ECE "
+            f"{_fmt(float(np.median(others)) if len(others) else None)} (median), "
+            f"{_fmt(float(np.max(others)) if len(others) else None)} at most. Every class is in "
+            "the JSON (<code>crossent report --json</code>, "
+            "<code>Report.to_json()</code>).</p>"
+        )
     head = (
         "<tr><th>class</th><th>examples</th><th>frequency</th><th>mean p(class)</th>"
         "<th>recall</th><th>cross-entropy (nats)</th>"
@@ -328,7 +350,8 @@ def _per_class_table(report: Report) -> str:
     head += "<th>cross-entropy after T</th>" if a else ""
     head += "<th>class-wise ECE</th></tr>"
     rows = []
-    for i, name in enumerate(report.predictions.class_names):
+    for i in shown:
+        name = report.predictions.class_names[i]
         row = (
             f"<tr><td>{html.escape(name)}</td><td>{int(b['count'][i])}</td>"
             f"<td>{_fmt(b['frequency'][i])}</td><td>{_fmt(b['mean_probability'][i])}</td>"
@@ -338,7 +361,7 @@ def _per_class_table(report: Report) -> str:
             row += f"<td>{_fmt(a['cross_entropy'][i])}</td>"
         row += f"<td>{_fmt(b['ece'][i])}</td></tr>"
         rows.append(row)
-    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>{rest}"
 
 
 def _bootstrap_text(report: Report) -> str:
@@ -423,6 +446,7 @@ def render_html(report: Report, figures: dict[str, str], *, provenance: str = ""
         else f"{report.n_bins} bins of the confidence holding equal numbers of examples "
         f"(the class-wise ECE: {report.n_bins} equal-width bins)"
     )
+    classes = "binary (the reliability diagram is of P(y = 1))" if k == 2 else f"{k} classes"
     note_items = "".join(f"<li>{html.escape(x)}</li>" for x in notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -431,7 +455,7 @@ def render_html(report: Report, figures: dict[str, str], *, provenance: str = ""
 <style>{_CSS}</style></head>
 <body>
 <h1>Predictions report</h1>
-<p class="muted">{html.escape(p.source)} · {n} examples · {k} classes · read as
+<p class="muted">{html.escape(p.source)} · {n} examples · {classes} · read as
 {"probabilities" if p.kind == "probs" else "logits"} · made by crossent</p>
 {f'<p class="muted">{html.escape(provenance)}</p>' if provenance else ""}
 {f'<ul class="notes">{note_items}</ul>' if note_items else ""}
