@@ -614,6 +614,14 @@ def test_intervals_smooth_ece_brier_parts_and_aurc_match_the_one_shot_functions(
         "--resamples", "0",
     )  # fmt: skip
     assert code == 0 and json.loads(out)["intervals_before"] is None
+    assert summary["intervals"] == "given" and summary["intervals_after"] is None
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "20", "--intervals", "both",
+    )  # fmt: skip
+    both = json.loads(out)
+    for name, ci in both["intervals_after"].items():
+        assert ci["estimate"] == pytest.approx(both["after_temperature"][name], rel=1e-6), name
     code, _, err = run(capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--resamples", "1")
     assert code == 2 and "resamples" in err and len(err.strip().splitlines()) == 1
 
@@ -759,6 +767,14 @@ def test_report_from_arrays_compares_a_dict_or_named_list(small) -> None:
     entries = json.loads(by_dict.to_json())["models"]
     assert [e["name"] for e in entries] == ["x", "half"]
     assert "Comparing 2 models" in by_dict._repr_html_()
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    assert by_dict.plot_reliability(ax) is ax
+    curve = one.before.curve
+    filled = np.asarray(curve.counts) > 0
+    assert len(ax.lines) == 3  # one curve a model, and the diagonal
+    assert np.allclose(ax.lines[1].get_ydata(), np.asarray(curve.accuracy)[filled])
     with pytest.raises(UsageError, match="299 rows of predictions but 300 labels"):
         Report.from_arrays({"x": logits, "short": logits[:-1]}, labels, resamples=0)
 

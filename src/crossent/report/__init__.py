@@ -5,6 +5,8 @@ bits), accuracy, Brier score, top-label and class-wise ECE, MCE, per-class cross
 entropy of the predictions, before and after temperature scaling cross-fitted on two halves;
 and writes the HTML page, figures embedded. :func:`write_report` does it from Python; the
 ``crossent report`` command (:mod:`crossent.apps.report`) also prints a summary table or JSON.
+:func:`write_comparison` (``crossent report A B ...``) puts several models of the same labels
+on one page, each difference from the first with its paired bootstrap interval.
 
 Scale: time is linear in N x K (each version of the predictions is scored in one pass, each
 temperature fit costs a few passes). Memory is the predictions array when it is read whole
