@@ -78,7 +78,7 @@ def test_default_report_on_the_shipped_example(tmp_path, capsys, monkeypatch) ->
     assert d["log_loss"] == pytest.approx(d["calibration"] + d["refinement"])
     assert len(summary["per_class_before"]["cross_entropy"]) == 10
     page = html.read_text()
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 5
     assert "http://" not in page.replace("http://www.apache.org", "") and "https://" not in page
     assert summary["html"] == str(html.resolve())
 
@@ -189,7 +189,7 @@ def test_report_without_a_temperature(tmp_path, capsys, monkeypatch) -> None:
     assert summary["after_temperature"] is None and summary["temperatures"] == []
     assert any("temperature scaling skipped" in note for note in summary["notes"])
     assert summary["before"]["accuracy"] == 1.0
-    assert html.read_text().count("data:image/png;base64,") == 4
+    assert html.read_text().count("data:image/png;base64,") == 5  # every figure, one version
 
 
 def test_write_report_is_the_command_from_python(tmp_path, small) -> None:
@@ -198,9 +198,9 @@ def test_write_report_is_the_command_from_python(tmp_path, small) -> None:
     page = tmp_path / "r.html"
     steps: list[str] = []
     report, written = write_report(tmp_path / "p.npz", output=page, step=steps.append)
-    assert written == page.resolve() and page.read_text().count("data:image/png;base64,") == 4
+    assert written == page.resolve() and page.read_text().count("data:image/png;base64,") == 5
     assert report.predictions.kind == "logits" and len(report.temperatures) == 2
-    assert steps[-1] == "writing the HTML page" and len(steps) == 5  # the command adds "done"
+    assert steps[-1] == "writing the HTML page" and len(steps) == 6  # the command adds "done"
     with pytest.raises(UsageError, match="already exists"):
         write_report(tmp_path / "p.npz", output=page)
     with pytest.raises(UsageError, match="'auto', 'probs' or 'logits'"):
@@ -255,9 +255,9 @@ def _bad_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
         [npz("ok", predictions=p, ground_truth=y), "--pred-key", "zz"],
         "no array of predictions 'zz'",
     )
-    cases["one column"] = (
+    cases["one column"] = (  # read as P(y = 1) of a binary problem: the labels say no
         [npz("onecol", predictions=p[:, 0], ground_truth=y)],
-        "one value per example",
+        "labels must be in [0, 2) for 2 classes",
     )
     cases["3-d predictions"] = (
         [npz("threed", predictions=p[:, :, None], ground_truth=y)],
@@ -288,7 +288,7 @@ def _bad_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
     )
     cases["string labels"] = (
         [npz("str", predictions=p, ground_truth=np.array(["a"] * 20))],
-        "integer class indices",
+        "the labels are class names",
     )
     cases["npy without labels"] = ([str(tmp / "v.npy")], "--labels")
     np.save(tmp / "v.npy", p)
@@ -352,25 +352,33 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
         )
         try:
             page = browser.new_page()
+            errors: list[str] = []
             page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(html.as_uri(), wait_until="load")
             images = page.evaluate(
                 "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, "
                 "i.naturalHeight])"
             )
             title = page.title()
-            rows = page.locator("table").nth(1).locator("tbody tr").count()
+            rows = page.locator("table").nth(2).locator("tbody tr").count()
+            headings = page.locator("h2").all_inner_texts()
+            intervals = page.locator("td.ci").count()
         finally:
             browser.close()
     assert [alt for alt, *_ in images] == [
         "reliability diagram",
+        "risk-coverage curve",
         "confidence histogram",
         "per-example log-loss distribution",
         "per-class cross-entropy",
     ]
+    assert "Brier score decomposition" in headings and "Risk-coverage" in headings
+    assert intervals == 14  # the 14 summary metrics of the predictions as given
     for alt, complete, width, height in images:
         assert complete and width > 0 and height > 0, alt
-    assert title.startswith("crossent report")
+    assert title.startswith("crossent report") and not errors, errors
     assert rows == 10  # the per-class table
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
 
@@ -568,3 +576,299 @@ def test_a_memory_map_keeps_one_block_resident(tmp_path, monkeypatch) -> None:
         total += float(block.sum(dtype=np.float64))
     assert total == pytest.approx(float(values.sum(dtype=np.float64)), rel=1e-12)
     assert file_pages_mb() - before < 8  # of 32 MB read (1 MB between releases)
+
+
+# ---------------------------------------------------------------- statistics and the notebook API
+
+
+def test_intervals_smooth_ece_brier_parts_and_aurc_match_the_one_shot_functions(
+    tmp_path, capsys, monkeypatch, small
+) -> None:
+    _, probs, labels = small
+    np.savez(tmp_path / "p.npz", probs=probs, labels=labels)
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "50", "--seed", "3",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["resamples"] == 50 and summary["confidence_level"] == 0.95
+    reference = cal.bootstrap_intervals(probs, labels, n_resamples=50, seed=3)
+    for name, ci in reference.intervals.items():
+        got = summary["intervals_before"][name]
+        assert got["low"] == pytest.approx(ci.low) and got["high"] == pytest.approx(ci.high)
+        assert got["estimate"] == pytest.approx(summary["before"][name], rel=1e-6)
+    assert summary["before"]["smooth_ece"] == pytest.approx(cal.smooth_ece(probs, labels).value)
+    rc = cal.risk_coverage_curve(probs, labels)
+    assert summary["before"]["aurc"] == pytest.approx(rc.aurc)
+    assert summary["risk_coverage_before"]["optimal_aurc"] == pytest.approx(rc.optimal_aurc)
+    d = summary["brier_decomposition_before"]
+    ref = cal.brier_decomposition(probs, labels, n_bins=15)
+    assert d["reliability"] == pytest.approx(ref.reliability)
+    assert d["resolution"] == pytest.approx(ref.resolution)
+    identity = d["reliability"] - d["resolution"] + d["uncertainty"]
+    identity += d["within_bin_variance"] - d["within_bin_covariance"]
+    assert identity == pytest.approx(summary["before"]["brier"], rel=1e-6)
+    code, out, _ = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "0",
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["intervals_before"] is None
+    assert summary["intervals"] == "given" and summary["intervals_after"] is None
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "20", "--intervals", "both",
+    )  # fmt: skip
+    both = json.loads(out)
+    for name, ci in both["intervals_after"].items():
+        assert ci["estimate"] == pytest.approx(both["after_temperature"][name], rel=1e-6), name
+    code, _, err = run(capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--resamples", "1")
+    assert code == 2 and "resamples" in err and len(err.strip().splitlines()) == 1
+
+
+def test_quantile_bins_keep_equal_width_classwise_intervals(small) -> None:
+    from crossent.report import Report
+
+    _, probs, labels = small
+    report = Report.from_arrays(probs, labels, binning="quantile", resamples=20)
+    ci = report.before.intervals
+    assert ci is not None
+    top = cal.bootstrap_intervals(
+        probs, labels, metrics=["ece"], binning="quantile", n_resamples=20
+    )
+    classwise = cal.bootstrap_intervals(probs, labels, metrics=["ece_classwise"], n_resamples=20)
+    assert ci["ece"].low == pytest.approx(top["ece"].low)
+    assert ci["ece_classwise"].high == pytest.approx(classwise["ece_classwise"].high)
+
+
+@pytest.fixture(scope="module")
+def small_report(small):
+    from crossent.report import Report
+
+    _, probs, labels = small
+    return Report.from_arrays(probs, labels, resamples=40)
+
+
+def test_an_interval_missing_its_estimate_is_said(small_report) -> None:
+    from crossent.report._compute import bias_notes
+
+    report = small_report
+    result = report.before.intervals
+    assert result is not None
+    missed = [m for m, ci in result.intervals.items() if not ci.low <= ci.estimate <= ci.high]
+    notes = bias_notes("as given", report.before)
+    assert len(notes) == len(missed)
+    assert all("bootstrap bias" in n for n in notes)
+
+
+def test_report_from_arrays_is_the_command(tmp_path, capsys, monkeypatch, small) -> None:
+    from crossent.report import Report
+
+    logits, _, labels = small
+    np.savez(tmp_path / "p.npz", logits=logits, labels=labels)
+    code, out, _ = run(
+        capsys, monkeypatch, "report", str(tmp_path / "p.npz"), "--no-html", "--json",
+        "--resamples", "30",
+    )  # fmt: skip
+    assert code == 0
+    cli_json = json.loads(out)
+    report = Report.from_arrays(
+        logits, labels, kind="logits", resamples=30, class_names=["a", "b", "c", "d"]
+    )
+    api_json = json.loads(report.to_json())
+    for key in ("before", "after_temperature", "intervals_before", "temperatures"):
+        assert api_json[key] == cli_json[key], key
+    assert api_json["class_names"] == ["a", "b", "c", "d"]
+    page = report._repr_html_()
+    assert page == report.to_html() and page.count("data:image/png;base64,") == 5
+    with pytest.raises(UsageError, match="3 names for 4 classes"):
+        Report.from_arrays(logits, labels, class_names=["a", "b", "c"])
+    with pytest.raises(UsageError, match="labels must be in"):
+        Report.from_arrays(logits, labels + 4)
+
+
+def test_plots_draw_on_a_given_axes_and_figures_export(tmp_path, small_report) -> None:
+    from matplotlib.figure import Figure
+
+    report = small_report
+    axes = Figure().subplots(1, 3)
+    assert report.plot_reliability(axes[0]) is axes[0]
+    assert len(axes[0].patches) == 2 * report.n_bins  # accuracy bars and gap bars
+    texts = [int(t.get_text().replace(",", "")) for t in axes[0].texts]
+    assert texts == [int(c) for c in report.before.curve.counts if c]
+    assert report.plot_risk_coverage(axes[1], version="after") is axes[1]
+    line = axes[1].lines[0]
+    assert np.allclose(line.get_xdata(), report.after.risk.coverage)  # type: ignore[union-attr]
+    assert report.plot_per_class(axes[2]) is axes[2]
+    paths = report.save_figures(tmp_path, format="svg")
+    assert {p.name for p in paths} >= {"reliability.svg", "risk_coverage.svg"}
+    assert all(p.read_text().lstrip().startswith("<?xml") for p in paths)
+    report.figure("reliability").savefig(tmp_path / "r.pdf")
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
+    with pytest.raises(ValueError, match="no figure 'nope'"):
+        report.figure("nope")
+
+
+# ---------------------------------------------------------------- comparing models
+
+
+def test_several_files_are_compared_against_the_first(tmp_path, capsys, monkeypatch, small) -> None:
+    logits, probs, labels = small
+    soft = np.exp(logits / 2 - (logits / 2).max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    np.savez(tmp_path / "sharp.npz", probs=probs, labels=labels)
+    np.savez(tmp_path / "soft.npz", probs=soft, labels=labels)
+    page = tmp_path / "both.html"
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "sharp.npz"), str(tmp_path / "soft.npz"),
+        "--json", "--resamples", "40", "--seed", "2", "-o", str(page),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [m["name"] for m in summary["models"]] == ["sharp.npz", "soft.npz"]
+    for model, p in zip(summary["models"], (probs, soft), strict=True):
+        assert model["before"]["log_loss_nats"] == pytest.approx(float(cal.log_loss(p, labels)))
+        assert model["before"]["ece"] == pytest.approx(
+            float(cal.expected_calibration_error(p, labels))
+        )
+    assert summary["models"][0]["difference_from_first"] is None
+    reference = cal.bootstrap_difference(probs, soft, labels, n_resamples=40, seed=2)
+    got = summary["models"][1]["difference_from_first"]
+    for name, ci in reference.intervals.items():
+        assert got[name]["low"] == pytest.approx(ci.low), name
+        assert got[name]["high"] == pytest.approx(ci.high), name
+    text = page.read_text()
+    assert "Comparing 2 models" in text and "soft.npz &minus; sharp.npz" in text
+    assert text.count("data:image/png;base64,") == 2
+    # Different examples, or different labels: one line, exit 2.
+    np.savez(tmp_path / "short.npz", probs=probs[:-1], labels=labels[:-1])
+    flipped = labels.copy()
+    flipped[5] = (flipped[5] + 1) % 4
+    np.savez(tmp_path / "other.npz", probs=probs, labels=flipped)
+    for other, message in (("short.npz", "299 examples"), ("other.npz", "index 5")):
+        code, _, err = run(
+            capsys, monkeypatch, "report", str(tmp_path / "sharp.npz"), str(tmp_path / other),
+            "--no-html",
+        )  # fmt: skip
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_report_from_arrays_compares_a_dict_or_named_list(small) -> None:
+    from crossent.report import Comparison, Report
+
+    logits, _, labels = small
+    by_dict = Report.from_arrays({"x": logits, "half": logits / 2}, labels, resamples=0)
+    by_list = Report.from_arrays([logits, logits / 2], labels, names=["x", "half"], resamples=0)
+    assert isinstance(by_dict, Comparison) and by_dict.names == ["x", "half"]
+    one = Report.from_arrays(logits / 2, labels, resamples=0)
+    for comparison in (by_dict, by_list):
+        assert comparison.reports[1].before.metrics == one.before.metrics
+        assert comparison.differences == {"half": None}
+    entries = json.loads(by_dict.to_json())["models"]
+    assert [e["name"] for e in entries] == ["x", "half"]
+    assert "Comparing 2 models" in by_dict._repr_html_()
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    assert by_dict.plot_reliability(ax) is ax
+    curve = one.before.curve
+    filled = np.asarray(curve.counts) > 0
+    assert len(ax.lines) == 3  # one curve a model, and the diagonal
+    assert np.allclose(ax.lines[1].get_ydata(), np.asarray(curve.accuracy)[filled])
+    with pytest.raises(UsageError, match="299 rows of predictions but 300 labels"):
+        Report.from_arrays({"x": logits, "short": logits[:-1]}, labels, resamples=0)
+
+
+# ---------------------------------------------------------------- kinds of classifier output
+
+
+def _binary_ece(p1: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """Float64 brute force: bins (lo, hi] of P(y = 1) (the first one [0, hi]), |freq - mean p|."""
+    total = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        inside = ((p1 > lo) | (b == 0)) & (p1 <= hi)
+        if inside.any():
+            total += inside.sum() * abs(float(np.mean(y[inside])) - float(np.mean(p1[inside])))
+    return total / len(p1)
+
+
+def test_one_column_of_p_y1_is_a_binary_problem(tmp_path, capsys, monkeypatch) -> None:
+    from crossent.report import Report
+
+    rng = np.random.default_rng(4)
+    p1 = rng.uniform(size=400)
+    y = (rng.uniform(size=400) < p1**1.5).astype(int)  # miscalibrated: over-predicts y = 1
+    rows = "".join(f"{float(a)!r},{b}\n" for a, b in zip(p1, y, strict=True))
+    (tmp_path / "binary.csv").write_text("p_positive,label\n" + rows)
+    page = tmp_path / "b.html"
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "binary.csv"), "--json", "--resamples",
+        "0", "-o", str(page),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["binary"] and summary["classes"] == 2
+    assert summary["before"]["ece_positive"] == pytest.approx(_binary_ece(p1, y))
+    two = np.stack([1 - p1, p1], axis=1)
+    assert summary["before"]["brier"] == pytest.approx(float(cal.brier_score(two, y)))
+    assert "binary: one probability per example" in " ".join(summary["notes"])
+    assert "binary (the reliability diagram is of P(y = 1))" in page.read_text()
+    # The same numbers from the notebook entry, and a logit column read as log-odds.
+    report = Report.from_arrays(p1, y, resamples=0)
+    assert report.before.metrics["ece_positive"] == summary["before"]["ece_positive"]
+    logit = Report.from_arrays(np.log(p1 / (1 - p1)), y, resamples=0)
+    assert logit.predictions.kind == "logits"
+    assert logit.before.metrics["log_loss_nats"] == pytest.approx(float(cal.log_loss(two, y)))
+
+
+def test_string_labels_match_class_named_columns(tmp_path, capsys, monkeypatch, small) -> None:
+    _, probs, labels = small
+    names = np.array(["cat", "dog", "bird", "fish"])
+    rows = "".join(
+        ",".join(repr(float(v)) for v in row) + f",{names[y]}\n"
+        for row, y in zip(probs, labels, strict=True)
+    )
+    (tmp_path / "named.csv").write_text("cat,dog,bird,fish,label\n" + rows)
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "named.csv"), "--json", "--no-html",
+        "--resamples", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["before"]["log_loss_nats"] == pytest.approx(float(cal.log_loss(probs, labels)))
+    assert summary["class_names"] == list(names)
+    # A .npz has no column names: --class-names gives the order, and a stranger is refused.
+    np.savez(tmp_path / "named.npz", probs=probs, labels=names[labels])
+    code, out, err = run(
+        capsys, monkeypatch, "report", str(tmp_path / "named.npz"), "--json", "--no-html",
+        "--resamples", "0", "--class-names", "cat,dog,bird,fish",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["before"] == summary["before"]
+    for extra in ([], ["--class-names", "cat,dog,bird,cow"]):
+        code, _, err = run(
+            capsys, monkeypatch, "report", str(tmp_path / "named.npz"), "--no-html", *extra
+        )
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "'fish'" in err
+
+
+def test_many_classes_show_the_worst_first_and_summarize_the_rest() -> None:
+    from crossent.report import Report
+    from crossent.report._render import CLASS_ROWS
+
+    rng = np.random.default_rng(5)
+    logits = 2 * rng.normal(size=(900, 60))
+    labels = rng.integers(0, 60, 900)
+    report = Report.from_arrays(
+        logits, labels, resamples=0, class_names=[f"c{i}" for i in range(60)]
+    )
+    page = report.to_html()
+    ece = np.asarray(report.before.per_class["ece"])
+    worst = np.argsort(-ece, kind="stable")[:CLASS_ROWS]
+    table = page[page.index("Per-class table") :]
+    assert table.count("<tr><td>c") == CLASS_ROWS
+    assert table.index(f"<tr><td>c{worst[0]}<") < table.index(f"<tr><td>c{worst[1]}<")
+    assert f"the other {60 - CLASS_ROWS} classes" in page
+    assert len(json.loads(report.to_json())["per_class_before"]["ece"]) == 60

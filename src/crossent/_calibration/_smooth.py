@@ -126,8 +126,12 @@ def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None
     if bandwidth is not None:
         bandwidth = _check_bandwidth(bandwidth)
     _, p, y = _numpy_probs(probs, labels)
-    conf = np.max(p, axis=1).astype(np.float64)
-    hit = np.argmax(p, axis=1) == y
+    return _smooth_ece_of(np.max(p, axis=1), np.argmax(p, axis=1) == y, bandwidth)
+
+
+def _smooth_ece_of(conf: np.ndarray, hit: np.ndarray, bandwidth: float | None) -> SmoothECE:
+    """Smooth ECE of top-class confidences and hits (the report has them per example)."""
+    conf = np.asarray(conf, dtype=np.float64)
     smoother = _Smoother(conf, conf - hit)
     if bandwidth is not None:
         return SmoothECE(smoother.value(bandwidth, None), bandwidth)

@@ -418,11 +418,14 @@ def risk_coverage_curve(probs: Array, labels: Array, /) -> RiskCoverage:
     0.5208 0.0625
     """
     _, p, y = _numpy_probs(probs, labels)
-    conf = np.max(p, axis=1)
-    error = np.argmax(p, axis=1) != y
+    return _risk_coverage_of(np.max(p, axis=1), np.argmax(p, axis=1) != y)
+
+
+def _risk_coverage_of(conf: np.ndarray, error: np.ndarray) -> RiskCoverage:
+    """The curve of top-class confidences and errors (the report has them per example)."""
     groups = _ConfidenceGroups.of(conf, error)
     covered, wrong = groups.cumulative(None)
-    n = p.shape[0]
+    n = conf.shape[0]
     harmonic = _harmonic(n)
     aurc = _aurc(covered, wrong, harmonic)
     optimal = _optimal_aurc(float(wrong[-1]), n, harmonic)

@@ -10,7 +10,17 @@ from typing import Annotated, Any
 import typer
 
 from crossent.errors import UsageError
-from crossent.report import N_BINS, Report, metric_labels, to_json, write_report
+from crossent.report import (
+    N_BINS,
+    RESAMPLES,
+    Comparison,
+    Report,
+    comparison_json,
+    metric_labels,
+    to_json,
+    write_comparison,
+    write_report,
+)
 
 __all__ = ["register"]
 
@@ -43,12 +53,41 @@ def _summary_table(report: Report) -> Any:
     return table
 
 
+def _comparison_table(comparison: Comparison) -> Any:
+    from rich.table import Table
+
+    first = comparison.reports[0]
+    n = first.predictions.values.shape[0]
+    table = Table(title=f"{len(comparison.names)} models on the same {n} examples (as given)")
+    table.add_column("metric")
+    for i, name in enumerate(comparison.names):
+        table.add_column(name, justify="right")
+        if i:
+            table.add_column(f"- {comparison.names[0]} [95% CI]", justify="right")
+    for key, label in metric_labels(first).items():
+        if key not in first.before.metrics:
+            continue
+        row = [label]
+        for i, (name, r) in enumerate(zip(comparison.names, comparison.reports, strict=True)):
+            row.append(f"{r.before.metrics[key]:.4f}")
+            if i:
+                cell = f"{r.before.metrics[key] - first.before.metrics[key]:+.4f}"
+                diff = comparison.differences.get(name)
+                if diff is not None and key in diff.intervals:
+                    cell += f" [{diff[key].low:+.4f}, {diff[key].high:+.4f}]"
+                row.append(cell)
+        table.add_row(*row)
+    return table
+
+
 def report(
-    path: Annotated[
-        Path | None,
+    paths: Annotated[
+        list[Path] | None,
         typer.Argument(
-            help="Predictions: .npz, .npy (with --labels), .csv or .parquet. "
-            "Default: CIFAR-10 predictions shipped with crossent."
+            help="Predictions: .npz, .npy (with --labels), .csv or .parquet; several files of "
+            "the same labels are compared on one page. "
+            "Default: CIFAR-10 predictions shipped with crossent.",
+            show_default=False,
         ),
     ] = None,
     labels: Annotated[
@@ -73,7 +112,9 @@ def report(
         str | None,
         typer.Option("--label-key", help="Array (.npz) or column (.csv, .parquet) of labels."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split into two halves.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the split into two halves and of the bootstrap.")
+    ] = 0,
     bins: Annotated[
         str,
         typer.Option(
@@ -83,6 +124,33 @@ def report(
             f"1 to 1000 (default {N_BINS}).",
         ),
     ] = str(N_BINS),
+    resamples: Annotated[
+        str,
+        typer.Option(
+            "--resamples",
+            metavar="N",
+            help=f"Bootstrap resamples of the 95% intervals beside the summary (default "
+            f"{RESAMPLES}; 0: none). Seeded with --seed.",
+        ),
+    ] = str(RESAMPLES),
+    intervals: Annotated[
+        str,
+        typer.Option(
+            "--intervals",
+            metavar="given|both",
+            help="Bootstrap intervals on the predictions as given, or also on the "
+            "temperature-scaled ones (twice the bootstrap's time).",
+        ),
+    ] = "given",
+    class_names: Annotated[
+        str | None,
+        typer.Option(
+            "--class-names",
+            metavar="A,B,...",
+            help="The classes in the order of the prediction columns, comma-separated: names "
+            "for the tables, and the order that matches string labels to the columns.",
+        ),
+    ] = None,
     binning: Annotated[
         str,
         typer.Option(
@@ -106,6 +174,11 @@ def report(
       names), or one list column of K numbers a row; columns named id, index, idx, example
       or sample are skipped. For example, a header "cat,dog,bird,label" and rows
       "0.7,0.2,0.1,0". Parquet is read one row group at a time.
+    Binary: one value per example (a 1-D array, or one column beside the labels) is P(y = 1),
+    as scikit-learn's predict_proba(X)[:, 1] (log-odds if outside [0, 1]). Labels may be class
+    names, matched to the columns named after the classes (or give --class-names).
+    Several files of the same labels are compared on one page (differences from the first,
+    with paired bootstrap intervals).
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -115,6 +188,12 @@ def report(
         n_bins = int(bins)
     except ValueError:
         raise UsageError(f"--bins takes a whole number from 1 to 1000, not {bins!r}") from None
+    try:
+        n_resamples = int(resamples)
+    except ValueError:
+        raise UsageError(
+            f"--resamples takes a whole number, 0 (none) or at least 2, not {resamples!r}"
+        ) from None
     err = Console(stderr=True)
     out = Console()
     progress = Progress(
@@ -125,7 +204,7 @@ def report(
         transient=True,
         disable=not err.is_terminal,  # no live display in a pipe or a log
     )
-    task = progress.add_task("scoring", total=6 if not no_html else 3, start=False)
+    task = progress.add_task("scoring", total=7 if not no_html else 4, start=False)
 
     def step(description: str) -> None:
         # The display starts at the first step, once the file is read, so that the error of a
@@ -134,20 +213,41 @@ def report(
         progress.start()
         progress.update(task, description=description, advance=1)
 
+    names = None if class_names is None else [c.strip() for c in class_names.split(",")]
+    common: dict[str, Any] = {
+        "labels": labels,
+        "kind": kind.value,
+        "pred_key": pred_key,
+        "label_key": label_key,
+        "output": output,
+        "html": not no_html,
+        "force": force,
+        "seed": seed,
+        "n_bins": n_bins,
+        "binning": binning,
+        "resamples": n_resamples,
+        "class_names": names,
+        "step": step,
+    }
+    if paths and len(paths) > 1:
+        try:
+            comparison, page = write_comparison(paths, **common)
+            step("done")
+        finally:
+            progress.stop()
+        html_path = None if page is None else str(page)
+        if as_json:
+            typer.echo(json.dumps(comparison_json(comparison, html_path), indent=2))
+            return
+        out.print(_comparison_table(comparison))
+        if html_path is not None:
+            typer.echo(f"report: {html_path}")
+        return
     try:
         result, page = write_report(
-            path,
-            labels=labels,
-            kind=kind.value,
-            pred_key=pred_key,
-            label_key=label_key,
-            output=output,
-            html=not no_html,
-            force=force,
-            seed=seed,
-            n_bins=n_bins,
-            binning=binning,
-            step=step,
+            paths[0] if paths else None,
+            intervals=intervals,
+            **common,
         )
         step("done")
     finally:

@@ -12,19 +12,42 @@ demand).
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 import crossent as ce
 from crossent import calibration as cal
+from crossent._calibration._bootstrap import SUMMARY
+from crossent._calibration._smooth import _smooth_ece_of
+from crossent._calibration._statistics import (
+    _BinRule,
+    _classwise_sums,
+    _decompose,
+    _risk_coverage_of,
+)
+from crossent.errors import UsageError
 
 from ._load import Predictions, row_blocks
 
+if TYPE_CHECKING:
+    from ._compare import Comparison
+
 N_BINS = 15
+# Bootstrap resamples by default (see the README for the trade-off and the measurements).
+RESAMPLES = 200
+CONFIDENCE_LEVEL = 0.95
+# Which versions get bootstrap intervals: the predictions as given, or also the scaled ones.
+INTERVALS = ("given", "both")
+# The metrics with a bootstrap interval: the summary's (smooth ECE and AURC cost O(N) per
+# resample each, so they get one too).
+INTERVAL_METRICS = (*SUMMARY, "smooth_ece", "aurc")
 BINNINGS = ("uniform", "quantile")
 LN2 = math.log(2.0)
 
@@ -46,6 +69,10 @@ class Scored:
     per_class: dict[str, list[float]]
     curve: cal.ReliabilityCurve
     clipped: int = 0
+    brier_parts: cal.BrierDecomposition | None = None
+    risk: cal.RiskCoverage | None = None
+    smooth: cal.SmoothECE | None = None
+    intervals: cal.BootstrapResult | None = None
 
 
 @dataclass
@@ -60,6 +87,234 @@ class Report:
     notes: list[str] = field(default_factory=list)
     n_bins: int = N_BINS
     binning: str = "uniform"
+    resamples: int = RESAMPLES
+    intervals: str = "given"
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Mapping[str, Any],
+        labels: Any,
+        /,
+        *,
+        names: None = ...,
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+    ) -> Comparison: ...
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Sequence[Any],
+        labels: Any,
+        /,
+        *,
+        names: Sequence[str],
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+    ) -> Comparison: ...
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Any,
+        labels: Any,
+        /,
+        *,
+        names: None = ...,
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+    ) -> Report: ...
+
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Any,
+        labels: Any,
+        /,
+        *,
+        kind: str = "auto",
+        class_names: Sequence[str] | None = None,
+        name: str = "arrays",
+        names: Sequence[str] | None = None,
+        seed: int = 0,
+        n_bins: int = N_BINS,
+        binning: str = "uniform",
+        resamples: int = RESAMPLES,
+        intervals: str = "given",
+    ) -> Report | Comparison:
+        """The report of predictions and labels held in memory (a notebook's entry).
+
+        Parameters
+        ----------
+        predictions : array_like, or a dict of them
+            Probabilities or logits, shape ``(N, K)`` (NumPy, or anything ``numpy.asarray``
+            reads: a CPU tensor, a list); or ``(N,)``, one probability of class 1 per example
+            (scikit-learn's ``predict_proba(X)[:, 1]``), a binary problem. Several models of
+            the same labels: a dict ``{name: predictions}``, or a list with ``names``; then
+            the result is a :class:`~crossent.report.Comparison`.
+        labels : array_like
+            Class indices, shape ``(N,)``; or class names (strings) of ``class_names``.
+        kind : {"auto", "probs", "logits"}, default "auto"
+            What the predictions are; "auto" decides from the values, as the command does.
+        class_names : sequence of str, optional
+            One name per class, in the order of the prediction columns (the per-class table;
+            string labels are matched to them); default ``0 .. K-1``.
+        name : str, default "arrays"
+            What the page calls the predictions (one model).
+        names : sequence of str, optional
+            The names of several models given as a list.
+        seed, n_bins, binning, resamples, intervals
+            As :func:`crossent.report.write_report`.
+
+        Returns
+        -------
+        Report or Comparison
+            Show it in Jupyter (``_repr_html_``), or use :meth:`to_html`, :meth:`to_json`,
+            :meth:`figure` and the ``plot_*`` methods.
+
+        Raises
+        ------
+        crossent.errors.UsageError
+            Predictions or labels that the command would refuse, with the same message.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from crossent.report import Report
+        >>> rng = np.random.default_rng(0)
+        >>> logits = 3 * rng.normal(size=(500, 4))
+        >>> labels = rng.integers(0, 4, 500)
+        >>> report = Report.from_arrays(logits, labels, kind="logits", resamples=0)
+        >>> round(report.before.metrics["accuracy"], 3)
+        0.264
+        >>> both = Report.from_arrays({"T=1": logits, "T=2": logits / 2}, labels, resamples=0)
+        >>> both.names
+        ['T=1', 'T=2']
+        """
+        from . import _check_options
+        from ._compare import compare
+        from ._load import from_arrays
+
+        _check_options(kind, n_bins, binning, resamples, intervals)
+        cnames = None if class_names is None else [str(c) for c in class_names]
+        if isinstance(predictions, Mapping):
+            models = {str(key): value for key, value in predictions.items()}
+        elif names is not None:
+            models = dict(zip([str(x) for x in names], predictions, strict=True))
+            if len(models) != len(names):
+                raise UsageError("names must be distinct, one per model")
+        else:
+            models = {name: predictions}
+        checked = []
+        for key, value in models.items():
+            values = np.asarray(value)
+            if cnames is not None and values.ndim == 2 and len(cnames) != values.shape[1]:
+                raise UsageError(
+                    f"class_names has {len(cnames)} names for {values.shape[1]} classes "
+                    "of predictions"
+                )
+            checked.append(from_arrays(values, labels, kind=kind, source=key, class_names=cnames))
+        options: dict[str, Any] = {
+            "seed": seed, "n_bins": n_bins, "binning": binning, "resamples": resamples
+        }  # fmt: skip
+        if len(checked) == 1 and not isinstance(predictions, Mapping) and names is None:
+            return compute(checked[0], intervals=intervals, **options)
+        if not checked:
+            raise UsageError("no models given")
+        return compare(list(models), checked, **options)
+
+    def to_json(self) -> str:
+        """The summary of ``crossent report --json``, as a JSON string."""
+        return json.dumps(to_json(self, None), indent=2)
+
+    def to_html(self) -> str:
+        """The self-contained HTML page (figures embedded)."""
+        from . import _render
+
+        return _render.render_html(self, _render.figures(self))
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def figure(self, name: str) -> Any:
+        """One of the page's figures as a matplotlib Figure (``savefig`` to SVG, PDF, PNG).
+
+        ``name`` is one of "reliability", "confidence", "loss", "per_class", "risk_coverage".
+        """
+        from . import _render
+
+        if name not in _render.FIGURES:
+            raise ValueError(f"no figure {name!r}; the figures are {', '.join(_render.FIGURES)}")
+        return _render.FIGURES[name](self)
+
+    def save_figures(self, folder: str | PathLike[str], /, *, format: str = "svg") -> list[Path]:
+        """Write every figure to ``folder`` as ``<name>.<format>`` (svg, pdf or png)."""
+        from . import _render
+
+        if format not in ("svg", "pdf", "png"):
+            raise ValueError(f"format is 'svg', 'pdf' or 'png', not {format!r}")
+        target = Path(folder)
+        if not target.is_dir():
+            raise ValueError(f"{target} is not an existing folder")
+        paths = []
+        for name in _render.FIGURES:
+            path = target / f"{name}.{format}"
+            self.figure(name).savefig(path, format=format, bbox_inches="tight")
+            paths.append(path)
+        return paths
+
+    def _version(self, version: str) -> Scored:
+        if version == "before":
+            return self.before
+        if version == "after" and self.after is not None:
+            return self.after
+        raise ValueError(
+            f"version is 'before' or 'after' (when the temperature was fitted), not {version!r}"
+        )
+
+    def plot_reliability(self, ax: Any = None, *, version: str = "before") -> Any:
+        """Draw the reliability diagram (bin counts above) on ``ax`` (a new one if None)."""
+        from . import _render
+
+        ax = ax if ax is not None else _render.new_axes()
+        color = _render.BEFORE if version == "before" else _render.AFTER
+        return _render.plot_reliability(ax, self._version(version), color=color)
+
+    def plot_risk_coverage(self, ax: Any = None, *, version: str = "before") -> Any:
+        """Draw the risk-coverage curve on ``ax`` (a new one if None) and return it."""
+        from . import _render
+
+        ax = ax if ax is not None else _render.new_axes()
+        color = _render.BEFORE if version == "before" else _render.AFTER
+        return _render.plot_risk_coverage(ax, self._version(version), color=color)
+
+    def plot_per_class(self, ax: Any = None) -> Any:
+        """Draw each class's mean log-loss, before and after scaling, on ``ax``; return it."""
+        from . import _render
+
+        return _render.plot_per_class(ax if ax is not None else _render.new_axes(), self)
 
 
 METRIC_LABELS = {
@@ -71,17 +326,24 @@ METRIC_LABELS = {
     "brier": "Brier score",
     "ece": "ECE (top-label, 15 bins)",
     "ece_classwise": "ECE (class-wise)",
+    "ece_positive": "ECE of P(y = 1), binary",
     "mce": "MCE (max gap)",
     "rmsce": "RMS calibration error",
     "mean_confidence": "mean confidence",
     "entropy_nats": "mean entropy (nats)",
+    "smooth_ece": "smooth ECE (top-label)",
+    "aurc": "AURC (risk-coverage area)",
 }
 
 
 def metric_labels(report: Report) -> dict[str, str]:
     """:data:`METRIC_LABELS` with the report's bins in the ECE's name."""
     kind = "" if report.binning == "uniform" else "equal-mass "
-    return {**METRIC_LABELS, "ece": f"ECE (top-label, {report.n_bins} {kind}bins)"}
+    return {
+        **METRIC_LABELS,
+        "ece": f"ECE (top-label, {report.n_bins} {kind}bins)",
+        "ece_positive": f"ECE of P(y = 1), binary ({report.n_bins} {kind}bins)",
+    }
 
 
 def _probabilities(
@@ -112,13 +374,17 @@ def score(
     confidence = np.empty(n)
     correct = np.empty(n, dtype=bool)
     loss = np.empty(n)
+    p1 = np.empty(n if k == 2 else 0)  # P(y = 1) of a binary problem
     brier = entropy = 0.0
     top5 = clipped = 0
     edges = counts = sums = hits = None
+    brier_sums: tuple[np.ndarray, ...] | None = None
     for start, stop, p in blocks:
         y = labels[start:stop]
         rows = np.arange(stop - start)
         confidence[start:stop] = p.max(axis=1)
+        if k == 2:
+            p1[start:stop] = p[:, 1]
         # argmax (ties go to the first class), as the reliability diagram counts a hit
         correct[start:stop] = p.argmax(axis=1) == y
         eps = float(np.finfo(p.dtype).eps)
@@ -135,7 +401,15 @@ def score(
         counts = stats.counts if counts is None else counts + stats.counts
         sums = stats.sum_confidence if sums is None else sums + stats.sum_confidence
         hits = stats.sum_hits if hits is None else hits + stats.sum_hits
-    assert edges is not None  # there are at least two examples
+        # Murphy's terms per (class, bin) in the same equal-width bins: sums over blocks add up
+        rule = _BinRule(n_bins, "uniform", right_closed=True, ones_in_own_bin=False)
+        parts = _classwise_sums(p, y, rule.edges(np, p[:1]))
+        brier_sums = (
+            parts
+            if brier_sums is None
+            else tuple(a + b for a, b in zip(brier_sums, parts, strict=True))
+        )
+    assert edges is not None and brier_sums is not None  # there are at least two examples
     classwise = cal.BinStatistics(np.broadcast_to(edges, (k, n_bins + 1)), counts, sums, hits)
     top = cal.bin_statistics(
         confidence, correct, edges=cal.bin_edges(confidence, n_bins=n_bins, binning=binning)
@@ -154,6 +428,10 @@ def score(
         "entropy_nats": entropy / n,
         "accuracy": float(np.mean(correct)),
     }
+    smooth = _smooth_ece_of(confidence, correct, None)
+    risk = _risk_coverage_of(confidence, ~correct)
+    metrics["smooth_ece"] = smooth.value
+    metrics["aurc"] = risk.aurc
     if k > 5:
         metrics["top5_accuracy"] = top5 / n
     count = np.bincount(labels, minlength=k)
@@ -171,7 +449,17 @@ def score(
         "ece": np.asarray(classwise.calibration_error(average=False)).tolist(),
     }
     curve = top.reliability_curve()
-    return Scored(confidence, correct, loss, metrics, per_class, curve, clipped)
+    if k == 2:
+        # A binary problem is shown as binary: the reliability of P(y = 1), not of the top label.
+        positive = cal.bin_statistics(
+            p1, labels == 1, edges=cal.bin_edges(p1, n_bins=n_bins, binning=binning)
+        )
+        metrics["ece_positive"] = float(positive.calibration_error())
+        curve = positive.reliability_curve()
+    brier_parts = _decompose(brier_sums, n)  # type: ignore[arg-type]
+    return Scored(
+        confidence, correct, loss, metrics, per_class, curve, clipped, brier_parts, risk, smooth
+    )
 
 
 def _fits(
@@ -208,34 +496,142 @@ def _fits(
     return temperatures, per_example, decomposition
 
 
+def _held(values: Any, kind: str, temperature: np.ndarray | None, out: np.ndarray | None) -> Any:
+    """The probabilities of ``values`` whole, for the bootstrap (it needs the N x K matrix).
+
+    Probabilities already in memory are used as they are; otherwise they are written a block
+    at a time into ``out`` (reused between the two versions: one N x K buffer in all).
+    """
+    if kind == "probs" and temperature is None and isinstance(values, np.ndarray):
+        return values
+    if out is None:
+        out = np.empty(values.shape, dtype=values.dtype)
+    for start, stop, p in _probabilities(values, kind, temperature):
+        out[start:stop] = p
+    return out
+
+
+def bootstrap(
+    probs: Sequence[np.ndarray],
+    labels: np.ndarray,
+    metrics: Sequence[str],
+    *,
+    resamples: int,
+    seed: int,
+    n_bins: int,
+    binning: str,
+) -> cal.BootstrapResult:
+    """Intervals of one model's ``metrics`` (one array in ``probs``), or of the paired difference
+    of two models (two arrays: :func:`crossent.calibration.bootstrap_difference`), in the
+    report's bins: the class-wise ECE keeps equal-width bins whatever ``binning`` (the same
+    seed draws the same resamples, so both calls pair up)."""
+    fn: Any = cal.bootstrap_intervals if len(probs) == 1 else cal.bootstrap_difference
+    options: dict[str, Any] = {
+        "n_resamples": resamples,
+        "confidence_level": CONFIDENCE_LEVEL,
+        "seed": seed,
+        "n_bins": n_bins,
+    }
+    names = [m for m in metrics if m in INTERVAL_METRICS]
+    if binning == "uniform" or "ece_classwise" not in names:
+        return fn(*probs, labels, metrics=names, binning=binning, **options)
+    top = [m for m in names if m != "ece_classwise"]
+    result = fn(*probs, labels, metrics=top, binning=binning, **options)
+    classwise = fn(*probs, labels, metrics=["ece_classwise"], **options)
+    return cal.BootstrapResult(
+        {**result.intervals, **classwise.intervals},
+        {**result.replicates, **classwise.replicates},
+        result.confidence_level,
+        resamples,
+    )
+
+
+def bias_notes(version: str, scored: Scored) -> list[str]:
+    """A line for each interval that misses its estimate, and why (the bootstrap's bias)."""
+    if scored.intervals is None:
+        return []
+    notes = []
+    for name, ci in scored.intervals.intervals.items():
+        if ci.low <= ci.estimate <= ci.high:
+            continue
+        side = "above" if ci.low > ci.estimate else "below"
+        notes.append(
+            f"{version}: the interval of {METRIC_LABELS[name]} [{ci.low:.4f}, {ci.high:.4f}] "
+            f"lies {side} the estimate {ci.estimate:.4f}: the metric is biased on resamples "
+            f"(bootstrap bias {ci.bias:+.4f}: a resample's noise adds to the calibration gaps), "
+            "so read the interval as its spread, not its location"
+        )
+    return notes
+
+
 def compute(
     predictions: Predictions,
     *,
     seed: int = 0,
     n_bins: int = N_BINS,
     binning: str = "uniform",
+    resamples: int = RESAMPLES,
+    intervals: str = "given",
     step: Callable[[str], Any] | None = None,
 ) -> Report:
     """Score the predictions, cross-fit a temperature on two halves and score again.
 
     ``n_bins`` and ``binning`` are the top-label bins (ECE, MCE, RMSCE, reliability diagram);
     the class-wise ECE uses ``n_bins`` equal-width bins (equal-mass bins of every class would
-    need all N x K probabilities sorted).
+    need all N x K probabilities sorted). With ``resamples`` > 0 the summary of the predictions
+    as given (``intervals="given"``) or of both versions (``"both"``: twice the bootstrap's
+    time) gets percentile bootstrap intervals (seeded with ``seed``), which need the
+    probabilities whole: one N x K array more (the input's own, for probabilities already in
+    memory).
     """
     step = step or (lambda _: None)
     values, labels, kind = predictions.values, predictions.labels, predictions.kind
     k = int(values.shape[1])
     options: dict[str, Any] = {"n_classes": k, "n_bins": n_bins, "binning": binning}
+    boot: dict[str, Any] = {
+        "resamples": resamples,
+        "seed": seed,
+        "n_bins": n_bins,
+        "binning": binning,
+    }
     step("scoring the predictions")
-    before = score(_probabilities(values, kind), labels, **options)
+    held = None
+    if resamples:
+        held = _held(values, kind, None, None)
+        before = score(row_blocks(held), labels, **options)
+        step("bootstrap intervals")
+        before.intervals = bootstrap([held], labels, list(before.metrics), **boot)
+    else:
+        before = score(_probabilities(values, kind), labels, **options)
     step("fitting the temperature on each half")
     notes: list[str] = []
     temperatures, per_example, decomposition = _fits(predictions, seed, notes)
     step("scoring after temperature scaling")
     after = None
     if per_example is not None:
-        after = score(_probabilities(values, kind, per_example), labels, **options)
-    return Report(predictions, before, after, temperatures, decomposition, notes, n_bins, binning)
+        if resamples and intervals == "both":
+            buffer = None if held is values else held
+            held = _held(values, kind, per_example, buffer)
+            after = score(row_blocks(held), labels, **options)
+            after.intervals = bootstrap([held], labels, list(after.metrics), **boot)
+        else:
+            after = score(_probabilities(values, kind, per_example), labels, **options)
+    del held
+    notes += bias_notes("as given", before)
+    if after is not None:
+        notes += bias_notes("temperature-scaled", after)
+    return Report(
+        predictions,
+        before,
+        after,
+        temperatures,
+        decomposition,
+        notes,
+        n_bins,
+        binning,
+        resamples,
+        intervals,
+    )
 
 
 def to_json(report: Report, html: str | None) -> dict[str, Any]:
@@ -249,6 +645,20 @@ def to_json(report: Report, html: str | None) -> dict[str, Any]:
     def per_class(s: Scored) -> dict[str, list[float | None]]:
         return {k: [x if math.isfinite(x) else None for x in v] for k, v in s.per_class.items()}
 
+    def intervals(s: Scored) -> dict[str, dict[str, float]] | None:
+        if s.intervals is None:
+            return None
+        return {name: clean(asdict(ci)) for name, ci in s.intervals.intervals.items()}
+
+    def parts(s: Scored) -> dict[str, float] | None:
+        return None if s.brier_parts is None else clean(asdict(s.brier_parts))
+
+    def risk(s: Scored) -> dict[str, float] | None:
+        r = s.risk
+        if r is None:
+            return None
+        return {"aurc": r.aurc, "optimal_aurc": r.optimal_aurc, "excess_aurc": r.excess_aurc}
+
     p = report.predictions
     d = report.decomposition
     return {
@@ -259,7 +669,18 @@ def to_json(report: Report, html: str | None) -> dict[str, Any]:
         "class_names": p.class_names,
         "bins": report.n_bins,
         "binning": report.binning,
+        "binary": int(p.values.shape[1]) == 2,
+        "resamples": report.resamples,
+        "intervals": report.intervals if report.resamples else None,
+        "confidence_level": CONFIDENCE_LEVEL if report.resamples else None,
         "before": clean(report.before.metrics),
+        "intervals_before": intervals(report.before),
+        "intervals_after": intervals(report.after) if report.after else None,
+        "brier_decomposition_before": parts(report.before),
+        "brier_decomposition_after": parts(report.after) if report.after else None,
+        "risk_coverage_before": risk(report.before),
+        "risk_coverage_after": risk(report.after) if report.after else None,
+        "smooth_ece_bandwidth": report.before.smooth.bandwidth if report.before.smooth else None,
         "after_temperature": clean(report.after.metrics) if report.after else None,
         "temperatures": report.temperatures,
         "decomposition_nats": None

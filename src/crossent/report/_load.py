@@ -345,11 +345,6 @@ def _check(values: Any, labels: np.ndarray) -> tuple[Any, np.ndarray]:
     if not _numeric(values.dtype):
         raise _error(f"predictions must be numbers; got dtype {values.dtype}")
     shape = tuple(values.shape)
-    if len(shape) == 1 and shape == labels.shape:
-        raise _error(
-            f"predictions have shape {shape}, one value per example: give one column per "
-            "class (for a binary problem, both class probabilities)"
-        )
     if len(shape) != 2:
         raise _error(f"predictions must have shape (N, K); got shape {shape}")
     n, k = shape
@@ -483,6 +478,51 @@ def _diagnostics(values: Any, labels: np.ndarray, kind: str) -> list[str]:
     return notes
 
 
+def _labels_by_name(labels: np.ndarray, names: list[str] | None) -> np.ndarray:
+    """String labels as the indices of the class names (the prediction columns' order)."""
+    if labels.dtype.kind == "O" and not all(isinstance(x, str) for x in labels.ravel()):
+        raise _error("labels hold missing or non-numeric values")
+    if not names:
+        raise _error(
+            "the labels are class names: name the prediction columns after the classes, or "
+            "give the class order (--class-names, or class_names=)"
+        )
+    as_str = labels.astype(str)
+    unknown = ~np.isin(as_str, np.asarray(names, dtype=str))
+    if unknown.any():
+        i = int(np.argmax(unknown))
+        raise _error(
+            f"label {as_str[i]!r} at index {i} is no class of the predictions "
+            f"({', '.join(names[:10])}{', ...' if len(names) > 10 else ''})"
+        )
+    order = np.argsort(np.asarray(names, dtype=str))
+    position = np.searchsorted(np.asarray(names, dtype=str)[order], as_str)
+    return order[position].astype(np.int64)
+
+
+def _binary_columns(values: Any, kind: str, key: str) -> tuple[Any, str]:
+    """One value per example (shape (N,) or (N, 1): scikit-learn's ``predict_proba[:, 1]``) as
+    the two columns of a binary problem, and the note that says so; other values unchanged.
+
+    Probabilities ``p`` (every value in [0, 1], unless ``kind`` or a key named "logits" says
+    otherwise) become ``[1 - p, p]``; a logit ``z`` becomes ``[0, z]``, whose softmax is
+    ``[1 - sigmoid(z), sigmoid(z)]``.
+    """
+    shape = tuple(values.shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or not _numeric(values.dtype):
+        return values, ""
+    v = _float_block(np.asarray(values[:]).reshape(-1))  # N numbers: read whole
+    finite = v[np.isfinite(v)]
+    in_unit = bool(np.all((finite >= 0) & (finite <= 1)))
+    if kind == "logits" or (kind == "auto" and (key.lower() == "logits" or not in_unit)):
+        return np.stack([np.zeros_like(v), v], axis=1), (
+            "binary: one logit per example, read as the log-odds of class 1 (columns [0, z])"
+        )
+    return np.stack([1 - v, v], axis=1), (
+        "binary: one probability per example, read as P(y = 1) (columns [1 - p, p])"
+    )
+
+
 def load_predictions(
     path: Path,
     *,
@@ -490,8 +530,10 @@ def load_predictions(
     kind: str = "auto",
     pred_key: str | None = None,
     label_key: str | None = None,
+    class_names: list[str] | None = None,
 ) -> Predictions:
-    """Read and validate predictions and labels (see the module notes)."""
+    """Read and validate predictions and labels (see the module notes); ``class_names`` (in
+    the order of the prediction columns) replaces the names of a table's columns."""
     if not path.exists():
         raise _error(f"no such file: {path}")
     if path.is_dir():
@@ -518,9 +560,34 @@ def load_predictions(
         if labels_path is not None:
             raise _error("--labels is for .npy predictions; a table holds its label column")
         values, labels, names, key = _read_table(path, label_key)
+    if class_names is not None:
+        k = int(values.shape[1]) if values.ndim == 2 else 2
+        if len(class_names) != k:
+            raise _error(f"{len(class_names)} class names for {k} columns of predictions")
+        names = class_names
+    return from_arrays(values, labels, kind=kind, source=str(path), key=key, class_names=names)
+
+
+def from_arrays(
+    values: Any,
+    labels: Any,
+    *,
+    kind: str = "auto",
+    source: str = "arrays",
+    key: str = "",
+    class_names: list[str] | None = None,
+) -> Predictions:
+    """Validate predictions and labels given as arrays (the checks every file goes through)."""
+    values, binary = _binary_columns(values, kind, key)
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "USO":
+        labels = _labels_by_name(labels, class_names)
     values, labels = _check(values, labels)
+    names = class_names
     scan = _scan(values, labels)
     kind, notes = _decide_kind(scan, kind, key, int(values.shape[1]), values.dtype)
+    if binary:
+        notes.insert(0, binary)
     if kind == "logits" and scan.all_neginf_row is not None:
         raise _error(f"row {scan.all_neginf_row} of the logits is all -inf: it is no distribution")
     if kind == "probs" and scan.zero_label_probs:
@@ -531,4 +598,4 @@ def load_predictions(
     notes += _diagnostics(values, labels, kind)
     if not names or len(names) != values.shape[1]:
         names = [str(i) for i in range(values.shape[1])]
-    return Predictions(values, labels, kind, str(path), names, notes)
+    return Predictions(values, labels, kind, source, names, notes)

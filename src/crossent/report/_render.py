@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ._compute import Report, metric_labels
+from ._compute import Report, Scored, metric_labels
 
+CLASS_ROWS = 20  # rows of the per-class table on the page; the JSON has every class
 BEFORE = "#c0392b"
 AFTER = "#2471a3"
 
@@ -34,6 +35,11 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
     return fig, axes
 
 
+def new_axes() -> Any:
+    """Axes on a new Figure of the report's size (no pyplot: nothing global changes)."""
+    return _figure(5.5, 4.2)[1]
+
+
 def _legend(fig: Any, ax: Any) -> None:
     """The legend of ``ax``'s artists below the axes, where it hides no data."""
     handles, labels = ax.get_legend_handles_labels()
@@ -47,70 +53,115 @@ def _legend(fig: Any, ax: Any) -> None:
     )
 
 
-def reliability_png(report: Report) -> str:
-    """Reliability diagrams (accuracy against confidence per bin), as given and scaled."""
+def _versions(report: Report) -> list[tuple[str, Scored, str]]:
     versions = [("as given", report.before, BEFORE)]
     if report.after is not None:
         versions.append(("after temperature scaling", report.after, AFTER))
+    return versions
+
+
+def plot_reliability(ax: Any, scored: Scored, *, color: str = BEFORE, counts: bool = True) -> Any:
+    """Draw one version's reliability diagram on the matplotlib axes ``ax`` and return it.
+
+    Bars: the accuracy in each confidence bin; hatched: the gap to the bin's mean confidence;
+    dashed: perfect calibration. ``counts`` writes each bin's number of examples above it.
+    """
+    curve = scored.curve
+    edges = np.asarray(curve.edges)
+    lo, hi = edges[:-1], edges[1:]
+    acc = np.nan_to_num(np.asarray(curve.accuracy))
+    conf = np.asarray(curve.confidence)
+    n_in = np.asarray(curve.counts)
+    filled = n_in > 0
+    ax.bar(
+        lo,
+        acc,
+        width=hi - lo,
+        align="edge",
+        color=color,
+        alpha=0.75,
+        edgecolor="white",
+        label="accuracy in bin",
+    )
+    gap_lo = np.where(filled, np.minimum(acc, np.nan_to_num(conf)), 0)
+    gap_hi = np.where(filled, np.maximum(acc, np.nan_to_num(conf)), 0)
+    ax.bar(
+        lo,
+        gap_hi - gap_lo,
+        bottom=gap_lo,
+        width=hi - lo,
+        align="edge",
+        fill=False,
+        hatch="//",
+        edgecolor="#555555",
+        linewidth=0.5,
+        label="gap to confidence",
+    )
+    ax.plot(
+        [0, 1], [0, 1], color="#333333", linestyle="--", linewidth=1, label="perfect calibration"
+    )
+    if counts and len(lo) <= 40:  # more labels than that overlap
+        # a row of counts above the data, one per filled bin
+        for x, count in zip((lo + hi) / 2, n_in, strict=True):
+            if count:
+                ax.text(
+                    x, 1.015, f"{int(count):,}", rotation=90, ha="center", va="bottom",
+                    fontsize=6, color="#444444",
+                )  # fmt: skip
+    binary = "ece_positive" in scored.metrics  # the curve is of P(y = 1)
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.16 if counts else 1),
+        xlabel="predicted P(y = 1)" if binary else "confidence (top-label probability)",
+        ylabel="frequency of y = 1" if binary else "accuracy",
+    )
+    return ax
+
+
+def plot_risk_coverage(ax: Any, scored: Scored, *, color: str = BEFORE, label: str = "") -> Any:
+    """Draw the risk-coverage curve (error rate of the most confident examples kept) on ``ax``."""
+    risk = scored.risk
+    assert risk is not None
+    name = f"{label}: " if label else ""
+    ax.step(
+        risk.coverage,
+        risk.risk,
+        where="post",
+        color=color,
+        linewidth=1.5,
+        label=f"{name}AURC {risk.aurc:.4f} (optimal {risk.optimal_aurc:.4f})",
+    )
+    ax.set(xlim=(0, 1), ylim=(0, None), xlabel="coverage", ylabel="risk (error rate)")
+    return ax
+
+
+def reliability_figure(report: Report) -> Any:
+    """Reliability diagrams (accuracy against confidence per bin), as given and scaled."""
+    versions = _versions(report)
     fig, axes = _figure(5.0 * len(versions), 4.6, len(versions))
     axes = np.atleast_1d(axes)
     for ax, (title, scored, color) in zip(axes, versions, strict=True):
-        curve = scored.curve
-        edges = np.asarray(curve.edges)
-        lo, hi = edges[:-1], edges[1:]
-        acc = np.nan_to_num(np.asarray(curve.accuracy))
-        conf = np.asarray(curve.confidence)
-        filled = np.asarray(curve.counts) > 0
-        ax.bar(
-            lo,
-            acc,
-            width=hi - lo,
-            align="edge",
-            color=color,
-            alpha=0.75,
-            edgecolor="white",
-            label="accuracy in bin",
-        )
-        gap_lo = np.where(filled, np.minimum(acc, np.nan_to_num(conf)), 0)
-        gap_hi = np.where(filled, np.maximum(acc, np.nan_to_num(conf)), 0)
-        ax.bar(
-            lo,
-            gap_hi - gap_lo,
-            bottom=gap_lo,
-            width=hi - lo,
-            align="edge",
-            fill=False,
-            hatch="//",
-            edgecolor="#555555",
-            linewidth=0.5,
-            label="gap to confidence",
-        )
-        ax.plot(
-            [0, 1],
-            [0, 1],
-            color="#333333",
-            linestyle="--",
-            linewidth=1,
-            label="perfect calibration",
-        )
-        ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1),
-            xlabel="confidence (top-label probability)",
-            ylabel="accuracy",
-            title=f"{title}: ECE {scored.metrics['ece']:.2%}",
-        )
+        plot_reliability(ax, scored, color=color)
+        ece = scored.metrics.get("ece_positive", scored.metrics["ece"])
+        ax.set_title(f"{title}: ECE {ece:.2%}")
     _legend(fig, axes[0])
-    return _png(fig)
+    return fig
 
 
-def confidence_png(report: Report) -> str:
+def risk_coverage_figure(report: Report) -> Any:
+    """The risk-coverage curves of both versions on one small figure."""
+    fig, ax = _figure(5.5, 3.4)
+    for title, scored, color in _versions(report):
+        plot_risk_coverage(ax, scored, color=color, label=title)
+    _legend(fig, ax)
+    return fig
+
+
+def confidence_figure(report: Report) -> Any:
     """Histogram of the top-label confidence, with the accuracy and the mean confidence."""
     fig, ax = _figure(6.5, 3.6)
     bins = np.linspace(0, 1, 2 * report.n_bins + 1)
-    versions = [("as given", report.before, BEFORE)]
-    if report.after is not None:
-        versions.append(("after temperature scaling", report.after, AFTER))
+    versions = _versions(report)
     for title, scored, color in versions:
         style = {"histtype": "stepfilled", "alpha": 0.35, "color": color}
         ax.hist(scored.confidence, bins=bins, label=title, **style)
@@ -131,15 +182,13 @@ def confidence_png(report: Report) -> str:
         xlim=(0, 1), xlabel="confidence (top-label probability)", ylabel="examples", yscale="log"
     )
     _legend(fig, ax)
-    return _png(fig)
+    return fig
 
 
-def loss_png(report: Report) -> str:
+def loss_figure(report: Report) -> Any:
     """Distribution of the per-example log-loss (log-spaced bins: it spans many decades)."""
     fig, ax = _figure(6.5, 3.6)
-    versions = [("as given", report.before, BEFORE)]
-    if report.after is not None:
-        versions.append(("after temperature scaling", report.after, AFTER))
+    versions = _versions(report)
     floor = 1e-8
     top = max(float(s.loss.max()) for _, s, _ in versions)
     bins = np.logspace(math.log10(floor), math.log10(max(top, 10 * floor)) + 0.01, 50)
@@ -156,17 +205,23 @@ def loss_png(report: Report) -> str:
     ax.set_yscale("log")
     ax.set(xlabel="per-example log-loss -ln p(label) (nats)", ylabel="examples")
     _legend(fig, ax)
-    return _png(fig)
+    return fig
 
 
-def per_class_png(report: Report) -> str:
+def per_class_figure(report: Report) -> Any:
     """Cross-entropy of each class's examples, as given and scaled."""
     k = len(report.predictions.class_names)
     fig, ax = _figure(max(6.5, min(16.0, 0.18 * k + 3)), 3.4)
+    plot_per_class(ax, report)
+    _legend(fig, ax)
+    return fig
+
+
+def plot_per_class(ax: Any, report: Report) -> Any:
+    """Draw each class's mean log-loss, as given and scaled, on ``ax`` and return it."""
+    k = len(report.predictions.class_names)
     x = np.arange(k)
-    versions = [("as given", report.before, BEFORE)]
-    if report.after is not None:
-        versions.append(("after temperature scaling", report.after, AFTER))
+    versions = _versions(report)
     if k > 50:  # one outline per version: thousands of bars are slow to draw and unreadable
         for title, scored, color in versions:
             ce_of = np.nan_to_num(np.asarray(scored.per_class["cross_entropy"], dtype=float))
@@ -180,8 +235,7 @@ def per_class_png(report: Report) -> str:
     ax.set(xlabel="class", ylabel="mean log-loss (nats)", xlim=(-1, k))
     if k <= 20:
         ax.set_xticks(x, report.predictions.class_names)
-    _legend(fig, ax)
-    return _png(fig)
+    return ax
 
 
 # ---------------------------------------------------------------- HTML
@@ -199,6 +253,7 @@ img { max-width: 100%; height: auto; display: block; margin: 0.6rem 0; }
 .better { color: #1e8449; } .worse { color: #b03a2e; }
 ul.notes li { margin: 0.2rem 0; }
 details { margin: 0.8rem 0; }
+td.ci { color: #666; font-size: 0.8rem; }
 """
 
 # Whether a smaller value is better, for colouring the change column.
@@ -213,6 +268,8 @@ _LOWER_IS_BETTER = {
     "rmsce": True,
     "accuracy": False,
     "top5_accuracy": False,
+    "smooth_ece": True,
+    "aurc": True,
 }
 
 
@@ -228,30 +285,64 @@ def _change(a: float, b: float) -> str:
     return "0.0000" if text in ("+0.0000", "-0.0000") else text
 
 
+def _interval(scored: Scored, key: str) -> str:
+    """The cell of a metric's bootstrap interval, empty without one."""
+    if scored.intervals is None or key not in scored.intervals.intervals:
+        return ""
+    ci = scored.intervals[key]
+    return f'<td class="ci">[{_fmt(ci.low)}, {_fmt(ci.high)}]</td>'
+
+
 def _metrics_table(report: Report) -> str:
     after = report.after
-    head = "<tr><th>metric</th><th>as given</th>"
+    ci = report.before.intervals is not None
+    level = f"{report.before.intervals.confidence_level:.0%} CI" if ci else ""  # type: ignore[union-attr]
+    head = "<tr><th>metric</th><th>as given</th>" + (f"<th>{level}</th>" if ci else "")
     if after:
-        head += "<th>temperature-scaled (cross-fitted)</th><th>change</th>"
+        head += "<th>temperature-scaled (cross-fitted)</th>"
+        head += f"<th>{level}</th>" if ci else ""
+        head += "<th>change</th>"
     rows = []
     for key, label in metric_labels(report).items():
         if key not in report.before.metrics:
             continue
         b = report.before.metrics[key]
         row = f"<tr><td>{html.escape(label)}</td><td>{_fmt(b)}</td>"
+        row += _interval(report.before, key) if ci else ""
         if after:
             a = after.metrics[key]
             cls = ""
             if key in _LOWER_IS_BETTER and abs(a - b) >= 5e-5:  # a visible change
                 good = (a < b) == _LOWER_IS_BETTER[key]
                 cls = ' class="better"' if good else ' class="worse"'
-            row += f"<td>{_fmt(a)}</td><td{cls}>{_change(a, b)}</td>"
+            row += f"<td>{_fmt(a)}</td>"
+            row += (_interval(after, key) or "<td></td>") if ci else ""
+            row += f"<td{cls}>{_change(a, b)}</td>"
         rows.append(row + "</tr>")
     return f"<table><thead>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _per_class_table(report: Report) -> str:
+    """Every class up to :data:`CLASS_ROWS`; beyond, the worst classes by class-wise ECE (as
+    given) and a line summarizing the rest (the full table is in the JSON)."""
     b, a = report.before.per_class, report.after.per_class if report.after else None
+    k = len(report.predictions.class_names)
+    shown = list(range(k))
+    rest = ""
+    if k > CLASS_ROWS:
+        ece = np.nan_to_num(np.asarray(b["ece"], dtype=float), nan=-1.0)
+        order = np.argsort(-ece, kind="stable")
+        shown = [int(i) for i in order[:CLASS_ROWS]]
+        others = np.asarray(b["ece"], dtype=float)[order[CLASS_ROWS:]]
+        others = others[np.isfinite(others)]
+        rest = (
+            f'<p class="muted">The {CLASS_ROWS} classes of largest class-wise ECE, worst first; '
+            f"the other {k - CLASS_ROWS:,} classes have class-wise ECE "
+            f"{_fmt(float(np.median(others)) if len(others) else None)} (median), "
+            f"{_fmt(float(np.max(others)) if len(others) else None)} at most. Every class is in "
+            "the JSON (<code>crossent report --json</code>, "
+            "<code>Report.to_json()</code>).</p>"
+        )
     head = (
         "<tr><th>class</th><th>examples</th><th>frequency</th><th>mean p(class)</th>"
         "<th>recall</th><th>cross-entropy (nats)</th>"
@@ -259,7 +350,8 @@ def _per_class_table(report: Report) -> str:
     head += "<th>cross-entropy after T</th>" if a else ""
     head += "<th>class-wise ECE</th></tr>"
     rows = []
-    for i, name in enumerate(report.predictions.class_names):
+    for i in shown:
+        name = report.predictions.class_names[i]
         row = (
             f"<tr><td>{html.escape(name)}</td><td>{int(b['count'][i])}</td>"
             f"<td>{_fmt(b['frequency'][i])}</td><td>{_fmt(b['mean_probability'][i])}</td>"
@@ -269,7 +361,48 @@ def _per_class_table(report: Report) -> str:
             row += f"<td>{_fmt(a['cross_entropy'][i])}</td>"
         row += f"<td>{_fmt(b['ece'][i])}</td></tr>"
         rows.append(row)
-    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>{rest}"
+
+
+def _bootstrap_text(report: Report) -> str:
+    result = report.before.intervals
+    if result is None:
+        return '<p class="muted">No bootstrap intervals (--resamples 0).</p>'
+    return (
+        f'<p class="muted">Intervals: {result.confidence_level:.0%} percentile bootstrap over '
+        f"{result.n_resamples:,} resamples of the {len(report.predictions.labels):,} examples "
+        "(seeded; the examples taken as independent draws). They show the noise of this test "
+        "set's size, not of the model's training.</p>"
+    )
+
+
+def _brier_section(report: Report) -> str:
+    rows = []
+    for title, scored, _ in _versions(report):
+        d = scored.brier_parts
+        if d is None:
+            continue
+        total = d.reliability - d.resolution + d.uncertainty
+        rows.append(
+            f"<tr><td>{title}</td><td>{_fmt(d.brier)}</td><td>{_fmt(d.reliability)}</td>"
+            f"<td>{_fmt(d.resolution)}</td><td>{_fmt(d.uncertainty)}</td>"
+            f"<td>{_fmt(d.within_bin_variance - d.within_bin_covariance)}</td>"
+            f"<td>{_fmt(total)}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        "<h2>Brier score decomposition</h2>"
+        "<p>Brier = reliability &minus; resolution + uncertainty + within-bin terms "
+        f"(Murphy 1973, over the {report.n_bins} equal-width bins of each class; the "
+        "within-bin terms, Stephenson et al. 2008, vanish when each bin holds one forecast "
+        "value). Reliability is the calibration part (lower is better), resolution how far "
+        "the bins' outcome rates move from the base rates (higher is better).</p>"
+        "<table><thead><tr><th>version</th><th>Brier</th><th>reliability</th>"
+        "<th>resolution</th><th>uncertainty</th><th>within-bin</th>"
+        "<th>rel &minus; res + unc</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _img(png: str, alt: str) -> str:
@@ -313,6 +446,7 @@ def render_html(report: Report, figures: dict[str, str], *, provenance: str = ""
         else f"{report.n_bins} bins of the confidence holding equal numbers of examples "
         f"(the class-wise ECE: {report.n_bins} equal-width bins)"
     )
+    classes = "binary (the reliability diagram is of P(y = 1))" if k == 2 else f"{k} classes"
     note_items = "".join(f"<li>{html.escape(x)}</li>" for x in notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -321,7 +455,7 @@ def render_html(report: Report, figures: dict[str, str], *, provenance: str = ""
 <style>{_CSS}</style></head>
 <body>
 <h1>Predictions report</h1>
-<p class="muted">{html.escape(p.source)} · {n} examples · {k} classes · read as
+<p class="muted">{html.escape(p.source)} · {n} examples · {classes} · read as
 {"probabilities" if p.kind == "probs" else "logits"} · made by crossent</p>
 {f'<p class="muted">{html.escape(provenance)}</p>' if provenance else ""}
 {f'<ul class="notes">{note_items}</ul>' if note_items else ""}
@@ -331,9 +465,21 @@ def render_html(report: Report, figures: dict[str, str], *, provenance: str = ""
 <p class="muted">Calibration errors use {bins}, each bin
 (lo, hi] (Guo et al. 2017, scikit-learn); the class-wise ECE averages the per-class errors.
 Log-loss clips probabilities at the machine epsilon (scikit-learn's convention).</p>
+{_bootstrap_text(report)}
 {decomposition}
+{_brier_section(report)}
 <h2>Reliability diagram</h2>
 {_img(figures["reliability"], "reliability diagram")}
+<p class="muted">The number above each bar is the bin's count of examples. The smooth ECE
+(Błasiok &amp; Nakkiran 2023) needs no bins: it smooths the gaps with a Gaussian kernel of
+bandwidth {report.before.smooth.bandwidth if report.before.smooth else float("nan"):.4f}
+(as given).</p>
+<h2>Risk-coverage</h2>
+{_img(figures["risk_coverage"], "risk-coverage curve")}
+<p class="muted">Predicting only on the most confident examples: the error rate (risk) of those
+kept against the fraction kept (coverage). AURC is the area under the curve, the mean risk
+over coverages (lower is better); the optimal AURC is that of a confidence ranking every right
+prediction above every error (Geifman et al. 2019).</p>
 <h2>Confidence histogram</h2>
 {_img(figures["confidence"], "confidence histogram")}
 <h2>Per-example loss</h2>
@@ -347,11 +493,15 @@ Log-loss clips probabilities at the machine epsilon (scikit-learn's convention).
 """
 
 
+FIGURES = {
+    "reliability": reliability_figure,
+    "confidence": confidence_figure,
+    "loss": loss_figure,
+    "per_class": per_class_figure,
+    "risk_coverage": risk_coverage_figure,
+}
+
+
 def figures(report: Report) -> dict[str, str]:
     """All figures as base64 PNG strings."""
-    return {
-        "reliability": reliability_png(report),
-        "confidence": confidence_png(report),
-        "loss": loss_png(report),
-        "per_class": per_class_png(report),
-    }
+    return {name: _png(draw(report)) for name, draw in FIGURES.items()}
