@@ -193,3 +193,30 @@ def test_torch_input_gives_the_numpy_result() -> None:
     tp, tl = torch.from_numpy(probs), torch.from_numpy(labels)
     assert cal.brier_decomposition(tp, tl) == cal.brier_decomposition(probs, labels)
     assert cal.risk_coverage_curve(tp, tl).aurc == cal.risk_coverage_curve(probs, labels).aurc
+
+
+def test_summaries_give_the_figures_of_the_probabilities():
+    """The per-example entry points (a report's or a language model's summaries) equal the
+    probability ones, and Brier sums of blocks add up to the whole set's decomposition."""
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(4), size=300)
+    labels = rng.integers(0, 4, size=300)
+    conf, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    assert cal.smooth_ece_from_summaries(conf, correct) == cal.smooth_ece(probs, labels)
+    got = cal.risk_coverage_from_summaries(conf, correct.astype(int))
+    want = cal.risk_coverage_curve(probs, labels)
+    assert got.aurc == want.aurc and np.array_equal(got.risk, want.risk)
+    sums = cal.brier_sums(probs[:100], labels[:100], n_bins=7) + cal.brier_sums(
+        probs[100:], labels[100:], n_bins=7
+    )
+    whole = cal.brier_decomposition(probs, labels, n_bins=7)
+    for field in ("brier", "reliability", "resolution", "uncertainty", "within_bin_variance"):
+        assert getattr(sums.decomposition(), field) == pytest.approx(
+            getattr(whole, field), rel=1e-12
+        )
+    with pytest.raises(ValueError, match=r"confidence must lie in \[0, 1\]; got 1.5 at index 1"):
+        cal.risk_coverage_from_summaries([0.5, 1.5], [1, 0])
+    with pytest.raises(ValueError, match="same non-zero length"):
+        cal.smooth_ece_from_summaries([0.5, 0.7], [1])
+    with pytest.raises(ValueError, match="0/1"):
+        cal.smooth_ece_from_summaries([0.5, 0.7], [1, 2])

@@ -53,10 +53,14 @@ from ._scores import reliability_curve as reliability_curve
 from ._scores import top_k_accuracy as top_k_accuracy
 from ._smooth import SmoothECE as SmoothECE
 from ._smooth import smooth_ece as smooth_ece
+from ._smooth import smooth_ece_from_summaries as smooth_ece_from_summaries
 from ._statistics import BrierDecomposition as BrierDecomposition
+from ._statistics import BrierSums as BrierSums
 from ._statistics import RiskCoverage as RiskCoverage
 from ._statistics import brier_decomposition as brier_decomposition
+from ._statistics import brier_sums as brier_sums
 from ._statistics import risk_coverage_curve as risk_coverage_curve
+from ._statistics import risk_coverage_from_summaries as risk_coverage_from_summaries
 from ._streaming import CalibrationSummary as CalibrationSummary
 from ._streaming import ClassStatistics as ClassStatistics
 from ._streaming import StreamingCalibration as StreamingCalibration
@@ -73,9 +77,11 @@ from ._temperature import fit_temperature as fit_temperature
 from ._temperature import log_loss_decomposition as log_loss_decomposition
 
 __all__ = [
+    "METRICS",
     "BinStatistics",
     "BootstrapResult",
     "BrierDecomposition",
+    "BrierSums",
     "CalibrationSummary",
     "ClassStatistics",
     "Interval",
@@ -91,6 +97,7 @@ __all__ = [
     "bootstrap_intervals",
     "brier_decomposition",
     "brier_score",
+    "brier_sums",
     "expected_calibration_error",
     "fit_temperature",
     "label_perplexity",
@@ -98,6 +105,8 @@ __all__ = [
     "log_loss_decomposition",
     "reliability_curve",
     "risk_coverage_curve",
+    "risk_coverage_from_summaries",
     "smooth_ece",
+    "smooth_ece_from_summaries",
     "top_k_accuracy",
 ]

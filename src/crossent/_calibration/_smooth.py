@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._namespace import Array
-from ._statistics import _numpy_probs
+from ._statistics import _numpy_probs, _summaries
 
 # relplot's search: ten halvings of [0, 1]; bandwidths below 0.001 count as too small.
 _HALVINGS = 10
@@ -129,8 +129,26 @@ def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None
     return _smooth_ece_of(np.max(p, axis=1), np.argmax(p, axis=1) == y, bandwidth)
 
 
+def smooth_ece_from_summaries(
+    confidence: Array, correct: Array, /, *, bandwidth: float | None = None
+) -> SmoothECE:
+    """:func:`smooth_ece` from each example's top-class confidence and whether the top class is
+    right (a language model's token summaries, or a report's per-example data).
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> print(round(cal.smooth_ece_from_summaries([0.9, 0.8, 0.6], [1, 0, 1]).value, 4))
+    0.1711
+    """
+    if bandwidth is not None:
+        bandwidth = _check_bandwidth(bandwidth)
+    conf, hit = _summaries(confidence, correct)
+    return _smooth_ece_of(conf, hit, bandwidth)
+
+
 def _smooth_ece_of(conf: np.ndarray, hit: np.ndarray, bandwidth: float | None) -> SmoothECE:
-    """Smooth ECE of top-class confidences and hits (the report has them per example)."""
+    """Smooth ECE of top-class confidences and hits."""
     conf = np.asarray(conf, dtype=np.float64)
     smoother = _Smoother(conf, conf - hit)
     if bandwidth is not None:

@@ -309,6 +309,70 @@ def _classwise_sums(p: np.ndarray, y: np.ndarray, edges: _Edges) -> _Sums:
     return count.astype(np.float64), s1, s2, so, sfo
 
 
+@dataclass(frozen=True)
+class BrierSums:
+    """Per (class, bin) sums from which :func:`brier_decomposition` is computed.
+
+    Sums of disjoint blocks of examples (``a + b``) are the sums of their union, so a data set
+    read block by block is decomposed exactly as if it were read whole.
+
+    Attributes
+    ----------
+    count, sum_forecast, sum_forecast_squared, sum_outcome, sum_forecast_outcome : numpy.ndarray
+        Per (class, bin), shape ``(K, B)``, float64: the number of entries, and the sums of
+        :math:`f`, :math:`f^2`, :math:`o` and :math:`f o`.
+    examples : int
+        The number of examples summed.
+    """
+
+    count: np.ndarray
+    sum_forecast: np.ndarray
+    sum_forecast_squared: np.ndarray
+    sum_outcome: np.ndarray
+    sum_forecast_outcome: np.ndarray
+    examples: int
+
+    def __add__(self, other: BrierSums) -> BrierSums:
+        if self.count.shape != other.count.shape:
+            raise ValueError(
+                f"cannot add Brier sums of shape {self.count.shape} and {other.count.shape}"
+            )
+        a, b = self._arrays(), other._arrays()
+        return BrierSums(a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], a[4] + b[4],
+                         self.examples + other.examples)  # fmt: skip
+
+    def _arrays(self) -> _Sums:
+        return (self.count, self.sum_forecast, self.sum_forecast_squared, self.sum_outcome,
+                self.sum_forecast_outcome)  # fmt: skip
+
+    def decomposition(self) -> BrierDecomposition:
+        """The decomposition of the examples summed (see :func:`brier_decomposition`)."""
+        if self.examples < 1:
+            raise ValueError("no examples were summed: the Brier score of nothing is undefined")
+        return _decompose(self._arrays(), self.examples)
+
+
+def brier_sums(probs: Array, labels: Array, /, *, n_bins: int = 15) -> BrierSums:
+    """The class-wise :class:`BrierSums` of a block of examples, in ``n_bins`` equal-width bins.
+
+    ``brier_sums(p[:m], y[:m]) + brier_sums(p[m:], y[m:])`` decomposes like
+    ``brier_decomposition(p, y, n_bins=n_bins)`` (uniform bins, right-closed, class-wise).
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> probs = [[0.8, 0.2], [0.8, 0.2], [0.3, 0.7], [0.3, 0.7]]
+    >>> first = cal.brier_sums(probs[:1], [0], n_bins=5)
+    >>> rest = cal.brier_sums(probs[1:], [1, 1, 1], n_bins=5)
+    >>> print(round((first + rest).decomposition().reliability, 4))
+    0.18
+    """
+    _check_binning_options(n_bins, "uniform", "classwise", True, False)
+    xp, p, y = _numpy_probs(probs, labels)
+    rule = _BinRule(n_bins, "uniform", True, False)
+    return BrierSums(*_classwise_sums(p, y, rule.edges(xp, p[:1])), int(p.shape[0]))
+
+
 def _decompose(sums: _Sums, n: int) -> BrierDecomposition:
     """The terms from per-(column, bin) sums; every sum over an empty bin is 0."""
     count, s1, s2, so, sfo = sums
@@ -421,8 +485,42 @@ def risk_coverage_curve(probs: Array, labels: Array, /) -> RiskCoverage:
     return _risk_coverage_of(np.max(p, axis=1), np.argmax(p, axis=1) != y)
 
 
+def risk_coverage_from_summaries(confidence: Array, correct: Array, /) -> RiskCoverage:
+    """:func:`risk_coverage_curve` from each example's top-class confidence and whether the
+    top class is right (a language model's token summaries, or a report's per-example data).
+
+    Examples
+    --------
+    >>> import crossent.calibration as cal
+    >>> print(round(cal.risk_coverage_from_summaries([0.9, 0.8, 0.6], [True, False, True]).aurc, 4))
+    0.2778
+    """
+    conf, hit = _summaries(confidence, correct)
+    return _risk_coverage_of(conf, ~hit)
+
+
+def _summaries(confidence: Array, correct: Array) -> tuple[np.ndarray, np.ndarray]:
+    """Checked NumPy copies of per-example confidences (in [0, 1]) and hits (0/1 or bool)."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct)
+    if conf.ndim != 1 or hit.shape != conf.shape or conf.size == 0:
+        raise ValueError(
+            "confidence and correct must be 1-D, of the same non-zero length; got shapes "
+            f"{conf.shape} and {hit.shape}"
+        )
+    bad = ~((conf >= 0) & (conf <= 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"confidence must lie in [0, 1]; got {float(conf[i])!r} at index {i}")
+    if hit.dtype != np.bool_:
+        if not np.isin(hit, (0, 1)).all():
+            raise ValueError("correct must be booleans or 0/1 values")
+        hit = hit.astype(bool)
+    return conf, hit
+
+
 def _risk_coverage_of(conf: np.ndarray, error: np.ndarray) -> RiskCoverage:
-    """The curve of top-class confidences and errors (the report has them per example)."""
+    """The curve of top-class confidences and errors."""
     groups = _ConfidenceGroups.of(conf, error)
     covered, wrong = groups.cumulative(None)
     n = conf.shape[0]

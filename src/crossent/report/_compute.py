@@ -24,14 +24,6 @@ import numpy as np
 
 import crossent as ce
 from crossent import calibration as cal
-from crossent._calibration._bootstrap import SUMMARY
-from crossent._calibration._smooth import _smooth_ece_of
-from crossent._calibration._statistics import (
-    _BinRule,
-    _classwise_sums,
-    _decompose,
-    _risk_coverage_of,
-)
 from crossent.errors import UsageError
 
 from ._load import Predictions, row_blocks
@@ -47,7 +39,7 @@ CONFIDENCE_LEVEL = 0.95
 INTERVALS = ("given", "both")
 # The metrics with a bootstrap interval: the summary's (smooth ECE and AURC cost O(N) per
 # resample each, so they get one too).
-INTERVAL_METRICS = (*SUMMARY, "smooth_ece", "aurc")
+INTERVAL_METRICS = cal.METRICS
 BINNINGS = ("uniform", "quantile")
 LN2 = math.log(2.0)
 
@@ -378,7 +370,7 @@ def score(
     brier = entropy = 0.0
     top5 = clipped = 0
     edges = counts = sums = hits = None
-    brier_sums: tuple[np.ndarray, ...] | None = None
+    brier_sums: cal.BrierSums | None = None
     for start, stop, p in blocks:
         y = labels[start:stop]
         rows = np.arange(stop - start)
@@ -402,13 +394,8 @@ def score(
         sums = stats.sum_confidence if sums is None else sums + stats.sum_confidence
         hits = stats.sum_hits if hits is None else hits + stats.sum_hits
         # Murphy's terms per (class, bin) in the same equal-width bins: sums over blocks add up
-        rule = _BinRule(n_bins, "uniform", right_closed=True, ones_in_own_bin=False)
-        parts = _classwise_sums(p, y, rule.edges(np, p[:1]))
-        brier_sums = (
-            parts
-            if brier_sums is None
-            else tuple(a + b for a, b in zip(brier_sums, parts, strict=True))
-        )
+        parts = cal.brier_sums(p, y, n_bins=n_bins)
+        brier_sums = parts if brier_sums is None else brier_sums + parts
     assert edges is not None and brier_sums is not None  # there are at least two examples
     classwise = cal.BinStatistics(np.broadcast_to(edges, (k, n_bins + 1)), counts, sums, hits)
     top = cal.bin_statistics(
@@ -428,8 +415,8 @@ def score(
         "entropy_nats": entropy / n,
         "accuracy": float(np.mean(correct)),
     }
-    smooth = _smooth_ece_of(confidence, correct, None)
-    risk = _risk_coverage_of(confidence, ~correct)
+    smooth = cal.smooth_ece_from_summaries(confidence, correct)
+    risk = cal.risk_coverage_from_summaries(confidence, correct)
     metrics["smooth_ece"] = smooth.value
     metrics["aurc"] = risk.aurc
     if k > 5:
@@ -456,7 +443,7 @@ def score(
         )
         metrics["ece_positive"] = float(positive.calibration_error())
         curve = positive.reliability_curve()
-    brier_parts = _decompose(brier_sums, n)  # type: ignore[arg-type]
+    brier_parts = brier_sums.decomposition()
     return Scored(
         confidence, correct, loss, metrics, per_class, curve, clipped, brier_parts, risk, smooth
     )
