@@ -477,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\ntime: best forward+backward of the timed calls; peak MB: memory the call adds on top "
         "of its inputs\n(gradients and temporaries included); work MB: peak MB less the gradients "
-        "of h and W\n(the loss's own working memory); x floor / x torch / x cce-tc: ratio to the three "
-        "products alone / plain PyTorch / CCE torch_compile."
+        "of h and W\n(the loss's own working memory); x floor / x torch / x cce-tc: ratio to the "
+        "three products alone / plain PyTorch / CCE torch_compile."
     )
     if args.json:
         with open(args.json, "w") as f:

@@ -372,8 +372,8 @@ def distillation_rows(
       :math:`\partial D / \partial s = q - p`;
     - "reverse": :math:`D = KL(q \| p)`, :math:`\partial D / \partial s = q (\log q - \log p - D)`;
     - "jsd": with :math:`m = \beta p + (1 - \beta) q`,
-      :math:`D = \beta KL(p \| m) + (1 - \beta) KL(q \| m)`, and with
-      :math:`u = \log q - \log m`, :math:`\partial D / \partial s = (1 - \beta)\, q (u - \sum_c q_c u_c)`
+      :math:`D = \beta KL(p \| m) + (1 - \beta) KL(q \| m)`, and with :math:`u = \log q - \log m`,
+      :math:`\partial D / \partial s = (1 - \beta)\, q (u - \sum_c q_c u_c)`
       (the terms through :math:`m` cancel: :math:`\beta p / m + (1 - \beta) q / m = 1`).
 
     ``0 log 0 = 0`` (:func:`mul0`). The distillation losses scale :math:`D` by :math:`T^2` and

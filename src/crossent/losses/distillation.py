@@ -101,7 +101,9 @@ def distillation_loss_grad(student_logits: Array, teacher_logits: Array, /, **op
     xp, log_teacher, log_student, t, axis, dtype = prepare_distillation(
         student_logits, teacher_logits, temperature=options["temperature"], axis=options["axis"]
     )
-    grad = t * distillation_rows(xp, log_teacher, log_student, grad=True)[1]
+    _, grad = distillation_rows(xp, log_teacher, log_student, grad=True)
+    assert grad is not None
+    grad = t * grad
     if options["reduction"] == "mean":
         grad = grad / max(numel(grad) // max(int(grad.shape[-1]), 1), 1)
     return restore_axis(xp, grad, axis, dtype)

@@ -213,8 +213,7 @@ def _validate_head(
         raise ValueError(f"{w_name} has 0 rows: need at least one class")
     if weight.dtype != hidden.dtype:
         raise TypeError(
-            f"{h_name} and {w_name} must have the same dtype; got {hidden.dtype} and "
-            f"{weight.dtype}"
+            f"{h_name} and {w_name} must have the same dtype; got {hidden.dtype} and {weight.dtype}"
         )
     check_same_device(weight, w_name, hidden)
     if bias is not None:

@@ -31,7 +31,7 @@ from .._semantics import (
     loss_row_scale,
     reduce,
 )
-from .._validation import check_floating, check_positive, check_reduction, check_same_device
+from .._validation import check_positive, check_reduction, check_same_device
 from ._functions import _xp, compute_dtype
 from ._linear import _validate_head, _weighting
 from ._linear_sweep import Head, _host_shortcuts, default_chunk_size
@@ -67,7 +67,7 @@ def _sweep(
     opts: _Options,
     *,
     scale: torch.Tensor | float | None,
-    need: tuple[bool, bool, bool],
+    need: tuple[bool, ...],
     rows_out: bool,
 ) -> tuple[torch.Tensor | None, tuple[torch.Tensor | None, ...]]:
     """Visit every chunk in order: the per-row losses :math:`T^2 D_i` (0 on invalid rows) if
@@ -91,9 +91,7 @@ def _sweep(
             if t != 1.0:
                 z.div_(t)
             z.sub_(torch.logsumexp(z, 0))  # log-probabilities, classes along dim 0
-        div, g = distillation_rows(
-            xp, zt, zs, kind=opts.kind, beta=opts.beta, axis=0, grad=grads
-        )
+        div, g = distillation_rows(xp, zt, zs, kind=opts.kind, beta=opts.beta, axis=0, grad=grads)
         ok = valid[r0:r1]
         if rows is not None:
             rows[r0:r1] = torch.where(ok, (t * t) * div, 0)
@@ -130,9 +128,7 @@ class _LinearDistill(torch.autograd.Function):
         scale = loss_row_scale(xp, opts.reduction, d) if precompute else None
         student = Head(s_hidden, s_weight, s_bias)
         teacher = Head(t_hidden.detach(), t_weight.detach(), _detach(t_bias), dtype)
-        rows, stash = _sweep(
-            student, teacher, valid, opts, scale=scale, need=need, rows_out=True
-        )
+        rows, stash = _sweep(student, teacher, valid, opts, scale=scale, need=need, rows_out=True)
         assert rows is not None
         ctx.opts = opts
         ctx.stash = stash if precompute else None
@@ -162,10 +158,8 @@ class _LinearDistill(torch.autograd.Function):
             student = Head(s_hidden, s_weight, s_bias)
             teacher = Head(t_hidden, t_weight, t_bias, dtype)
             need = tuple(ctx.needs_input_grad[:3])
-            _, grads = _sweep(
-                student, teacher, valid, opts, scale=up, need=need, rows_out=False
-            )
-        out = []
+            _, grads = _sweep(student, teacher, valid, opts, scale=up, need=need, rows_out=False)
+        out: list[torch.Tensor | None] = []
         for tensor, like in zip(grads, (s_hidden, s_weight, s_bias), strict=True):
             if tensor is None or like is None:
                 out.append(None)

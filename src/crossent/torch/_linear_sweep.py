@@ -208,7 +208,6 @@ class Head:
             if self.bias is not None:
                 out.add_(self.bias)
 
-
     def accumulate(
         self,
         r0: int,
