@@ -5,6 +5,11 @@ random targets, forward + backward (gradients of h and W), by:
 
 - ``torch``: plain PyTorch, ``F.cross_entropy(h @ W.T, y)`` (materializes the N x V logits);
 - ``torch.compile``: the same function through ``torch.compile``;
+- ``torch-lce``: PyTorch's own chunked ``F.linear_cross_entropy(h, W, y,
+  options=torch.nn.LinearCrossEntropyOptions())`` (torch >= 2.13; its defaults, "auto");
+- ``floor``: the three matrix products alone, chunked into one reused buffer (per chunk of
+  rows: logits ``h_c @ W.T``, then ``dH_c = G_c @ W`` and ``dW += G_c.T @ h_c`` with the
+  logits buffer standing in for G_c): no loss at all, the time no fused loss can beat;
 - ``cce-torch_compile``: Cut Cross-Entropy's ``impl="torch_compile"`` (when installed; on a
   machine without Triton its package ``__init__`` cannot be imported, so its
   ``torch_compile`` module is loaded on its own: the code that runs is CCE's);
@@ -12,7 +17,13 @@ random targets, forward + backward (gradients of h and W), by:
 - ``liger``: Liger Kernel's ``LigerFusedLinearCrossEntropyLoss`` (CUDA only, when installed);
 - ``crossent``: ``crossent.torch.linear_cross_entropy`` (gradients computed in the forward
   pass), and ``crossent-recompute`` (the same with the logits recomputed in the backward, the
-  path ``reduction="none"`` takes), to show which of the two is faster.
+  path ``reduction="none"`` takes), to show which of the two is faster;
+- ``crossent-weights``: with a per-token ``sample_weight`` (uniform in [0, 1)) and an explicit
+  ``normalizer`` (the token count), the gradient-accumulation form;
+- ``crossent-outputs``: with the logged outputs ("entropy", "accuracy", "confidence", "lse",
+  "z_loss"; detached, the loss alone differentiated);
+- ``crossent-logprob``: with the differentiable per-token log-probability asked for (the
+  backward then recomputes the logits, four products per chunk).
 
 Every method runs in a fresh subprocess (one at a time, so that plain PyTorch's 13 GB at the
 large shape fits a 24 GB machine): one warm-up call (compilation happens there), then one call
@@ -61,11 +72,16 @@ GPU_SHAPES = "8192x2304x256000"
 METHODS = (
     "torch",
     "torch.compile",
+    "torch-lce",
+    "floor",
     "cce-torch_compile",
     "cce",
     "liger",
     "crossent",
     "crossent-recompute",
+    "crossent-weights",
+    "crossent-outputs",
+    "crossent-logprob",
 )
 GPU_ONLY = {"cce", "liger"}
 
@@ -104,6 +120,36 @@ def _load_cce_torch_compile() -> Callable[..., Any]:
         return module.torch_compile_linear_cross_entropy
 
 
+def _floor(chunk_size: int | None) -> Callable[[Any, Any, Any], Any]:
+    """The three products of a fused loss and nothing else, in crossent's chunk layout."""
+    import torch
+
+    from crossent.torch._linear_sweep import default_chunk_size
+
+    class Floor(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, h: Any, w: Any) -> Any:
+            n, v = h.shape[0], w.shape[0]
+            rows = chunk_size or default_chunk_size(n, v, h.device)
+            flat = torch.empty(rows * v, dtype=h.dtype, device=h.device)
+            gh = torch.empty_like(h)
+            gw = torch.zeros_like(w)
+            for r0 in range(0, n, rows):
+                r1 = min(r0 + rows, n)
+                g = flat[: v * (r1 - r0)].view(v, r1 - r0)  # (V, rows), as crossent holds it
+                torch.mm(w, h[r0:r1].t(), out=g)  # the logits; stand-in for their gradient
+                torch.mm(g.t(), w, out=gh[r0:r1])
+                gw.addmm_(g, h[r0:r1])
+            ctx.grads = (gh, gw)
+            return h.new_zeros(())
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            return ctx.grads
+
+    return lambda h, w, y: Floor.apply(h, w)
+
+
 def make_call(
     name: str, device: str, chunk_size: int | None = None
 ) -> Callable[[Any, Any, Any], Any]:
@@ -117,6 +163,15 @@ def make_call(
         return lambda h, w, y: F.cross_entropy(h @ w.T, y)
     if name == "torch.compile":
         return torch.compile(lambda h, w, y: F.cross_entropy(h @ w.T, y))
+    if name == "torch-lce":
+        if not hasattr(F, "linear_cross_entropy") or not hasattr(
+            torch.nn, "LinearCrossEntropyOptions"
+        ):
+            raise Unavailable(f"torch {torch.__version__} has no F.linear_cross_entropy")
+        options = torch.nn.LinearCrossEntropyOptions()
+        return lambda h, w, y: F.linear_cross_entropy(h, w, y, options=options)
+    if name == "floor":
+        return _floor(chunk_size)
     if name == "cce-torch_compile":
         return _load_cce_torch_compile()
     if name == "cce":
@@ -132,14 +187,27 @@ def make_call(
 
         liger = LigerFusedLinearCrossEntropyLoss()
         return lambda h, w, y: liger(w, h, y)
-    if name in ("crossent", "crossent-recompute"):
+    if name.startswith("crossent"):
         from crossent.torch import _linear, linear_cross_entropy
 
-        precompute = name == "crossent"
+        precompute = name != "crossent-recompute"
+        options: dict[str, Any] = {}
+        if name == "crossent-outputs":
+            options["outputs"] = ("entropy", "accuracy", "confidence", "lse", "z_loss")
+        elif name == "crossent-logprob":
+            options["outputs"] = ("logprob",)
+        weights: dict[str, Any] = {}
 
         def call(h: Any, w: Any, y: Any) -> Any:
             _linear.PRECOMPUTE = precompute  # the module's switch between the two sweeps
-            return linear_cross_entropy(h, w, y, chunk_size=chunk_size)
+            if name == "crossent-weights":
+                if not weights:  # made once, outside the timed calls
+                    gen = torch.Generator().manual_seed(1)
+                    u = torch.rand(y.shape, generator=gen).to(h.device, h.dtype)
+                    weights.update(sample_weight=u, normalizer=torch.tensor(float(y.numel())))
+                options.update(weights)
+            out = linear_cross_entropy(h, w, y, chunk_size=chunk_size, **options)
+            return out if isinstance(out, torch.Tensor) else out.loss
 
         return call
     raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
@@ -307,30 +375,30 @@ def table(results: list[dict]) -> str:
     for r in results:
         by_shape.setdefault(r["shape"], []).append(r)
     header = (
-        f"{'method':<20}{'time s':>9}{'x torch':>9}{'x cce-tc':>10}"
+        f"{'method':<20}{'time s':>9}{'x floor':>9}{'x torch':>9}{'x cce-tc':>10}"
         f"{'peak MB':>10}{'x torch':>9}{'work MB':>10}{'x torch':>9}{'loss':>10}  status"
     )
     for shape, rows in by_shape.items():
         base = next((r for r in rows if r["method"] == "torch" and r["status"] == "ok"), None)
-        cce = next(
-            (r for r in rows if r["method"] == "cce-torch_compile" and r["status"] == "ok"), None
-        )
+        ok = {r["method"]: r for r in rows if r["status"] == "ok"}
+        cce, floor = ok.get("cce-torch_compile"), ok.get("floor")
         lines.append(f"\nN x D x V = {shape}")
         lines.append(header)
         for r in rows:
             if r["status"] != "ok":
-                lines.append(f"{r['method']:<20}{'':>76}  {r['status']}")
+                lines.append(f"{r['method']:<20}{'':>85}  {r['status']}")
                 continue
             t, m = r["best_s"], r["peak_extra_bytes"]
             work = m - r["gradient_bytes"]
             rt = f"{t / base['best_s']:.2f}" if base else "-"
             rc = f"{t / cce['best_s']:.2f}" if cce else "-"
+            rf = f"{t / floor['best_s']:.2f}" if floor else "-"
             rm = f"{m / base['peak_extra_bytes']:.3f}" if base else "-"
             rw = (
                 f"{work / (base['peak_extra_bytes'] - base['gradient_bytes']):.3f}" if base else "-"
             )
             lines.append(
-                f"{r['method']:<20}{t:>9.2f}{rt:>9}{rc:>10}{m / 2**20:>10.0f}{rm:>9}"
+                f"{r['method']:<20}{t:>9.2f}{rf:>9}{rt:>9}{rc:>10}{m / 2**20:>10.0f}{rm:>9}"
                 f"{work / 2**20:>10.0f}{rw:>9}{r['loss']:>10.5f}  ok"
             )
     return "\n".join(lines)
@@ -409,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\ntime: best forward+backward of the timed calls; peak MB: memory the call adds on top "
         "of its inputs\n(gradients and temporaries included); work MB: peak MB less the gradients "
-        "of h and W\n(the loss's own working memory); x torch / x cce-tc: ratio to plain PyTorch "
-        "/ CCE torch_compile."
+        "of h and W\n(the loss's own working memory); x floor / x torch / x cce-tc: ratio to the "
+        "three products alone / plain PyTorch / CCE torch_compile."
     )
     if args.json:
         with open(args.json, "w") as f:

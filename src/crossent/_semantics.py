@@ -15,6 +15,8 @@ The rules, each in one place:
   (:func:`probability_targets`);
 - the focal modulation as a function of the margin (:func:`focal_loss`, :func:`focal_slope`);
 - binary cross-entropy from logits (:func:`binary_ce_loss`, :func:`binary_ce_grad`);
+- the divergences of distillation, forward and reverse KL and JSD, and their gradients
+  (:func:`distillation_rows`: the core's ``distillation_loss`` and the fused one);
 - ``0 * inf = 0`` for zero weights (:func:`mul0`), the limit of rows with an infinite
   log-sum-exp (:func:`limit_rows`), and the safe mean (:func:`mean_scale`, :func:`reduce`);
 - per-sample weights and the mean's denominator, an explicit normalizer included
@@ -345,3 +347,60 @@ def binary_ce_grad(xp: Any, z: Array, y: Array, pos_weight: Array | None) -> Arr
     if pos_weight is None:
         return sigmoid(xp, z) - y
     return (1 - y) * sigmoid(xp, z) - (pos_weight * y) * sigmoid(xp, -z)
+
+
+# ---------------------------------------------------------------- distillation
+
+DISTILLATION_KINDS = ("forward", "reverse", "jsd")
+
+
+def distillation_rows(
+    xp: Any,
+    log_p: Array,
+    log_q: Array,
+    *,
+    kind: str = "forward",
+    beta: float = 0.5,
+    axis: int = -1,
+    grad: bool = False,
+) -> tuple[Array, Array | None]:
+    r"""The divergence of each row between teacher ``p`` and student ``q`` (given as
+    log-probabilities, classes along ``axis``) and, with ``grad``, its gradient with respect
+    to the student's logits :math:`s` (:math:`q = \operatorname{softmax}(s)`).
+
+    - "forward": :math:`D = KL(p \| q) = \sum_c p_c (\log p_c - \log q_c)`,
+      :math:`\partial D / \partial s = q - p`;
+    - "reverse": :math:`D = KL(q \| p)`, :math:`\partial D / \partial s = q (\log q - \log p - D)`;
+    - "jsd": with :math:`m = \beta p + (1 - \beta) q`,
+      :math:`D = \beta KL(p \| m) + (1 - \beta) KL(q \| m)`, and with :math:`u = \log q - \log m`,
+      :math:`\partial D / \partial s = (1 - \beta)\, q (u - \sum_c q_c u_c)`
+      (the terms through :math:`m` cancel: :math:`\beta p / m + (1 - \beta) q / m = 1`).
+
+    ``0 log 0 = 0`` (:func:`mul0`). The distillation losses scale :math:`D` by :math:`T^2` and
+    its gradient by :math:`T` (logits divided by T); that scaling is the callers'.
+    """
+
+    def total(a: Array, b: Array) -> Array:
+        return xp.sum(mul0(xp, a, b), axis=axis, keepdims=True)
+
+    p, q = xp.exp(log_p), xp.exp(log_q) if grad or kind != "forward" else None
+    g = None
+    if kind == "forward":
+        div = total(p, log_p - log_q)
+        if grad:
+            g = q - p
+    elif kind == "reverse":
+        u = log_q - log_p
+        div = total(q, u)
+        if grad:
+            g = mul0(xp, q, u - div)
+    elif kind == "jsd":
+        log_m = xp.logaddexp(log_p + math.log(beta), log_q + math.log1p(-beta))
+        u = log_q - log_m
+        kl_q = total(q, u)
+        div = beta * total(p, log_p - log_m) + (1 - beta) * kl_q
+        if grad:
+            g = (1 - beta) * mul0(xp, q, u - kl_q)
+    else:
+        raise ValueError(f"kind must be one of {DISTILLATION_KINDS}, got {kind!r}")
+    return xp.squeeze(div, axis=axis), g

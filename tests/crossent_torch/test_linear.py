@@ -373,7 +373,7 @@ def test_no_gradient_work_without_grad_mode(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("gradients computed without grad mode")
 
-    monkeypatch.setattr(_sweep.Sweep, "_accumulate", fail)
+    monkeypatch.setattr(_sweep.Sweep, "accumulate", fail)
     monkeypatch.setattr(_sweep.Sweep, "_accumulate_factored", fail)
     for context in (torch.no_grad, torch.inference_mode):
         with context():

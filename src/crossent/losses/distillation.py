@@ -9,7 +9,7 @@ from typing import Any
 
 from .._namespace import Array, namespace, numel, quiet_numpy, result_dtype, upcast
 from .._primitives import _log_softmax
-from .._semantics import element_count, mul0, reduce
+from .._semantics import distillation_rows, element_count, reduce
 from .._validation import check_positive, check_reduction, check_same_shape, normalize_axis
 from ._problem import class_last, gradient_of, restore_axis
 
@@ -79,8 +79,7 @@ def distillation_loss(
     xp, log_teacher, log_student, t, _, dtype = prepare_distillation(
         student_logits, teacher_logits, temperature=temperature, axis=axis
     )
-    teacher = xp.exp(log_teacher)
-    loss = (t * t) * xp.sum(mul0(xp, teacher, log_teacher - log_student), axis=-1)
+    loss = (t * t) * distillation_rows(xp, log_teacher, log_student)[0]
     return xp.astype(reduce(xp, loss, reduction, element_count(xp, loss)), dtype)
 
 
@@ -102,7 +101,9 @@ def distillation_loss_grad(student_logits: Array, teacher_logits: Array, /, **op
     xp, log_teacher, log_student, t, axis, dtype = prepare_distillation(
         student_logits, teacher_logits, temperature=options["temperature"], axis=options["axis"]
     )
-    grad = t * (xp.exp(log_student) - xp.exp(log_teacher))
+    _, grad = distillation_rows(xp, log_teacher, log_student, grad=True)
+    assert grad is not None
+    grad = t * grad
     if options["reduction"] == "mean":
         grad = grad / max(numel(grad) // max(int(grad.shape[-1]), 1), 1)
     return restore_axis(xp, grad, axis, dtype)

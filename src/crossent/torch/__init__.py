@@ -11,6 +11,8 @@ autograd Function with a closed-form backward); what lives here is what only tor
   ``softmax(hidden @ weight.T + bias)`` in chunks, never materializing the N x V logits;
   per-token weights, an explicit normalizer for gradient accumulation, and per-token outputs
   (log-probabilities, entropy, accuracy, confidence) in a :class:`LinearCEOutput`.
+- :func:`linear_distillation_loss`: forward KL, reverse KL or JSD at temperature T between a
+  student head and a teacher head, in the same chunks (neither's N x V logits exist).
 
 The functions ``cross_entropy``, ``binary_cross_entropy_with_logits`` and ``focal_loss`` are
 deprecated aliases of the core losses.
@@ -24,6 +26,7 @@ deprecated aliases of the core losses.
 
 from ._functional import binary_cross_entropy_with_logits, cross_entropy, focal_loss
 from ._linear import LinearCEOutput, LinearCrossEntropyLoss, linear_cross_entropy
+from ._linear_distill import linear_distillation_loss
 from ._modules import BCEWithLogitsLoss, CrossEntropyLoss, FocalLoss
 
 __all__ = [
@@ -36,4 +39,5 @@ __all__ = [
     "cross_entropy",
     "focal_loss",
     "linear_cross_entropy",
+    "linear_distillation_loss",
 ]

@@ -182,6 +182,50 @@ def _shift_weights(sample_weight: torch.Tensor) -> torch.Tensor:
     return torch.cat([sample_weight[..., 1:], torch.zeros_like(sample_weight[..., :1])], dim=-1)
 
 
+def _validate_head(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    chunk_size: int | None,
+    prefix: str = "",
+) -> None:
+    """Check one head: hidden (..., D), weight (V, D) of its dtype, bias (V,), the chunk size;
+    ``prefix`` names the head in the messages ("student_", "teacher_")."""
+    xp = _xp()
+    h_name, w_name, b_name = (prefix + name for name in ("hidden", "weight", "bias"))
+    check_floating(xp, hidden, h_name)
+    check_floating(xp, weight, w_name)
+    if hidden.ndim < 2:
+        raise ValueError(
+            f"{h_name} must have shape (N, D) or (B, T, D); got shape {tuple(hidden.shape)}"
+        )
+    if weight.ndim != 2:
+        raise ValueError(
+            f"{w_name} must have shape (V, D), one row per class; got shape {tuple(weight.shape)}"
+        )
+    if weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"{w_name} has {weight.shape[1]} features per class (shape {tuple(weight.shape)}) "
+            f"but {h_name} has {hidden.shape[-1]} (shape {tuple(hidden.shape)}); they must be "
+            "equal"
+        )
+    if weight.shape[0] == 0:
+        raise ValueError(f"{w_name} has 0 rows: need at least one class")
+    if weight.dtype != hidden.dtype:
+        raise TypeError(
+            f"{h_name} and {w_name} must have the same dtype; got {hidden.dtype} and {weight.dtype}"
+        )
+    check_same_device(weight, w_name, hidden)
+    if bias is not None:
+        check_floating(xp, bias, b_name)
+        check_same_device(bias, b_name, hidden)
+        check_class_vector(xp, bias, weight.shape[0], b_name, bias.dtype, nonnegative=False)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+
+
 def _validate(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -191,48 +235,20 @@ def _validate(
     chunk_size: int | None,
 ) -> None:
     xp = _xp()
-    check_floating(xp, hidden, "hidden")
-    check_floating(xp, weight, "weight")
+    _validate_head(hidden, weight, bias, chunk_size)
     check_integer(xp, targets, "targets")
-    if hidden.ndim < 2:
-        raise ValueError(
-            f"hidden must have shape (N, D) or (B, T, D); got shape {tuple(hidden.shape)}"
-        )
-    if weight.ndim != 2:
-        raise ValueError(
-            f"weight must have shape (V, D), one row per class; got shape {tuple(weight.shape)}"
-        )
-    if weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(
-            f"weight has {weight.shape[1]} features per class (shape {tuple(weight.shape)}) but "
-            f"hidden has {hidden.shape[-1]} (shape {tuple(hidden.shape)}); they must be equal"
-        )
-    if weight.shape[0] == 0:
-        raise ValueError("weight has 0 rows: need at least one class")
-    if weight.dtype != hidden.dtype:
-        raise TypeError(
-            f"hidden and weight must have the same dtype; got {hidden.dtype} and {weight.dtype}"
-        )
     if tuple(targets.shape) != tuple(hidden.shape[:-1]):
         raise ValueError(
             f"targets must have shape {tuple(hidden.shape[:-1])} (hidden's shape "
             f"{tuple(hidden.shape)} without the last dimension); got {tuple(targets.shape)}"
         )
-    vocab = weight.shape[0]
-    for name, array in (("weight", weight), ("targets", targets), ("bias", bias)):
-        if array is not None:
-            check_same_device(array, name, hidden)
-    for name, vector in (("bias", bias), ("class_weight", class_weight)):
-        if vector is not None:
-            check_floating(xp, vector, name)
-            check_same_device(vector, name, hidden)
-            check_class_vector(
-                xp, vector, vocab, name, vector.dtype, nonnegative=name == "class_weight"
-            )
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+    check_same_device(targets, "targets", hidden)
+    if class_weight is not None:
+        check_floating(xp, class_weight, "class_weight")
+        check_same_device(class_weight, "class_weight", hidden)
+        check_class_vector(
+            xp, class_weight, weight.shape[0], "class_weight", class_weight.dtype, nonnegative=True
+        )
 
 
 def _weighting(

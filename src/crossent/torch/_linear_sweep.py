@@ -153,7 +153,94 @@ def _scaled(x: torch.Tensor | None, factor: float | None) -> torch.Tensor | None
     return x if x is None or factor is None else x * factor
 
 
-class Sweep:
+class Head:
+    """One classifier head over hidden states: a chunk's logits and the gradients they feed.
+
+    Shared by the fused cross-entropy's :class:`Sweep` and the fused distillation loss
+    (:mod:`._linear_distill`, which holds two heads, student and teacher). ``dtype`` is the
+    dtype of the chunk buffers and gradients (``hidden``'s compute dtype unless given);
+    ``mm_weight`` is the weight in the dtype of the matrix products (see :func:`_mm_dtype`).
+    """
+
+    def __init__(
+        self,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.dtype = dtype or compute_dtype(hidden.dtype)
+        self.mm_dtype = _mm_dtype(hidden)
+        self.hidden = hidden
+        self.mm_weight = weight.to(self.mm_dtype)
+        self.bias = None if bias is None else bias.to(self.dtype).unsqueeze(1)
+
+    def gradient_buffers(
+        self, need_h: bool, need_w: bool, need_b: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Empty gradients of hidden, weight and bias (None where not needed), ready for
+        :meth:`accumulate`."""
+        n_rows, features = self.hidden.shape
+        vocab, device = self.mm_weight.shape[0], self.hidden.device
+        gh = gw = gb = None
+        if need_h:
+            gh_dtype = self.dtype if self.mm_dtype == self.dtype else self.hidden.dtype
+            gh = torch.empty(n_rows, features, dtype=gh_dtype, device=device)
+        if need_w:
+            # The first chunk writes it (no zero fill) unless there is no chunk at all.
+            first_writes = self.mm_dtype == self.dtype and n_rows > 0
+            make = torch.empty if first_writes else torch.zeros
+            gw = make(vocab, features, dtype=self.dtype, device=device)
+        if need_b:
+            gb = torch.zeros(vocab, dtype=self.dtype, device=device)
+        return gh, gw, gb
+
+    def logits(self, r0: int, r1: int, out: torch.Tensor) -> None:
+        """out (V, rows) = W @ h[r0:r1].T + b."""
+        h = self.hidden[r0:r1].to(self.mm_dtype)
+        if self.mm_dtype == out.dtype:
+            if self.bias is None:
+                torch.mm(self.mm_weight, h.t(), out=out)
+            else:
+                torch.addmm(self.bias, self.mm_weight, h.t(), out=out)
+        else:
+            out.copy_(torch.mm(self.mm_weight, h.t()))
+            if self.bias is not None:
+                out.add_(self.bias)
+
+    def accumulate(
+        self,
+        r0: int,
+        r1: int,
+        g: torch.Tensor,
+        gh: torch.Tensor | None,
+        gw: torch.Tensor | None,
+        gb: torch.Tensor | None,
+    ) -> None:
+        """Add one chunk's d loss / d logits (``g``, (V, rows)) into the gradients, in order."""
+        if gb is not None:
+            gb.add_(g.sum(1))
+        g_mm = g if self.mm_dtype == self.dtype else g.to(self.mm_dtype)
+        if gh is not None:
+            torch.mm(g_mm.t(), self.mm_weight, out=gh[r0:r1])
+        if gw is not None:
+            h = self.hidden[r0:r1].to(self.mm_dtype)
+            if self.mm_dtype == self.dtype:
+                if r0 == 0:
+                    torch.mm(g_mm, h, out=gw)
+                else:
+                    gw.addmm_(g_mm, h)
+                return
+            # Low-precision products, float32 accumulator: a block of classes at a time, so
+            # the product's temporary is no larger than the chunk's buffer.
+            vocab, features = gw.shape
+            block = max(1, (vocab * (r1 - r0)) // max(features, 1))
+            for v0 in range(0, vocab, block):
+                v1 = min(v0 + block, vocab)
+                gw[v0:v1].add_(torch.mm(g_mm[v0:v1], h))
+
+
+class Sweep(Head):
     """One pass over the chunks: log-sum-exp, losses and statistics, and/or the gradients.
 
     A chunk's logits are held transposed, (V, rows): the products ``W @ h_c.T``,
@@ -173,11 +260,7 @@ class Sweep:
         tgt: Targets,
         opts: Options,
     ) -> None:
-        self.dtype = compute_dtype(hidden.dtype)
-        self.mm_dtype = _mm_dtype(hidden)
-        self.hidden = hidden
-        self.mm_weight = weight.to(self.mm_dtype)
-        self.bias = None if bias is None else bias.to(self.dtype).unsqueeze(1)
+        super().__init__(hidden, weight, bias)
         self.tgt = tgt
         self.opts = opts
         self.shortcuts = _host_shortcuts(hidden)
@@ -188,7 +271,7 @@ class Sweep:
 
     def _chunk_logits(self, r0: int, r1: int, z: torch.Tensor, th: torch.Tensor | None) -> None:
         """z (V, rows) = the chunk's (soft-capped) logits over T; th = tanh(logits / cap)."""
-        self._logits(r0, r1, z)
+        self.logits(r0, r1, z)
         cap = self.opts.rule.softcap
         if cap is not None:
             assert th is not None
@@ -249,19 +332,6 @@ class Sweep:
             cols = ties.nonzero()[:, 0]
             index[cols] = z[:, cols].argmax(0)
         return top, index
-
-    def _logits(self, r0: int, r1: int, out: torch.Tensor) -> None:
-        """out (V, rows) = W @ h[r0:r1].T + b."""
-        h = self.hidden[r0:r1].to(self.mm_dtype)
-        if self.mm_dtype == self.dtype:
-            if self.bias is None:
-                torch.mm(self.mm_weight, h.t(), out=out)
-            else:
-                torch.addmm(self.bias, self.mm_weight, h.t(), out=out)
-        else:
-            out.copy_(torch.mm(self.mm_weight, h.t()))
-            if self.bias is not None:
-                out.add_(self.bias)
 
     def _coefficients(
         self, up: Upstream, r0: int, r1: int, lse: torch.Tensor
@@ -324,17 +394,7 @@ class Sweep:
         res.loss = torch.empty(n_rows, dtype=dtype, device=device) if forward else None
         res.logprob, res.entropy = rows_of("logprob"), rows_of("entropy")
         res.argmax, res.top_logit = rows_of("max", torch.long), rows_of("max")
-        gh = gw = gb = None
-        if grads and need_h:
-            gh_dtype = dtype if self.mm_dtype == dtype else self.hidden.dtype
-            gh = torch.empty(n_rows, self.hidden.shape[1], dtype=gh_dtype, device=device)
-        if grads and need_w:
-            # The first chunk writes it (no zero fill) unless there is no chunk at all.
-            first_writes = self.mm_dtype == dtype and n_rows > 0
-            make = torch.empty if first_writes else torch.zeros
-            gw = make(vocab, self.hidden.shape[1], dtype=dtype, device=device)
-        if grads and need_b:
-            gb = torch.zeros(vocab, dtype=dtype, device=device)
+        gh, gw, gb = self.gradient_buffers(grads and need_h, grads and need_w, grads and need_b)
         flat = torch.empty(rows * vocab, dtype=dtype, device=device)
         flat_tanh = torch.empty_like(flat) if cap is not None else None
         # a second chunk buffer: z - m for the entropy (forward), p beside log p (its gradient)
@@ -413,7 +473,7 @@ class Sweep:
             if th is not None:
                 th.mul_(th).neg_().add_(1)  # d cap*tanh(x/cap)/dx = 1 - tanh^2
                 z.mul_(th)
-            self._accumulate(r0, r1, z, gh, gw, gb)
+            self.accumulate(r0, r1, z, gh, gw, gb)
         if gw is not None and rule.smoothing.per_class > 0 and self.shortcuts and cap is None:
             # the smoothing term's weight gradient, - w (sum_i r_i h_i), added once
             if tgt.class_weight is None:
@@ -470,34 +530,3 @@ class Sweep:
             gw.index_add_(0, t, h * (-b).unsqueeze(1))
             if r is not None:
                 smooth.add_(r @ h)
-
-    def _accumulate(
-        self,
-        r0: int,
-        r1: int,
-        g: torch.Tensor,
-        gh: torch.Tensor | None,
-        gw: torch.Tensor | None,
-        gb: torch.Tensor | None,
-    ) -> None:
-        """Add one chunk's d loss / d logits (``g``, (V, rows)) into the gradients, in order."""
-        if gb is not None:
-            gb.add_(g.sum(1))
-        g_mm = g if self.mm_dtype == self.dtype else g.to(self.mm_dtype)
-        if gh is not None:
-            torch.mm(g_mm.t(), self.mm_weight, out=gh[r0:r1])
-        if gw is not None:
-            h = self.hidden[r0:r1].to(self.mm_dtype)
-            if self.mm_dtype == self.dtype:
-                if r0 == 0:
-                    torch.mm(g_mm, h, out=gw)
-                else:
-                    gw.addmm_(g_mm, h)
-                return
-            # Low-precision products, float32 accumulator: a block of classes at a time, so
-            # the product's temporary is no larger than the chunk's buffer.
-            vocab, features = gw.shape
-            block = max(1, (vocab * (r1 - r0)) // max(features, 1))
-            for v0 in range(0, vocab, block):
-                v1 = min(v0 + block, vocab)
-                gw[v0:v1].add_(torch.mm(g_mm[v0:v1], h))
