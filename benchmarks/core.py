@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
 
     x, t = make_data(args.rows, args.classes)
     mb = 1e6
+    from crossent import _fast
+
+    threads = _fast.THREADS
     config = {
         "shape": list(x.shape),
         "dtype": str(x.dtype),
@@ -295,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "crossent_threads": threads,
         "machine": platform.machine(),
         "versions": _versions(),
     }
@@ -302,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         f"softmax cross-entropy on a {x.shape[0]} x {x.shape[1]} {x.dtype} array "
         f"({x.nbytes / mb:.0f} MB), random int64 targets; best of {args.repeat} "
         f"interleaved rounds after a warm-up; "
-        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, NumPy single-threaded"
+        f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+        f"crossent's NumPy kernels on {threads} threads"
     )
     calls = {m.name: m.setup(x, t) for m in METHODS}
     times = interleaved_times(calls, args.repeat)

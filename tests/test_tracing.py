@@ -96,6 +96,19 @@ def test_jax_jit_with_targets_closed_over(jax):
     np.testing.assert_allclose(np.asarray(got), ce.softmax_cross_entropy(LOGITS, TARGETS))
 
 
+@pytest.mark.parametrize(
+    "loss", [ce.sigmoid_binary_cross_entropy, ce.sigmoid_focal_loss, ce.binary_cross_entropy]
+)
+def test_jax_jit_with_unit_interval_targets_closed_over(jax, loss):
+    # the same for the [0, 1] targets' check (it used to read a traced min: a crash)
+    jnp = jax.numpy
+    y = (np.arange(12.0).reshape(3, 4) % 3) / 2
+    x = special.expit(LOGITS[:3, :4]) if loss is ce.binary_cross_entropy else LOGITS[:3, :4]
+    t = jnp.asarray(y)
+    got = jax.jit(lambda z: loss(z, t))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(got), loss(x, y), rtol=1e-6)
+
+
 def test_jax_grad_finite_at_infinite_logits(jax):
     jnp = jax.numpy
     z = jnp.asarray([[jnp.inf, 0.0, 1.0], [-jnp.inf, 0.0, 1.0]])

@@ -133,13 +133,27 @@ def is_concrete(x: Any) -> bool:
     """
     module = type(x).__module__
     if module.startswith("jax"):
-        return not any(cls.__name__ == "Tracer" for cls in type(x).__mro__)
+        return not any(cls.__name__ == "Tracer" for cls in type(x).__mro__) and not _jax_tracing()
     if module.startswith("torch"):
         torch = sys.modules["torch"]
         if torch.compiler.is_compiling() or x.device.type != "cpu":
             return False
         return not (hasattr(torch, "_subclasses") and _is_fake_tensor(torch, x))
     return True
+
+
+def _jax_tracing() -> bool:
+    """Whether JAX is tracing (``jit``, ``vmap``): then an operation on a concrete array (one a
+    traced function closes over) gives a tracer, whose value cannot be read either."""
+    jax = sys.modules["jax"]
+    try:  # the cheap test: no trace at all (the common, eager case)
+        from jax._src import core
+
+        if core.trace_state_clean():
+            return False
+    except (ImportError, AttributeError):  # a JAX without it: the test below decides alone
+        pass
+    return isinstance(jax.numpy.zeros(()) + 0, jax.core.Tracer)
 
 
 def all_finite(xp: Any, x: Array) -> bool:
