@@ -11,6 +11,7 @@ outputs. Gradients come from autograd through it.
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import pytest
 
@@ -109,3 +110,25 @@ def assert_grads(ours, theirs, *, atol=1e-5):
         assert a.grad is not None and a.grad.dtype == a.dtype
         scale = b.grad.abs().max().clamp_min(1e-3)
         torch.testing.assert_close(a.grad.to(F64) / scale, b.grad / scale, rtol=0, atol=atol)
+
+
+# The start of a child process that measures a call's peak memory: the growth of the resident
+# high-water mark (VmHWM, reset through clear_refs) over the resident set before the call.
+PEAK_PROBE = textwrap.dedent(
+    """
+    import ctypes, gc
+
+    def status(field):
+        with open("/proc/self/status") as f:
+            return int(next(l for l in f if l.startswith(field + ":")).split()[1]) * 1024
+
+    def peak_of(step):
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = status("VmRSS")
+        step()
+        return status("VmHWM") - before
+    """
+)

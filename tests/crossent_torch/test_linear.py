@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-from linear_support import inputs  # noqa: E402
+from linear_support import PEAK_PROBE, inputs  # noqa: E402
 
 from crossent.torch import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 from crossent.torch._linear import CHUNK_BYTES, default_chunk_size  # noqa: E402
@@ -403,25 +403,12 @@ def test_default_chunk_fits_the_budget():
 
 # ----------------------------------------------------------------- no N x V tensor anywhere
 
-MEMORY_CHILD = textwrap.dedent(
+MEMORY_CHILD = PEAK_PROBE + textwrap.dedent(
     """
-    import ctypes, gc, json, sys
+    import json, sys
     import torch
     import torch.nn.functional as F
     from crossent.torch import linear_cross_entropy
-
-    def status(field):
-        with open("/proc/self/status") as f:
-            return int(next(l for l in f if l.startswith(field + ":")).split()[1]) * 1024
-
-    def peak_of(step):
-        gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = status("VmRSS")
-        step()
-        return status("VmHWM") - before
 
     n, d, v, chunk = (int(a) for a in sys.argv[1:5])
     g = torch.Generator().manual_seed(0)

@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("torch.nn")
 
 import torch
-from linear_support import assert_grads
+from linear_support import PEAK_PROBE, assert_grads
 
 from crossent.torch import linear_distillation_loss
 
@@ -226,27 +226,14 @@ def test_errors_name_the_offending_value(args, kwargs, match):
 
 # ----------------------------------------------------------------- no N x V tensor anywhere
 
-MEMORY_CHILD = textwrap.dedent(
+MEMORY_CHILD = PEAK_PROBE + textwrap.dedent(
     """
-    import ctypes, gc, json, sys
+    import json, sys
     import torch
     import torch.nn.functional as F
     from crossent.torch import linear_distillation_loss
 
     torch.set_num_threads(1)  # many small chunks: no waiting on a busy second thread
-
-    def status(field):
-        with open("/proc/self/status") as f:
-            return int(next(l for l in f if l.startswith(field + ":")).split()[1]) * 1024
-
-    def peak_of(step):
-        gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = status("VmRSS")
-        step()
-        return status("VmHWM") - before
 
     n, d, v, chunk = (int(a) for a in sys.argv[1:5])
     g = torch.Generator().manual_seed(0)
