@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -47,6 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from _peak import measure
 
 Setup = Callable[[np.ndarray, np.ndarray], Callable[[], Any]]
 
@@ -214,36 +215,14 @@ def traced_peak(call: Callable[[], Any]) -> float:
         tracemalloc.stop()
 
 
-def _proc_status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith(field + ":"))
-    return int(line.split()[1])
-
-
 def rss_child(name: str, rows: int, classes: int) -> None:
-    """In a fresh process: the growth of the peak RSS during one call of ``name`` (prints JSON).
-
-    On Linux the peak (VmHWM) is reset to the current RSS just before the call (writing 5 to
-    /proc/self/clear_refs), so the figure is exactly peak-during-call minus RSS-before-call.
-    Elsewhere it is the growth of ``ru_maxrss``, which undercounts when setup peaked higher.
-    """
+    """In a fresh process: the growth of the peak RSS during one call of ``name`` (prints JSON;
+    how it is measured: _peak.measure)."""
     method = next(m for m in METHODS if m.name == name)
     x, t = make_data(rows, classes)
     call = method.setup(x, t)
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        before = _proc_status_kib("VmRSS") * 1024
-        call()
-        peak = _proc_status_kib("VmHWM") * 1024
-        how = "VmHWM"
-    except OSError:
-        scale = 1 if sys.platform == "darwin" else 1024  # Linux: KiB, macOS: bytes
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-        call()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-        how = "ru_maxrss"
-    print(json.dumps({"rss_peak_bytes": peak - before, "how": how}))
+    measured = measure(call)
+    print(json.dumps({"rss_peak_bytes": measured.peak_bytes, "how": measured.how}))
 
 
 def rss_peak(name: str, rows: int, classes: int) -> float | None:

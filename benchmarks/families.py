@@ -63,6 +63,8 @@ from typing import Any
 
 import numpy as np
 
+from _peak import measure
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # no accelerator probing (and its warnings)
 
 Call = Callable[[], float]
@@ -544,23 +546,13 @@ def time_family(methods: list[Method], data: Data, repeat: int) -> dict[str, dic
     return out
 
 
-def _proc_status_kib(field_name: str) -> int:
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith(field_name + ":"))
-    return int(line.split()[1])
-
-
 def rss_child(key: str, rows: int, classes: int) -> None:
-    """In a fresh process: growth of the peak RSS (VmHWM) during one call of ``key`` (JSON)."""
+    """In a fresh process: growth of the peak RSS during one call of ``key`` (JSON; how it
+    is measured: _peak.measure)."""
     fam = next(f for f in _families() if f.key == key.split("|")[0])
     method = next(m for m in methods_of(fam) if m.key == key)
     call, _ = method.setup(Data(rows, classes))
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM := VmRSS
-    before = _proc_status_kib("VmRSS") * 1024
-    call()
-    peak = _proc_status_kib("VmHWM") * 1024
-    print(json.dumps({"rss_peak_bytes": peak - before}))
+    print(json.dumps({"rss_peak_bytes": measure(call).peak_bytes}))
 
 
 def rss_peak(key: str, rows: int, classes: int) -> float | None:

@@ -52,8 +52,6 @@ Numbers depend on the machine and its load; nothing here asserts on them.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import importlib
 import importlib.util
 import json
@@ -66,6 +64,8 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from _peak import measure
 
 CPU_SHAPES = "4096x1024x32000,8192x2048x128256"
 GPU_SHAPES = "8192x2304x256000"
@@ -216,21 +216,6 @@ def make_call(
 # ----------------------------------------------------------------- one method, in a child
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        line = next(line for line in f if line.startswith(field + ":"))
-    return int(line.split()[1]) * 1024
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS, so the next peak counts only new allocations."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 @dataclass(frozen=True)
 class Job:
     """One method at one shape, run in a child process."""
@@ -275,34 +260,8 @@ def child(job: Job) -> dict:
         return {"status": f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"}
     h.grad = None
     w.grad = None
-    how = "cuda max_memory_allocated"
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    else:
-        _trim_heap()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset VmHWM to the current RSS
-            before = _status_bytes("VmRSS")
-            how = "VmHWM - VmRSS before"
-        except OSError:
-            import resource
-
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            how = "ru_maxrss growth (undercounts)"
-    start = time.perf_counter()
-    loss = step()
-    times = [time.perf_counter() - start]
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() - before
-    elif how.startswith("VmHWM"):
-        peak = _status_bytes("VmHWM") - before
-    else:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    first = measure(step, device=device)
+    loss, times = first.result, [first.seconds]
     for _ in range(repeats - 1):
         start = time.perf_counter()
         step()
@@ -312,11 +271,11 @@ def child(job: Job) -> dict:
         "loss": loss,
         "times_s": times,
         "best_s": min(times),
-        "peak_extra_bytes": peak,
+        "peak_extra_bytes": first.peak_bytes,
         # The gradients of h and W are outputs every method must hold: the rest is the loss's
         # own working memory.
         "gradient_bytes": (h.numel() + w.numel()) * h.element_size(),
-        "memory_how": how,
+        "memory_how": first.how,
     }
 
 
