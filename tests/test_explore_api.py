@@ -424,7 +424,70 @@ def test_wrong_method_unknown_endpoint_and_foreign_host_are_4xx(client):
     assert response.status_code == 404 and "error" in response.json()
     assert client.get("/static/nothing.js").status_code == 404
     foreign = TestClient(create_app(), base_url="http://evil.example")
-    assert foreign.post("/api/quiz", json=VALID["quiz"]).status_code == 400
+    for response in (foreign.post("/api/quiz", json=VALID["quiz"]), foreign.get("/")):
+        assert response.status_code == 400
+        assert "evil.example" in _strict_loads(response.content)["error"]  # JSON, as promised
+
+
+@pytest.mark.parametrize("digits", [1001, 4301, 50_000])
+def test_integers_too_long_for_python_are_a_400(client, digits):
+    """Python refuses int() of more than 4300 digits with a ValueError (not a JSONDecodeError)."""
+    for name in sorted(VALID):
+        body = b'{"target": ' + b"7" * digits + b"}"
+        response = client.post(f"/api/{name}", content=body)
+        assert response.status_code == 400, response.text
+        assert "digits" in _strict_loads(response.content)["error"]
+
+
+async def _call(app, receive) -> tuple[list[dict], Exception | None]:
+    """One POST /api/quiz through the ASGI app with the given receive channel."""
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/quiz", "raw_path": b"/api/quiz", "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"127.0.0.1"), (b"content-length", b"20")],
+        "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8765),
+    }  # fmt: skip
+    try:
+        await app(scope, receive, send)
+    except Exception as error:  # the server would log it with a traceback
+        return sent, error
+    return sent, None
+
+
+def test_a_body_that_never_comes_is_answered_408(monkeypatch):
+    import asyncio
+
+    from crossent.explore import server
+
+    monkeypatch.setattr(server, "BODY_TIMEOUT_S", 0.2)
+
+    async def silent() -> dict:
+        await asyncio.sleep(3600)
+        return {}
+
+    sent, error = asyncio.run(_call(create_app(), silent))
+    assert error is None
+    assert sent[0]["status"] == 408
+    assert "body" in json.loads(sent[1]["body"])["error"]
+
+
+def test_a_client_that_disconnects_is_logged_in_one_line(caplog):
+    import asyncio
+    import logging
+
+    async def gone() -> dict:
+        return {"type": "http.disconnect"}
+
+    with caplog.at_level(logging.INFO, logger="crossent.explore"):
+        _sent, error = asyncio.run(_call(create_app(), gone))
+    assert error is None  # the answer goes nowhere; uvicorn drops it
+    (record,) = [r for r in caplog.records if r.name == "crossent.explore"]
+    assert "disconnected" in record.getMessage() and record.exc_info is None
 
 
 # ---------------------------------------------------------------- property-based error handling

@@ -15,6 +15,11 @@ from typing import Any
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted (the biggest valid request is well under 4 KiB)."""
 
+MAX_INT_DIGITS = 1000
+"""Most digits an integer literal may have, checked before Python converts it (int() of n
+digits costs O(n**2) and refuses more than 4300); a field still says when a shorter integer is
+too large for a float (10**308 has 309 digits)."""
+
 
 class RequestError(Exception):
     """A request the explorer refuses, with the HTTP status to answer with.
@@ -37,6 +42,16 @@ def _reject_constant(name: str) -> float:
     raise RequestError(f"non-finite number {name} is not allowed; send finite numbers only")
 
 
+def _parse_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise RequestError(
+            f"an integer of {digits} digits; numbers may have at most {MAX_INT_DIGITS} digits",
+            status=400,
+        )
+    return int(text)
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """Decode a request body into a JSON object.
 
@@ -53,8 +68,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     Raises
     ------
     RequestError
-        413 for a body over :data:`MAX_BODY_BYTES`, 400 for bytes that are not UTF-8 JSON,
-        422 for ``NaN``/``Infinity`` literals or JSON that is not an object.
+        413 for a body over :data:`MAX_BODY_BYTES`, 400 for bytes that are not UTF-8 JSON
+        or for an integer of more than :data:`MAX_INT_DIGITS` digits, 422 for
+        ``NaN``/``Infinity`` literals or JSON that is not an object.
 
     Examples
     --------
@@ -76,8 +92,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     if not text.strip():
         raise RequestError("request body is empty; send a JSON object", status=400)
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as error:
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+    except ValueError as error:  # JSONDecodeError and any conversion the decoder refuses
         raise RequestError(f"malformed JSON: {error}", status=400) from None
     except RecursionError:
         raise RequestError("malformed JSON: nested too deeply", status=400) from None

@@ -9,11 +9,15 @@ Routes:
 - ``POST /api/<name>`` for each name in :data:`crossent.explore._compute.ENDPOINTS`.
 
 Every error is answered with JSON ``{"error": message}`` and a 4xx status; the host header must
-name 127.0.0.1 or localhost (a guard against DNS rebinding).
+name 127.0.0.1 or localhost (a guard against DNS rebinding). A request body must arrive within
+:data:`BODY_TIMEOUT_S` seconds (else 408), an idle connection is closed after
+:data:`IDLE_TIMEOUT_S`, and a client that goes away is logged in one line, without a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
 import time
@@ -25,11 +29,11 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import crossent
 
@@ -39,6 +43,11 @@ from ._validate import MAX_BODY_BYTES, RequestError, parse_body
 STATIC_DIR = Path(__file__).parent / "static"
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+BODY_TIMEOUT_S = 10.0
+"""Seconds a client has to send a request body once its headers are in (then 408)."""
+IDLE_TIMEOUT_S = 5
+"""Seconds an idle keep-alive connection stays open (uvicorn's ``timeout_keep_alive``)."""
+_log = logging.getLogger("crossent.explore")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -86,13 +95,27 @@ async def _health(request: Request) -> Response:
     )
 
 
+async def _read_body(request: Request) -> bytes:
+    """The body, read up to one byte past the limit (parse_body then answers 413)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            break
+    return raw
+
+
 def _endpoint(name: str) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY_BYTES:
-                break  # parse_body answers 413 without reading the rest
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                raw = await _read_body(request)
+        except TimeoutError:
+            return _error(f"the request body did not arrive within {BODY_TIMEOUT_S:g} s", 408)
+        except ClientDisconnect:
+            _log.info("client %s disconnected before its request to /api/%s was read",
+                      request.client.host if request.client else "?", name)  # fmt: skip
+            return Response(status_code=400)  # never sent: the client is gone
         try:
             return _json(_compute.compute(name, parse_body(raw)))
         except RequestError as error:
@@ -100,6 +123,27 @@ def _endpoint(name: str) -> Callable[[Request], Any]:
 
     endpoint.__name__ = f"api_{name}"
     return endpoint
+
+
+class _HostGuard:
+    """Answer a request whose Host header is not one of ``allowed`` with a JSON 400 (a guard
+    against DNS rebinding; Starlette's TrustedHostMiddleware answers in plain text)."""
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = set(allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in self.allowed:
+                shown = host if len(host) <= 60 else host[:60] + "..."
+                message = f"host {shown!r} is not served here; use {sorted(self.allowed)}"
+                await _error(message, 400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -135,7 +179,7 @@ def create_app(*, allowed_hosts: Sequence[str] = (HOST, "localhost")) -> Starlet
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
+        middleware=[Middleware(_HostGuard, allowed=list(allowed_hosts))],
         exception_handlers={HTTPException: _http_error},
     )
 
@@ -191,7 +235,13 @@ def serve(
 
     sock = bind(port)
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
-    config = uvicorn.Config(create_app(), log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        create_app(),
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_keep_alive=IDLE_TIMEOUT_S,
+    )
     server = uvicorn.Server(config)
     echo(f"crossent explore: serving on {url}  (Ctrl-C to stop)")
     if open_browser:
