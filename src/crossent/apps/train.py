@@ -19,6 +19,7 @@ It writes loss curves, reliability diagrams, ``results.json`` and, per loss, a p
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Callable
@@ -33,6 +34,7 @@ import typer
 import crossent as ce
 from crossent import calibration as cal
 from crossent.errors import UsageError
+from crossent.files import figure_bytes, path_taken, write_output
 from crossent.report import N_BINS
 
 __all__ = ["register"]
@@ -309,11 +311,11 @@ def claims(runs: dict[str, Run], s: Settings) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- pictures
 
 
-def _png(fig: Any, path: Path) -> None:
-    fig.savefig(path, format="png", dpi=96, bbox_inches="tight")
+def _png(fig: Any) -> bytes:
+    return figure_bytes(fig, format="png", dpi=96, bbox_inches="tight")
 
 
-def curves_figure(runs: dict[str, Run], path: Path) -> None:
+def curves_figure(runs: dict[str, Run]) -> bytes:
     """Training loss, held-out accuracy and held-out log-loss against epochs."""
     from matplotlib.figure import Figure
 
@@ -345,10 +347,10 @@ def curves_figure(runs: dict[str, Run], path: Path) -> None:
     )
     for ax in (ax_loss, ax_acc, ax_nll):
         ax.legend(fontsize=7)
-    _png(fig, path)
+    return _png(fig)
 
 
-def calibration_figure(runs: dict[str, Run], labels: np.ndarray, path: Path) -> None:
+def calibration_figure(runs: dict[str, Run], labels: np.ndarray) -> bytes:
     """Reliability diagrams of the normal-start runs on the full training set."""
     from matplotlib.figure import Figure
 
@@ -380,7 +382,7 @@ def calibration_figure(runs: dict[str, Run], labels: np.ndarray, path: Path) -> 
             f"mean conf. {run.scores['mean_confidence']:.3f}, acc. "
             f"{run.scores['accuracy']:.3f}",
         )
-    _png(fig, path)
+    return _png(fig)
 
 
 # ---------------------------------------------------------------- the command
@@ -418,7 +420,7 @@ def train_command(
     todo = plan(loss)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder")
-    existing = [p for p in _outputs(out, todo) if p.exists()]
+    existing = [p for p in _outputs(out, todo) if path_taken(p)]
     if existing and not force:
         raise UsageError(f"{existing[0]} already exists; pass --force to overwrite")
     out.mkdir(parents=True, exist_ok=True)
@@ -443,13 +445,15 @@ def train_command(
             w = weight if run.loss == "weighted" else None
             runs[run.name] = train(data, run, s, weight=w, on_epoch=lambda: progress.advance(task))
 
-    curves_figure(runs, out / "curves.png")
-    calibration_figure(runs, full.y_test, out / "calibration.png")
+    write_output(out / "curves.png", curves_figure(runs), force=force)
+    write_output(out / "calibration.png", calibration_figure(runs, full.y_test), force=force)
     written = []
     for run in runs.values():
         if run.start == "normal" and run.test_logits is not None:
             path = out / f"predictions-{run.name}.npz"
-            np.savez(path, logits=run.test_logits.astype(np.float32), labels=full.y_test)
+            buffer = io.BytesIO()
+            np.savez(buffer, logits=run.test_logits.astype(np.float32), labels=full.y_test)
+            write_output(path, buffer.getvalue(), force=force)
             written.append(path)
     found = claims(runs, s)
     results = {
@@ -460,7 +464,7 @@ def train_command(
         "claims": found,
         "files": [str(p) for p in (out / "curves.png", out / "calibration.png", *written)],
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_output(out / "results.json", json.dumps(results, indent=2), force=force)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from crossent.errors import UsageError
+from crossent.files import path_taken, write_output
 
 from ._compare import Comparison, comparison_json
 from ._compute import (
@@ -73,9 +74,9 @@ def example_path() -> Path:
 
 def _output_path(output: Path | None, source: Path, force: bool) -> Path:
     path = output if output is not None else Path(f"{source.stem}-report.html")
-    if path.exists() and not force:
+    if path_taken(path) and not force:  # early, before the work; the write itself checks again
         raise UsageError(f"{path} already exists; pass --force to overwrite it")
-    if path.exists() and path.is_dir():
+    if path.is_dir():
         raise UsageError(f"{path} is a directory; give a file name for the report")
     if not path.parent.exists():
         raise UsageError(f"the folder {path.parent} does not exist")
@@ -218,10 +219,8 @@ def write_report(
     pictures = _render.figures(result)
     step("writing the HTML page")
     provenance = EXAMPLE_PROVENANCE if path is None else ""
-    target.write_text(
-        _render.render_html(result, pictures, provenance=provenance), encoding="utf-8"
-    )
-    return result, target.resolve()
+    page = _render.render_html(result, pictures, provenance=provenance)
+    return result, write_output(target, page, force=force)
 
 
 def write_comparison(
@@ -298,4 +297,4 @@ def write_comparison(
     if target is None:
         return result, None
     (step or (lambda _: None))("writing the HTML page")
-    return result, _compare.write_comparison_page(result, target)
+    return result, write_output(target, result.to_html(), force=force)

@@ -13,8 +13,6 @@ import html
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from os import PathLike
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -244,10 +242,3 @@ examples · {kind} · made by crossent</p>
 {_img(figures["risk_coverage"], "risk-coverage curves")}
 </body></html>
 """
-
-
-def write_comparison_page(comparison: Comparison, target: Path | str | PathLike[str]) -> Path:
-    """Write the page to ``target``; its absolute path."""
-    path = Path(target)
-    path.write_text(comparison.to_html(), encoding="utf-8")
-    return path.resolve()

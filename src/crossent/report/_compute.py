@@ -25,6 +25,7 @@ import numpy as np
 import crossent as ce
 from crossent import calibration as cal
 from crossent.errors import UsageError
+from crossent.files import figure_bytes, write_output
 
 from ._load import Predictions, row_blocks
 
@@ -272,9 +273,8 @@ class Report:
             raise ValueError(f"{target} is not an existing folder")
         paths = []
         for name in _render.FIGURES:
-            path = target / f"{name}.{format}"
-            self.figure(name).savefig(path, format=format, bbox_inches="tight")
-            paths.append(path)
+            data = figure_bytes(self.figure(name), format=format, bbox_inches="tight")
+            paths.append(write_output(target / f"{name}.{format}", data, force=True))
         return paths
 
     def _version(self, version: str) -> Scored:
