@@ -779,6 +779,22 @@ def test_report_from_arrays_compares_a_dict_or_named_list(small) -> None:
         Report.from_arrays({"x": logits, "short": logits[:-1]}, labels, resamples=0)
 
 
+def test_names_with_dollars_are_drawn_as_text_not_mathtext(small) -> None:
+    """A class or model name is user text: ``$\\frac{$`` must not reach the mathtext parser
+    (it fails to parse) and ``$x$`` must be drawn with its dollars."""
+    from crossent.report import Report
+
+    logits, _, labels = small
+    names = ["$\\frac{$", "$x$", "c", "d"]
+    report = Report.from_arrays(logits, labels, resamples=0, class_names=names)
+    assert report.to_html().count("data:image/png;base64,") == 5  # every figure drew
+    comparison = Report.from_arrays({"$\\frac{$": logits, "$y$": logits / 2}, labels, resamples=0)
+    assert "Comparing 2 models" in comparison.to_html()
+    ax = report.plot_per_class(None)
+    ax.figure.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["\\$\\frac{\\$", "\\$x\\$"]
+
+
 # ---------------------------------------------------------------- kinds of classifier output
 
 

@@ -33,7 +33,17 @@ from ._compute import (
     to_json,
 )
 from ._load import Predictions
-from ._render import _CSS, _figure, _fmt, _img, _legend, _png, new_axes, plot_risk_coverage
+from ._render import (
+    _CSS,
+    _figure,
+    _fmt,
+    _img,
+    _legend,
+    _png,
+    literal,
+    new_axes,
+    plot_risk_coverage,
+)
 
 COLORS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#d68910", "#17a589", "#566573")
 FIGURES = ("reliability", "risk_coverage")
@@ -93,7 +103,7 @@ class Comparison:
             plot_reliabilities(ax, self)
         else:
             for model, report, color in zip(self.names, self.reports, COLORS, strict=False):
-                plot_risk_coverage(ax, report.before, color=color, label=model)
+                plot_risk_coverage(ax, report.before, color=color, label=literal(model))
         _legend(fig, ax)
         return fig
 
@@ -111,7 +121,8 @@ def plot_reliabilities(ax: Any, comparison: Comparison) -> Any:
         conf = np.asarray(curve.confidence)[filled]
         acc = np.asarray(curve.accuracy)[filled]
         ece = report.before.metrics["ece_positive" if binary else "ece"]
-        ax.plot(conf, acc, marker="o", markersize=4, color=color, label=f"{model} (ECE {ece:.2%})")
+        label = f"{literal(model)} (ECE {ece:.2%})"
+        ax.plot(conf, acc, marker="o", markersize=4, color=color, label=label)
     ax.plot([0, 1], [0, 1], color="#333333", linestyle="--", linewidth=1, label="perfect")
     what = ("predicted P(y = 1)", "frequency of y = 1") if binary else ("confidence", "accuracy")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=what[0], ylabel=what[1])

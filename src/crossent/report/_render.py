@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from typing import Any
 
 import numpy as np
+
+from crossent.files import figure_bytes
 
 from ._compute import Report, Scored, metric_labels
 
@@ -22,9 +23,14 @@ AFTER = "#2471a3"
 
 
 def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    data = figure_bytes(fig, format="png", dpi=96, bbox_inches="tight")
+    return base64.b64encode(data).decode("ascii")
+
+
+def literal(text: str) -> str:
+    """User text (a class or file name) as matplotlib draws it literally: a ``$`` would start
+    mathtext (``$\\frac{$`` fails to parse, ``$x$`` is drawn as math), so it is escaped."""
+    return text.replace("$", r"\$")
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Any, Any]:
@@ -234,7 +240,7 @@ def plot_per_class(ax: Any, report: Report) -> Any:
             ax.bar(x + offset, ce_of, width=width, color=color, label=title)
     ax.set(xlabel="class", ylabel="mean log-loss (nats)", xlim=(-1, k))
     if k <= 20:
-        ax.set_xticks(x, report.predictions.class_names)
+        ax.set_xticks(x, [literal(name) for name in report.predictions.class_names])
     return ax
 
 
