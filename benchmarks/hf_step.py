@@ -12,8 +12,10 @@ opt.zero_grad()``. Two methods:
 
 Each (shape, method) runs in a fresh subprocess: one warm-up step (AdamW's state is allocated
 there), one step whose time and peak memory are measured (benchmarks/_peak.py: on CPU the
-growth of the resident high-water mark above the start of the step), then ``--repeats - 1``
-more timed steps. Both methods start from the same weights and data, so their first losses
+growth of the resident high-water mark above the start of the step), one forward + backward
+whose peak is measured alone (the optimizer's update, whose temporaries are the size of the
+parameters, is left out: this is where the logits live), then ``--repeats - 1`` more timed
+steps. Both methods start from the same weights and data, so their first losses
 must agree (the table shows both). Nothing here asserts on time.
 
 Usage::
@@ -79,15 +81,22 @@ def child(job: Job) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(1)
     ids = torch.randint(0, job.vocab, (job.batch, job.seq), generator=gen).to(job.device)
 
-    def step() -> float:
+    def forward_backward() -> float:
         loss = model(ids, labels=ids).loss
         loss.backward()
+        return float(loss.detach())
+
+    def step() -> float:
+        loss = forward_backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return loss
 
     first_loss = step()  # warm-up: AdamW's state is allocated here
     measured = measure(step, device=job.device)
+    loss_part = measure(forward_backward, device=job.device)  # where the logits live
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
     times = [measured.seconds]
     for _ in range(job.repeats - 1):
         start = time.perf_counter()
@@ -100,6 +109,7 @@ def child(job: Job) -> dict[str, Any]:
         "times_s": times,
         "best_s": min(times),
         "peak_extra_bytes": measured.peak_bytes,
+        "forward_backward_peak_bytes": loss_part.peak_bytes,
         "memory_how": measured.how,
         "parameters": sum(p.numel() for p in model.parameters()),
         "logits_bytes": job.batch * job.seq * job.vocab * 4,  # float32, what hf materializes
@@ -122,7 +132,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     """Per shape: step time and peak memory of each method, and crossent's ratio to hf."""
     out = [
         f"{'vocab':>7}{'seq':>6}  {'method':<9}{'step s':>8}{'x hf':>7}{'peak MB':>9}{'x hf':>7}"
-        f"{'logits MB':>10}{'loss':>10}  status"
+        f"{'f+b MB':>8}{'x hf':>7}{'logits MB':>10}{'loss':>10}  status"
     ]
     by_shape: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
     for r in rows:
@@ -132,14 +142,17 @@ def table(rows: list[dict[str, Any]]) -> str:
         base = base if base and base["status"] == "ok" else None
         for name, r in methods.items():
             if r["status"] != "ok":
-                out.append(f"{vocab:>7}{seq:>6}  {name:<9}{'':>51}  {r['status']}")
+                out.append(f"{vocab:>7}{seq:>6}  {name:<9}{'':>66}  {r['status']}")
                 continue
             t, m = r["best_s"], r["peak_extra_bytes"]
             rt = f"{t / base['best_s']:.2f}" if base else "-"
             rm = f"{m / base['peak_extra_bytes']:.2f}" if base else "-"
+            fb = r["forward_backward_peak_bytes"]
+            rf = f"{fb / base['forward_backward_peak_bytes']:.2f}" if base else "-"
             out.append(
                 f"{vocab:>7}{seq:>6}  {name:<9}{t:>8.2f}{rt:>7}{m / 2**20:>9.0f}{rm:>7}"
-                f"{r['logits_bytes'] / 2**20:>10.0f}{r['first_loss']:>10.5f}  ok"
+                f"{fb / 2**20:>8.0f}{rf:>7}{r['logits_bytes'] / 2**20:>10.0f}"
+                f"{r['first_loss']:>10.5f}  ok"
             )
     return "\n".join(out)
 
@@ -198,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\nLlamaForCausalLM, {args.layers} layers of width {args.hidden}, batch {args.batch}, "
         f"{device}, float32; step: forward + backward + AdamW.\nstep s: best of {args.repeats} "
         "timed steps; peak MB: memory one step adds above the start of the step (activations,\n"
-        "gradients, logits and temporaries); logits MB: the float32 (batch, seq, vocab) logits "
-        "hf materializes."
+        "gradients, logits, AdamW's temporaries); f+b MB: the same for forward + backward alone\n"
+        "(where the logits live); logits MB: the float32 (batch, seq, vocab) logits hf "
+        "materializes."
     )
     if args.json:
         config = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
