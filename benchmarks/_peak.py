@@ -1,4 +1,6 @@
-"""The time and peak memory of one call, measured the same way by every benchmark.
+"""What every benchmark measures and records the same way: the time and peak memory of one
+call (:func:`measure`, in a fresh child process: :func:`run_child`), the versions of the
+libraries (:func:`versions`), the JSON file (:func:`write_json`).
 
 Peak memory is what the call adds on top of what the process holds before it: on CUDA
 ``torch.cuda.max_memory_allocated`` less the memory allocated before the call; on CPU the growth
@@ -13,7 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
+import importlib.util
+import json
+import platform
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -79,3 +86,34 @@ def measure(call: Callable[[], Any], *, device: str = "cpu") -> Measured:
     else:
         peak = _maxrss_bytes()
     return Measured(result, seconds, peak - before, how)
+
+
+def run_child(cmd: list[str]) -> dict[str, Any]:
+    """Run a benchmark's child process; the JSON object it printed last, or a failed status
+    with the last line of its stderr."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        return {"status": f"failed (exit {proc.returncode}): {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def versions(*modules: str) -> dict[str, str]:
+    """Python's version and each module's ``__version__`` ("missing" or "not importable")."""
+    out = {"python": platform.python_version()}
+    for module in modules:
+        try:
+            out[module] = importlib.import_module(module).__version__
+        except Exception:  # a peer's import may fail in many ways
+            out[module] = "not importable" if importlib.util.find_spec(module) else "missing"
+    return out
+
+
+def write_json(path: str | None, config: dict[str, Any], results: Any) -> None:
+    """Write ``{"config": ..., "results": ...}`` to ``path`` (nothing when None) and say so."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"config": config, "results": results}, f, indent=2)
+        print(f"wrote {path}")

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from _peak import measure
+from _peak import measure, versions, write_json
 
 Setup = Callable[[np.ndarray, np.ndarray], Callable[[], Any]]
 
@@ -237,18 +237,6 @@ def rss_peak(name: str, rows: int, classes: int) -> float | None:
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["rss_peak_bytes"])
 
 
-def _versions() -> dict[str, str]:
-    import importlib
-
-    out = {"python": platform.python_version()}
-    for module in ("numpy", "torch", "scipy", "sklearn", "crossent"):
-        try:
-            out[module] = importlib.import_module(module).__version__
-        except ImportError:
-            out[module] = "missing"
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run every method, print the table, optionally write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -279,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "crossent_threads": threads,
         "machine": platform.machine(),
-        "versions": _versions(),
+        "versions": versions("numpy", "torch", "scipy", "sklearn", "crossent"),
     }
     print(
         f"softmax cross-entropy on a {x.shape[0]} x {x.shape[1]} {x.dtype} array "
@@ -336,10 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         "invisible to it);\nRSS MB: growth of the peak resident set during one call in a fresh "
         "process (all allocators)."
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": config, "results": results}, f, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, config, results)
     return 0
 
 

@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from _peak import measure
+from _peak import measure, versions, write_json
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # no accelerator probing (and its warnings)
 
@@ -568,18 +568,6 @@ def rss_peak(key: str, rows: int, classes: int) -> float | None:
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["rss_peak_bytes"])
 
 
-def _versions() -> dict[str, str]:
-    import importlib
-
-    out = {"python": platform.python_version()}
-    for module in ("numpy", "torch", "jax", "jaxlib", "torchvision", "crossent"):
-        try:
-            out[module] = importlib.import_module(module).__version__
-        except Exception:
-            out[module] = "missing"
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 # The run.
 
@@ -635,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(),
         "crossent_file": crossent.__file__,
-        "versions": _versions(),
+        "versions": versions("numpy", "torch", "jax", "jaxlib", "torchvision", "crossent"),
     }
     print(
         f"crossent loss families on a {args.rows} x {args.classes} float32 array "
@@ -701,10 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         "fresh process.\nfwd: forward only (torch under no_grad); fwd+bwd: loss and gradient "
         "with respect to the first input."
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": config, "results": results}, f, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, config, results)
     return 0
 
 

@@ -30,13 +30,11 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from _peak import measure
+from _peak import measure, run_child, versions, write_json
 
 METHODS = ("hf", "crossent")
 
@@ -117,15 +115,10 @@ def child(job: Job) -> dict[str, Any]:
     }
 
 
-def run_child(job: Job) -> dict[str, Any]:
+def run_job(job: Job) -> dict[str, Any]:
     """Run :func:`child` in a subprocess and read its JSON line."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(asdict(job))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        return {"status": f"failed (exit {proc.returncode}): {tail}"}
-    return json.loads(lines[-1])
+    return run_child(cmd)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -205,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {method}: vocab {vocab}, seq {seq} ...", flush=True)
                 job = Job(method, vocab, seq, args.batch, args.layers, args.hidden, args.repeats,
                           device)  # fmt: skip
-                rows.append({**asdict(job), **run_child(job)})
+                rows.append({**asdict(job), **run_job(job)})
     print(table(rows))
     print(
         f"\nLlamaForCausalLM, {args.layers} layers of width {args.hidden}, batch {args.batch}, "
@@ -215,12 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         "(where the logits live); logits MB: the float32 (batch, seq, vocab) logits hf "
         "materializes."
     )
-    if args.json:
-        config = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                  "torch": torch.__version__}  # fmt: skip
-        with open(args.json, "w") as f:
-            json.dump({"config": config, "results": rows}, f, indent=2)
-        print(f"wrote {args.json}")
+    config = {"cpu_count": os.cpu_count(), **versions("torch", "transformers", "crossent")}
+    write_json(args.json, config, rows)
     return 0
 
 

@@ -57,7 +57,6 @@ import importlib.util
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import types
@@ -65,7 +64,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from _peak import measure
+from _peak import measure, run_child, versions, write_json
 
 CPU_SHAPES = "4096x1024x32000,8192x2048x128256"
 GPU_SHAPES = "8192x2304x256000"
@@ -279,7 +278,7 @@ def child(job: Job) -> dict:
     }
 
 
-def run_child(job: Job) -> dict:
+def run_job(job: Job) -> dict:
     """Run :func:`child` in a subprocess and read its JSON line."""
     shape_text = "x".join(map(str, job.shape))
     cmd = [sys.executable, os.path.abspath(__file__), "--child", job.method]
@@ -287,12 +286,7 @@ def run_child(job: Job) -> dict:
     cmd += ["--device", job.device, "--dtype", job.dtype]
     if job.chunk_size is not None:
         cmd += ["--chunk-size", str(job.chunk_size)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
-        return {"status": f"failed (exit {proc.returncode}): {tail}"}
-    return json.loads(lines[-1])
+    return run_child(cmd)
 
 
 # ----------------------------------------------------------------- the table
@@ -315,16 +309,6 @@ def aggregate(shape: str, method: str, runs: list[dict]) -> dict:
         "gradient_bytes": ok[0]["gradient_bytes"],
         "memory_how": ok[0]["memory_how"],
     }
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for module in ("torch", "cut_cross_entropy", "liger_kernel", "crossent"):
-        try:
-            out[module] = importlib.import_module(module).__version__
-        except Exception:  # a peer's import may fail in many ways
-            out[module] = "not importable" if importlib.util.find_spec(module) else "missing"
-    return out
 
 
 def table(results: list[dict]) -> str:
@@ -416,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             for method in methods:
                 load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
                 print(f"  round {round_ + 1}: {shape_text} {method} ...", flush=True)
-                r = run_child(Job(method, shape, args.repeats, args.device, dtype, args.chunk_size))
+                r = run_job(Job(method, shape, args.repeats, args.device, dtype, args.chunk_size))
                 runs.setdefault((shape_text, method), []).append({**r, "load_before": load})
     results = [aggregate(shape, method, rs) for (shape, method), rs in runs.items()]
     config = {
@@ -427,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "chunk_size": args.chunk_size,
         "cpu_count": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
-        "versions": _versions(),
+        "versions": versions("torch", "cut_cross_entropy", "liger_kernel", "crossent"),
         "time": "best of the timed forward+backward calls, seconds",
         "memory": "peak bytes above the inputs during one forward+backward call",
         "gradient_bytes": "bytes of the gradients of h and W (outputs, included in the peak)",
@@ -439,10 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "of h and W\n(the loss's own working memory); x floor / x torch / x cce-tc: ratio to the "
         "three products alone / plain PyTorch / CCE torch_compile."
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": config, "results": results}, f, indent=2)
-        print(f"wrote {args.json}")
+    write_json(args.json, config, results)
     return 0
 
 
