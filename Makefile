@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench dist clean
 
 $(VENV)/.demo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,11 @@ bench: $(VENV)/.test
 	$(PY) benchmarks/families.py
 	$(PY) benchmarks/report.py --mapped  # 20,000 and 200,000 rows; add --mapped 1000000 (4 GB file)
 
+# The release: sdist and wheel into dist/, checked by twine (tests/test_release.py installs them).
+dist: $(VENV)/.test
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
