@@ -244,6 +244,9 @@ def _table_layout(schema: Any, label_col: str | None) -> tuple[str, list[str], b
     import pyarrow as pa
 
     names = list(schema.names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # a column read by name would be ambiguous (pyarrow raises a KeyError)
+        raise _error(f"the table has several columns named {', '.join(map(repr, repeated))}")
     lk = _pick(names, label_col, LABEL_KEYS, "label column")
     rest = [n for n in names if n != lk and n.lower() not in ID_COLUMNS]
     if not rest:
