@@ -312,6 +312,35 @@ def _bad_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
         [npz("ok3", predictions=p, ground_truth=y), "-o", str(tmp / "no" / "r.html")],
         "does not exist",
     )
+    w = np.ones(20)
+    for name, value, message in (
+        ("negative weight", -1.0, "weights must be finite and >= 0; found -1.0 at index 3"),
+        ("nan weight", np.nan, "found nan at index 3"),
+        ("inf weight", np.inf, "found inf at index 3"),
+    ):
+        bad_w = w.copy()
+        bad_w[3] = value
+        cases[name] = (
+            [npz(name.replace(" ", "_"), predictions=p, ground_truth=y, w=bad_w), "--weights", "w"],
+            message,
+        )
+    np.save(tmp / "short_w.npy", w[:-2])
+    cases["weights of the wrong length"] = (
+        [npz("okw", predictions=p, ground_truth=y), "--weights", str(tmp / "short_w.npy")],
+        "shape (20,); got shape (18,)",
+    )
+    cases["all-zero weights"] = (
+        [npz("zw", predictions=p, ground_truth=y, w=0 * w), "--weights", "w"],
+        "weights are all 0",
+    )
+    cases["missing weight key"] = (
+        [npz("okw2", predictions=p, ground_truth=y), "--weights", "nope"],
+        "no array of weights 'nope'",
+    )
+    cases["missing weight file"] = (
+        [npz("okw3", predictions=p, ground_truth=y), "--weights", str(tmp / "nope.npy")],
+        "no such file",
+    )
     return cases
 
 
@@ -872,3 +901,71 @@ def test_many_classes_show_the_worst_first_and_summarize_the_rest() -> None:
     assert table.index(f"<tr><td>c{worst[0]}<") < table.index(f"<tr><td>c{worst[1]}<")
     assert f"the other {60 - CLASS_ROWS} classes" in page
     assert len(json.loads(report.to_json())["per_class_before"]["ece"]) == 60
+
+
+def test_weights_from_a_file_a_key_or_a_column_weigh_every_metric(
+    tmp_path, capsys, monkeypatch, small
+) -> None:
+    """References: the weighted one-shot functions (tested against scikit-learn's
+    sample_weight) and the report on the rows repeated by integer weights."""
+    _, probs, labels = small
+    w = np.random.default_rng(5).integers(0, 4, len(labels)).astype(np.float64)
+    rows = np.repeat(np.arange(len(labels)), w.astype(np.intp))
+    np.savez(tmp_path / "p.npz", probs=probs, labels=labels, w=w)
+    np.save(tmp_path / "w.npy", w)
+    header = ",".join(["a", "b", "c", "d", "label", "weight"])
+    lines = [
+        ",".join([*(repr(float(v)) for v in row), str(y), repr(float(x))])
+        for row, y, x in zip(probs, labels, w, strict=True)
+    ]
+    (tmp_path / "p.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    outputs = []
+    for args in (
+        ["p.npz", "--weights", "w"],
+        ["p.npz", "--weights", str(tmp_path / "w.npy")],
+        ["p.csv", "--weights", "weight"],
+    ):
+        code, out, err = run(
+            capsys, monkeypatch, "report", str(tmp_path / args[0]), *args[1:], "--no-html",
+            "--json", "--resamples", "0",
+        )  # fmt: skip
+        assert code == 0, err
+        outputs.append(json.loads(out))
+    first = outputs[0]
+    assert first["weighted"] and first["total_weight"] == w.sum()
+    assert first["classes"] == 4  # the weight column is no class
+    for other in outputs[1:]:
+        for key, value in first["before"].items():
+            assert other["before"][key] == pytest.approx(value, rel=1e-6), key
+    before = first["before"]
+    assert before["log_loss_nats"] == pytest.approx(float(cal.log_loss(probs, labels, weights=w)))
+    assert before["brier"] == pytest.approx(float(cal.brier_score(probs, labels, weights=w)))
+    assert before["accuracy"] == pytest.approx(float(cal.top_k_accuracy(probs, labels, weights=w)))
+    assert "aurc" not in before and first["risk_coverage_before"] is None
+    from crossent.report import Report
+
+    repeated = Report.from_arrays(probs[rows], labels[rows], resamples=0)
+    for key in ("ece", "ece_classwise", "mce", "rmsce", "entropy_nats", "smooth_ece"):
+        assert before[key] == pytest.approx(repeated.before.metrics[key], rel=1e-9), key
+    d = first["decomposition_nats"]
+    assert d["temperature"] == pytest.approx(repeated.decomposition.temperature, rel=1e-6)
+    per_class = first["per_class_before"]
+    assert per_class["cross_entropy"] == pytest.approx(
+        repeated.before.per_class["cross_entropy"], rel=1e-9
+    )
+    # the page says the curve is left out; the bootstrap keeps the weights
+    report = Report.from_arrays(probs, labels, weights=w, resamples=20)
+    page = report.to_html()
+    assert "Left out: the examples are weighted" in page
+    assert page.count("data:image/png;base64,") == 4
+    assert "aurc" not in report.before.intervals.intervals
+    sharp = probs**2 / (probs**2).sum(axis=1, keepdims=True)
+    both = Report.from_arrays({"a": probs, "b": sharp}, labels, weights=w, resamples=10)
+    paired = cal.bootstrap_difference(
+        probs, sharp, labels, weights=w, n_resamples=10,
+        metrics=["log_loss_nats"],
+    )  # fmt: skip
+    assert both.differences["b"]["log_loss_nats"].low == pytest.approx(paired["log_loss_nats"].low)
+    assert "Left out" in both.to_html()
+    with pytest.raises(UsageError, match=r"found -2\.0 at index 0"):
+        Report.from_arrays(probs, labels, weights=np.r_[-2.0, w[1:]])

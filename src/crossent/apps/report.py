@@ -151,6 +151,17 @@ def report(
             "for the tables, and the order that matches string labels to the columns.",
         ),
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            metavar="FILE|KEY",
+            help="Per-example weights (finite, >= 0): a .npy file, or the name of an array "
+            "of the .npz or of a column of the table. Every metric becomes a weighted mean "
+            "(sum w x / sum w, as scikit-learn's sample_weight); the temperature fits and the "
+            "bootstrap too. The AURC is left out.",
+        ),
+    ] = None,
     binning: Annotated[
         str,
         typer.Option(
@@ -227,6 +238,7 @@ def report(
         "binning": binning,
         "resamples": n_resamples,
         "class_names": names,
+        "weights": weights,
         "step": step,
     }
     if paths and len(paths) > 1:

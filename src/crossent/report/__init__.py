@@ -121,6 +121,7 @@ def write_report(
     resamples: int = RESAMPLES,
     intervals: str = "given",
     class_names: Sequence[str] | None = None,
+    weights: Any = None,
     step: Callable[[str], Any] | None = None,
 ) -> tuple[Report, Path | None]:
     """Score a file of predictions and write the HTML report on it.
@@ -165,6 +166,13 @@ def write_report(
     class_names : sequence of str, optional
         The classes in the order of the prediction columns (names for a ``.npz``; for string
         labels, the order that matches them to the columns). Tables name their columns.
+    weights : str, path-like or array_like, optional
+        Per-example weights (non-negative, finite, not all 0): a ``.npy`` file, the name of
+        an array of the ``.npz`` or of a column of the table (then not a class column), or
+        the array itself. Every metric becomes a weighted mean (scikit-learn's
+        ``sample_weight``: integer weights equal repeated examples), the temperature fits
+        and the bootstrap too (a resampled example keeps its weight); the AURC and the
+        risk-coverage curve are left out.
     step : callable, optional
         Called with a description at each stage, once the file is read (for a progress bar).
 
@@ -201,6 +209,7 @@ def write_report(
         pred_key=pred_key,
         label_key=label_key,
         class_names=None if class_names is None else [str(c) for c in class_names],
+        weights=weights,
     )
     step = step or (lambda _: None)
     result = _compute.compute(
@@ -240,12 +249,14 @@ def write_comparison(
     binning: str = "uniform",
     resamples: int = RESAMPLES,
     class_names: Sequence[str] | None = None,
+    weights: Any = None,
     step: Callable[[str], Any] | None = None,
 ) -> tuple[Comparison, Path | None]:
     """Compare several prediction files of the same labels on one page.
 
-    Each file is read as :func:`write_report` reads one (the options apply to every file) and
-    scored; each model's difference from the first gets a paired bootstrap interval.
+    Each file is read as :func:`write_report` reads one (the options apply to every file,
+    ``weights`` too, which must then be the same for every file) and scored; each model's
+    difference from the first gets a paired bootstrap interval.
 
     Returns
     -------
@@ -289,6 +300,7 @@ def write_comparison(
             pred_key=pred_key,
             label_key=label_key,
             class_names=None if class_names is None else [str(c) for c in class_names],
+            weights=weights,
         )
         for s in sources
     ]

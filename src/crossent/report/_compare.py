@@ -35,7 +35,17 @@ from ._compute import (
     to_json,
 )
 from ._load import Predictions
-from ._render import _CSS, _figure, _fmt, _img, _legend, _png, new_axes, plot_risk_coverage
+from ._render import (
+    _CSS,
+    _figure,
+    _fmt,
+    _img,
+    _legend,
+    _png,
+    new_axes,
+    plot_risk_coverage,
+    risk_section,
+)
 
 COLORS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#d68910", "#17a589", "#566573")
 FIGURES = ("reliability", "risk_coverage")
@@ -53,6 +63,14 @@ def check_same_labels(names: Sequence[str], models: Sequence[Predictions]) -> No
             )
         if int(p.values.shape[1]) != k:
             raise UsageError(f"{name} has {p.values.shape[1]} classes but {first} has {k}")
+        wa, wb = models[0].weights, p.weights
+        same = wa is None and wb is None
+        same = same or (wa is not None and wb is not None and np.array_equal(wa, wb))
+        if not same:
+            raise UsageError(
+                f"the weights of {name} differ from those of {first}: a comparison weighs "
+                "every model's examples alike"
+            )
         differ = p.labels != labels
         if differ.any():
             i = int(np.argmax(differ))
@@ -80,8 +98,9 @@ class Comparison:
 
     def to_html(self) -> str:
         """The self-contained HTML page (figures embedded)."""
-        pictures = {name: _png(self.figure(name)) for name in FIGURES}
-        return render_comparison(self, pictures)
+        weighted = self.reports[0].before.risk is None
+        names = [n for n in FIGURES if not (weighted and n == "risk_coverage")]
+        return render_comparison(self, {name: _png(self.figure(name)) for name in names})
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -147,7 +166,12 @@ def compare(
         for name, p in zip(names[1:], models[1:], strict=True):
             other = _held(p.values, p.kind, None, None)
             differences[name] = bootstrap(
-                [reference, other], first.labels, metrics, resamples=resamples, **options
+                [reference, other],
+                first.labels,
+                metrics,
+                resamples=resamples,
+                weights=first.weights,
+                **options,
             )
     return Comparison(list(names), reports, differences)
 
@@ -240,8 +264,7 @@ examples · {kind} · made by crossent</p>
 <p class="muted">{intervals}</p>
 <h2>Reliability diagrams</h2>
 {_img(figures["reliability"], "overlaid reliability diagrams")}
-<h2>Risk-coverage</h2>
-{_img(figures["risk_coverage"], "risk-coverage curves")}
+{risk_section(figures.get("risk_coverage"))}
 </body></html>
 """
 

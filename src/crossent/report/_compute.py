@@ -99,6 +99,7 @@ class Report:
         binning: str = ...,
         resamples: int = ...,
         intervals: str = ...,
+        weights: Any = ...,
     ) -> Comparison: ...
 
     @overload
@@ -118,6 +119,7 @@ class Report:
         binning: str = ...,
         resamples: int = ...,
         intervals: str = ...,
+        weights: Any = ...,
     ) -> Comparison: ...
 
     @overload
@@ -137,6 +139,7 @@ class Report:
         binning: str = ...,
         resamples: int = ...,
         intervals: str = ...,
+        weights: Any = ...,
     ) -> Report: ...
 
     @classmethod
@@ -155,6 +158,7 @@ class Report:
         binning: str = "uniform",
         resamples: int = RESAMPLES,
         intervals: str = "given",
+        weights: Any = None,
     ) -> Report | Comparison:
         """The report of predictions and labels held in memory (a notebook's entry).
 
@@ -179,6 +183,11 @@ class Report:
             The names of several models given as a list.
         seed, n_bins, binning, resamples, intervals
             As :func:`crossent.report.write_report`.
+        weights : array_like, optional
+            Non-negative weight of each example, shape ``(N,)`` (scikit-learn's
+            ``sample_weight``): every metric is weighted, ``sum w x / sum w``, the
+            temperature fits too, and a bootstrap resample keeps each drawn example's weight.
+            The AURC is left out (no weighted form).
 
         Returns
         -------
@@ -204,6 +213,10 @@ class Report:
         >>> both = Report.from_arrays({"T=1": logits, "T=2": logits / 2}, labels, resamples=0)
         >>> both.names
         ['T=1', 'T=2']
+        >>> weighted = Report.from_arrays(logits, labels, weights=np.repeat([1.0, 2.0], 250),
+        ...                               resamples=0)
+        >>> round(weighted.before.metrics["accuracy"], 3)
+        0.257
         """
         from . import _check_options
         from ._compare import compare
@@ -227,7 +240,11 @@ class Report:
                     f"class_names has {len(cnames)} names for {values.shape[1]} classes "
                     "of predictions"
                 )
-            checked.append(from_arrays(values, labels, kind=kind, source=key, class_names=cnames))
+            checked.append(
+                from_arrays(
+                    values, labels, kind=kind, source=key, class_names=cnames, weights=weights
+                )
+            )
         options: dict[str, Any] = {
             "seed": seed, "n_bins": n_bins, "binning": binning, "resamples": resamples
         }  # fmt: skip
@@ -259,6 +276,8 @@ class Report:
 
         if name not in _render.FIGURES:
             raise ValueError(f"no figure {name!r}; the figures are {', '.join(_render.FIGURES)}")
+        if name == "risk_coverage" and self.before.risk is None:
+            raise ValueError("no risk-coverage figure: it is left out with per-example weights")
         return _render.FIGURES[name](self)
 
     def save_figures(self, folder: str | PathLike[str], /, *, format: str = "svg") -> list[Path]:
@@ -272,6 +291,8 @@ class Report:
             raise ValueError(f"{target} is not an existing folder")
         paths = []
         for name in _render.FIGURES:
+            if name == "risk_coverage" and self.before.risk is None:
+                continue  # left out with per-example weights
             path = target / f"{name}.{format}"
             self.figure(name).savefig(path, format=format, bbox_inches="tight")
             paths.append(path)
@@ -360,19 +381,24 @@ def score(
     n_classes: int,
     n_bins: int = N_BINS,
     binning: str = "uniform",
+    weights: np.ndarray | None = None,
 ) -> Scored:
-    """All metrics of the probabilities in ``blocks`` (row ranges covering ``labels``)."""
+    """All metrics of the probabilities in ``blocks`` (row ranges covering ``labels``); with
+    ``weights`` every mean is weighted (``sum w x / sum w``) and the AURC is left out."""
     n, k = len(labels), n_classes
+    w = weights
+    total = float(n) if w is None else float(w.sum())
     confidence = np.empty(n)
     correct = np.empty(n, dtype=bool)
     loss = np.empty(n)
     p1 = np.empty(n if k == 2 else 0)  # P(y = 1) of a binary problem
-    brier = entropy = 0.0
-    top5 = clipped = 0
+    brier = entropy = top5 = 0.0
+    clipped = 0
     edges = counts = sums = hits = None
     brier_sums: cal.BrierSums | None = None
     for start, stop, p in blocks:
         y = labels[start:stop]
+        wb = None if w is None else w[start:stop]
         rows = np.arange(stop - start)
         confidence[start:stop] = p.max(axis=1)
         if k == 2:
@@ -383,55 +409,66 @@ def score(
         p_y = p[rows, y]
         loss[start:stop] = -np.log(np.clip(p_y, eps, 1 - eps))
         clipped += int((p_y < eps).sum())
-        brier += float(cal.brier_score(p, y)) * len(y)
-        entropy += float(np.sum(np.asarray(ce.entropy(p)), dtype=np.float64))
-        if k > 5:
-            top5 += round(float(cal.top_k_accuracy(p, y, k=5)) * len(y))
         if edges is None:
             edges = cal.bin_edges(p[:1, 0], n_bins=n_bins)  # equal-width: the class-wise bins
-        stats = cal.bin_statistics(p, y, edges=edges)
+        mass = float(len(y)) if wb is None else float(wb.sum())
+        if mass == 0:  # a block of weight 0 adds nothing to any sum
+            continue
+        brier += float(cal.brier_score(p, y, weights=wb)) * mass
+        block_entropy = np.asarray(ce.entropy(p), dtype=np.float64)
+        entropy += float(np.sum(block_entropy if wb is None else block_entropy * wb))
+        if k > 5:
+            top5 += float(cal.top_k_accuracy(p, y, k=5, weights=wb)) * mass
+        stats = cal.bin_statistics(p, y, edges=edges, weights=wb)
         counts = stats.counts if counts is None else counts + stats.counts
         sums = stats.sum_confidence if sums is None else sums + stats.sum_confidence
         hits = stats.sum_hits if hits is None else hits + stats.sum_hits
         # Murphy's terms per (class, bin) in the same equal-width bins: sums over blocks add up
-        parts = cal.brier_sums(p, y, n_bins=n_bins)
+        parts = cal.brier_sums(p, y, n_bins=n_bins, weights=wb)
         brier_sums = parts if brier_sums is None else brier_sums + parts
     assert edges is not None and brier_sums is not None  # there are at least two examples
     classwise = cal.BinStatistics(np.broadcast_to(edges, (k, n_bins + 1)), counts, sums, hits)
     top = cal.bin_statistics(
-        confidence, correct, edges=cal.bin_edges(confidence, n_bins=n_bins, binning=binning)
+        confidence,
+        correct,
+        edges=cal.bin_edges(confidence, n_bins=n_bins, binning=binning),
+        weights=w,
     )
-    nats = float(np.mean(loss))
+    nats = float(np.average(loss, weights=w))
     metrics = {
         "log_loss_nats": nats,
         "log_loss_bits": nats / LN2,
         "perplexity": math.exp(nats),
-        "brier": brier / n,
+        "brier": brier / total,
         "ece": float(top.calibration_error()),
         "ece_classwise": float(classwise.calibration_error()),
         "mce": float(top.calibration_error(norm="max")),
         "rmsce": float(top.calibration_error(norm="l2")),
-        "mean_confidence": float(np.mean(confidence)),
-        "entropy_nats": entropy / n,
-        "accuracy": float(np.mean(correct)),
+        "mean_confidence": float(np.average(confidence, weights=w)),
+        "entropy_nats": entropy / total,
+        "accuracy": float(np.average(correct, weights=w)),
     }
-    smooth = cal.smooth_ece_from_summaries(confidence, correct)
-    risk = cal.risk_coverage_from_summaries(confidence, correct)
+    smooth = cal.smooth_ece_from_summaries(confidence, correct, weights=w)
     metrics["smooth_ece"] = smooth.value
-    metrics["aurc"] = risk.aurc
+    risk = None
+    if w is None:  # the AURC's closed form counts whole examples
+        risk = cal.risk_coverage_from_summaries(confidence, correct)
+        metrics["aurc"] = risk.aurc
     if k > 5:
-        metrics["top5_accuracy"] = top5 / n
+        metrics["top5_accuracy"] = top5 / total
     count = np.bincount(labels, minlength=k)
-    safe = np.maximum(count, 1)
+    mass_of = np.bincount(labels, weights=w, minlength=k)  # each class's weight
+    safe = np.where(mass_of > 0, mass_of, 1.0)
+    right = np.bincount(labels[correct], weights=None if w is None else w[correct], minlength=k)
     per_class = {
         "count": count.astype(float).tolist(),
-        "frequency": (count / n).tolist(),
-        "mean_probability": (np.asarray(sums).sum(axis=1) / n).tolist(),
-        "recall": np.where(count > 0, np.bincount(labels[correct], minlength=k) / safe, np.nan)
-        .astype(float)
-        .tolist(),
+        "frequency": (mass_of / total).tolist(),
+        "mean_probability": (np.asarray(sums).sum(axis=1) / total).tolist(),
+        "recall": np.where(mass_of > 0, right / safe, np.nan).astype(float).tolist(),
         "cross_entropy": np.where(
-            count > 0, np.bincount(labels, weights=loss, minlength=k) / safe, np.nan
+            mass_of > 0,
+            np.bincount(labels, weights=loss if w is None else loss * w, minlength=k) / safe,
+            np.nan,
         ).tolist(),
         "ece": np.asarray(classwise.calibration_error(average=False)).tolist(),
     }
@@ -439,7 +476,7 @@ def score(
     if k == 2:
         # A binary problem is shown as binary: the reliability of P(y = 1), not of the top label.
         positive = cal.bin_statistics(
-            p1, labels == 1, edges=cal.bin_edges(p1, n_bins=n_bins, binning=binning)
+            p1, labels == 1, edges=cal.bin_edges(p1, n_bins=n_bins, binning=binning), weights=w
         )
         metrics["ece_positive"] = float(positive.calibration_error())
         curve = positive.reliability_curve()
@@ -459,9 +496,10 @@ def _fits(
     it. Returns both temperatures, each example's, and the decomposition.
     """
     values, labels, kind = predictions.values, predictions.labels, predictions.kind
+    w = predictions.weights
     n = len(labels)
     try:
-        decomposition = cal.log_loss_decomposition(values, labels, kind=kind)
+        decomposition = cal.log_loss_decomposition(values, labels, kind=kind, weights=w)
     except ValueError as error:
         notes.append(f"temperature scaling skipped: {error}")
         return [], None, None
@@ -470,7 +508,8 @@ def _fits(
     temperatures: list[float] = []
     for i, half in enumerate((first, ~first)):
         try:
-            temperatures.append(cal.fit_temperature(values, labels, kind=kind, weights=half))
+            weights = half if w is None else half * w
+            temperatures.append(cal.fit_temperature(values, labels, kind=kind, weights=weights))
         except ValueError as error:
             notes.append(
                 f"cross-fitted temperature scaling skipped: on half {i + 1} of 2 "
@@ -507,6 +546,7 @@ def bootstrap(
     seed: int,
     n_bins: int,
     binning: str,
+    weights: np.ndarray | None = None,
 ) -> cal.BootstrapResult:
     """Intervals of one model's ``metrics`` (one array in ``probs``), or of the paired difference
     of two models (two arrays: :func:`crossent.calibration.bootstrap_difference`), in the
@@ -518,6 +558,7 @@ def bootstrap(
         "confidence_level": CONFIDENCE_LEVEL,
         "seed": seed,
         "n_bins": n_bins,
+        "weights": weights,
     }
     names = [m for m in metrics if m in INTERVAL_METRICS]
     if binning == "uniform" or "ece_classwise" not in names:
@@ -574,12 +615,14 @@ def compute(
     step = step or (lambda _: None)
     values, labels, kind = predictions.values, predictions.labels, predictions.kind
     k = int(values.shape[1])
-    options: dict[str, Any] = {"n_classes": k, "n_bins": n_bins, "binning": binning}
+    w = predictions.weights
+    options: dict[str, Any] = {"n_classes": k, "n_bins": n_bins, "binning": binning, "weights": w}
     boot: dict[str, Any] = {
         "resamples": resamples,
         "seed": seed,
         "n_bins": n_bins,
         "binning": binning,
+        "weights": w,
     }
     step("scoring the predictions")
     held = None
@@ -657,6 +700,8 @@ def to_json(report: Report, html: str | None) -> dict[str, Any]:
         "bins": report.n_bins,
         "binning": report.binning,
         "binary": int(p.values.shape[1]) == 2,
+        "weighted": p.weights is not None,
+        "total_weight": None if p.weights is None else float(p.weights.sum()),
         "resamples": report.resamples,
         "intervals": report.intervals if report.resamples else None,
         "confidence_level": CONFIDENCE_LEVEL if report.resamples else None,

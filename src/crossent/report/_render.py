@@ -121,7 +121,8 @@ def plot_reliability(ax: Any, scored: Scored, *, color: str = BEFORE, counts: bo
 def plot_risk_coverage(ax: Any, scored: Scored, *, color: str = BEFORE, label: str = "") -> Any:
     """Draw the risk-coverage curve (error rate of the most confident examples kept) on ``ax``."""
     risk = scored.risk
-    assert risk is not None
+    if risk is None:
+        raise ValueError("no risk-coverage curve: it is left out with per-example weights")
     name = f"{label}: " if label else ""
     ax.step(
         risk.coverage,
@@ -409,6 +410,21 @@ def _img(png: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
 
 
+def risk_section(png: str | None) -> str:
+    """The risk-coverage section (a sentence when the curve was left out: weights)."""
+    if png is None:
+        return (
+            '<h2>Risk-coverage</h2><p class="muted">Left out: the examples are weighted, and '
+            "the AURC's closed form counts whole examples.</p>"
+        )
+    return f"""<h2>Risk-coverage</h2>
+{_img(png, "risk-coverage curve")}
+<p class="muted">Predicting only on the most confident examples: the error rate (risk) of those
+kept against the fraction kept (coverage). AURC is the area under the curve, the mean risk
+over coverages (lower is better); the optimal AURC is that of a confidence ranking every right
+prediction above every error (Geifman et al. 2019).</p>"""
+
+
 def render_html(report: Report, figures: dict[str, str], *, provenance: str = "") -> str:
     """The whole page as a string."""
     p = report.predictions
@@ -474,12 +490,7 @@ Log-loss clips probabilities at the machine epsilon (scikit-learn's convention).
 (Błasiok &amp; Nakkiran 2023) needs no bins: it smooths the gaps with a Gaussian kernel of
 bandwidth {report.before.smooth.bandwidth if report.before.smooth else float("nan"):.4f}
 (as given).</p>
-<h2>Risk-coverage</h2>
-{_img(figures["risk_coverage"], "risk-coverage curve")}
-<p class="muted">Predicting only on the most confident examples: the error rate (risk) of those
-kept against the fraction kept (coverage). AURC is the area under the curve, the mean risk
-over coverages (lower is better); the optimal AURC is that of a confidence ranking every right
-prediction above every error (Geifman et al. 2019).</p>
+{risk_section(figures.get("risk_coverage"))}
 <h2>Confidence histogram</h2>
 {_img(figures["confidence"], "confidence histogram")}
 <h2>Per-example loss</h2>
@@ -503,5 +514,9 @@ FIGURES = {
 
 
 def figures(report: Report) -> dict[str, str]:
-    """All figures as base64 PNG strings."""
-    return {name: _png(draw(report)) for name, draw in FIGURES.items()}
+    """All figures as base64 PNG strings (no risk-coverage curve with weights)."""
+    return {
+        name: _png(draw(report))
+        for name, draw in FIGURES.items()
+        if name != "risk_coverage" or report.before.risk is not None
+    }
