@@ -969,3 +969,114 @@ def test_weights_from_a_file_a_key_or_a_column_weigh_every_metric(
     assert "Left out" in both.to_html()
     with pytest.raises(UsageError, match=r"found -2\.0 at index 0"):
         Report.from_arrays(probs, labels, weights=np.r_[-2.0, w[1:]])
+
+
+# ---------------------------------------------------------------- multi-label
+
+
+@pytest.fixture(scope="module")
+def multilabel() -> tuple[np.ndarray, np.ndarray]:
+    """600 examples, 5 labels of different prevalence: over-confident logits, 0/1 labels."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(0, 2.5, (600, 5)) + np.linspace(-2, 1, 5)
+    y = (rng.uniform(size=z.shape) < 1 / (1 + np.exp(-z / 2))).astype(np.int64)
+    return z, y
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torchmetrics' own imports
+def test_multilabel_per_label_and_pooled_against_references(multilabel) -> None:
+    """References: scikit-learn's log_loss and brier_score_loss per column, a float64
+    brute-force ECE per column and over all pairs, torchmetrics' binary calibration error."""
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    from crossent.report import MultilabelReport, Report
+
+    z, y = multilabel
+    p = 1 / (1 + np.exp(-z))
+    for values, kind in ((z, "logits"), (p, "probs")):
+        report = Report.from_arrays(values, y, resamples=0, multilabel=True)
+        assert isinstance(report, MultilabelReport) and report.predictions.kind == kind
+        per = report.per_label
+        for j in range(5):
+            assert per["bce_nats"][j] == pytest.approx(log_loss(y[:, j], p[:, j]), rel=1e-9)
+            assert per["brier"][j] == pytest.approx(brier_score_loss(y[:, j], p[:, j]), rel=1e-9)
+            assert per["ece"][j] == pytest.approx(_binary_ece(p[:, j], y[:, j]), rel=1e-9)
+            assert per["prevalence"][j] == pytest.approx(y[:, j].mean())
+        pooled = report.pooled
+        assert pooled["ece"] == pytest.approx(_binary_ece(p.ravel(), y.ravel()), rel=1e-9)
+        assert pooled["bce_nats"] == pytest.approx(log_loss(y.ravel(), p.ravel()), rel=1e-9)
+        assert pooled["bce_bits"] == pytest.approx(pooled["bce_nats"] / np.log(2))
+        assert pooled["brier"] == pytest.approx(brier_score_loss(y.ravel(), p.ravel()), rel=1e-9)
+        assert report.macro["ece"] == pytest.approx(np.mean(per["ece"]))
+    torch = pytest.importorskip("torch")
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    tm = binary_calibration_error(torch.from_numpy(p.ravel()), torch.from_numpy(y.ravel()))
+    assert report.pooled["ece"] == pytest.approx(float(tm), rel=1e-6)
+
+
+def test_multilabel_weights_apply_to_every_label_of_a_row(multilabel) -> None:
+    from crossent.report import Report
+
+    z, y = multilabel
+    w = np.random.default_rng(9).integers(0, 4, len(y)).astype(np.float64)
+    rows = np.repeat(np.arange(len(y)), w.astype(np.intp))
+    weighted = Report.from_arrays(z, y, weights=w, resamples=0)
+    repeated = Report.from_arrays(z[rows], y[rows], resamples=0)
+    for name, values in repeated.per_label.items():
+        if name != "positives":
+            assert weighted.per_label[name] == pytest.approx(values, rel=1e-9), name
+    for name, value in repeated.pooled.items():
+        assert weighted.pooled[name] == pytest.approx(value, rel=1e-9), name
+    assert any("a row's weight applies to all its labels" in n for n in weighted.predictions.notes)
+
+
+def test_multilabel_from_the_command_line(tmp_path, capsys, monkeypatch, multilabel) -> None:
+    from crossent.report._render import CLASS_ROWS
+
+    z, y = multilabel
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "ml.npz", logits=z, labels=y)
+    code, out, err = run(capsys, monkeypatch, "report", "ml.npz", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["multilabel"] and summary["labels"] == 5
+    assert any(n.startswith("multi-label: detected") for n in summary["notes"])
+    assert len(summary["per_label"]["ece"]) == 5
+    page = Path(summary["html"]).read_text()
+    assert "Multi-label predictions report" in page and page.count("base64,") == 2
+    code, out, _ = run(capsys, monkeypatch, "report", "ml.npz", "--no-html")
+    assert code == 0 and "pooled pairs (micro)" in out and "labels of largest ECE" in out
+    # many labels: the worst first, the rest summarized, every one in the JSON
+    wide = np.tile(z, (1, 12))
+    np.save(tmp_path / "wide.npy", wide)
+    np.save(tmp_path / "wide_labels.npy", np.tile(y, (1, 12)))
+    code, out, err = run(
+        capsys, monkeypatch, "report", "wide.npy", "--labels", "wide_labels.npy", "--multilabel",
+        "--json", "--force",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    page = Path(summary["html"]).read_text()
+    ece = np.asarray(summary["per_label"]["ece"])
+    table = page[page.index("Per-label table") :]
+    assert table.count("<tr><td>") == CLASS_ROWS
+    assert f"<tr><td>{int(np.argmax(ece))}</td>" in table
+    assert f"the other {60 - CLASS_ROWS} labels" in page
+    # hostile: one line, exit 2
+    np.savez(tmp_path / "two.npz", probs=1 / (1 + np.exp(-z)), labels=2 * y)
+    np.savez(tmp_path / "flat.npz", logits=z, labels=y[:, 0])
+    bad = z.copy()
+    bad[3, 2] = -np.inf
+    np.savez(tmp_path / "neginf.npz", logits=bad, labels=y)
+    for args, message in (
+        (["two.npz"], "multi-label labels must be 0/1"),
+        (["flat.npz", "--multilabel"], "multi-label needs labels of the predictions' shape"),
+        (["neginf.npz"], "found -inf at row 3, label 2"),
+        (["ml.npz", "--kind", "probs"], "outside [0, 1]"),
+        (["ml.npz", "--binning", "quantile"], "multi-label uses equal-width bins"),
+        (["ml.npz", "ml.npz"], "comparing multi-label models is not built"),
+    ):
+        code, out, err = run(capsys, monkeypatch, "report", *args, "--no-html")
+        assert code == 2 and len(err.splitlines()) == 1 and message in err, (args, err)
+        assert "Traceback" not in err

@@ -40,16 +40,20 @@ from ._compute import (
     RESAMPLES,
     Report,
     metric_labels,
-    to_json,
 )
+from ._multilabel import SUMMARY_LABELS as MULTILABEL_LABELS
+from ._multilabel import MultilabelReport
+from ._summary import to_json
 
 __all__ = [
     "BINNINGS",
     "EXAMPLE",
     "METRIC_LABELS",
+    "MULTILABEL_LABELS",
     "N_BINS",
     "RESAMPLES",
     "Comparison",
+    "MultilabelReport",
     "Report",
     "comparison_json",
     "example_path",
@@ -122,8 +126,9 @@ def write_report(
     intervals: str = "given",
     class_names: Sequence[str] | None = None,
     weights: Any = None,
+    multilabel: bool | None = None,
     step: Callable[[str], Any] | None = None,
-) -> tuple[Report, Path | None]:
+) -> tuple[Report | MultilabelReport, Path | None]:
     """Score a file of predictions and write the HTML report on it.
 
     Parameters
@@ -173,13 +178,19 @@ def write_report(
         ``sample_weight``: integer weights equal repeated examples), the temperature fits
         and the bootstrap too (a resampled example keeps its weight); the AURC and the
         risk-coverage curve are left out.
+    multilabel : bool, optional
+        True: the predictions are K independent sigmoid probabilities (or logits) per
+        example and the labels an ``(N, K)`` array of 0/1 (:class:`MultilabelReport`:
+        per-label and pooled BCE, Brier and ECE); None (default) detects it from labels of
+        the predictions' 2-D shape, and says so in the notes.
     step : callable, optional
         Called with a description at each stage, once the file is read (for a progress bar).
 
     Returns
     -------
-    report : Report
-        The scores before and after temperature scaling, with the predictions read.
+    report : Report or MultilabelReport
+        The scores before and after temperature scaling, with the predictions read (the
+        per-label and pooled scores, for multi-label predictions).
     page : Path or None
         Absolute path of the HTML page written; None when ``html`` is False.
 
@@ -195,7 +206,7 @@ def write_report(
     >>> report.predictions.kind, report.predictions.values.shape, page
     ('probs', (10000, 10), None)
     """
-    from . import _compute, _load, _render
+    from . import _compute, _load, _multilabel, _render
 
     _check_options(kind, n_bins, binning, resamples, intervals)
     source = Path(path) if path is not None else example_path()
@@ -210,8 +221,22 @@ def write_report(
         label_key=label_key,
         class_names=None if class_names is None else [str(c) for c in class_names],
         weights=weights,
+        multilabel=multilabel,
     )
     step = step or (lambda _: None)
+    provenance = EXAMPLE_PROVENANCE if path is None else ""
+    if predictions.multilabel:
+        step("scoring the labels")
+        labelled = _multilabel.compute(
+            predictions, n_bins=n_bins, binning=binning, resamples=resamples
+        )
+        if target is None:
+            return labelled, None
+        step("drawing the figures")
+        pictures = {name: _render._png(labelled.figure(name)) for name in _multilabel.FIGURES}
+        page = _multilabel.render_html(labelled, pictures, provenance=provenance)
+        target.write_text(page, encoding="utf-8")
+        return labelled, target.resolve()
     result = _compute.compute(
         predictions,
         seed=seed,
@@ -226,7 +251,6 @@ def write_report(
     step("drawing the figures")
     pictures = _render.figures(result)
     step("writing the HTML page")
-    provenance = EXAMPLE_PROVENANCE if path is None else ""
     target.write_text(
         _render.render_html(result, pictures, provenance=provenance), encoding="utf-8"
     )

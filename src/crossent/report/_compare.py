@@ -32,7 +32,6 @@ from ._compute import (
     bootstrap,
     compute,
     metric_labels,
-    to_json,
 )
 from ._load import Predictions
 from ._render import (
@@ -55,6 +54,9 @@ def check_same_labels(names: Sequence[str], models: Sequence[Predictions]) -> No
     """Raise a one-line UsageError unless every model has the first one's labels and classes."""
     first, labels = names[0], models[0].labels
     k = int(models[0].values.shape[1])
+    for name, p in zip(names, models, strict=True):
+        if p.multilabel:
+            raise UsageError(f"{name} is multi-label: comparing multi-label models is not built")
     for name, p in zip(names[1:], models[1:], strict=True):
         if len(p.labels) != len(labels):
             raise UsageError(
@@ -180,6 +182,8 @@ def comparison_json(comparison: Comparison, html_path: str | None) -> dict[str, 
     """One entry per model (the single report's JSON, its name, its differences from the first)."""
     models = []
     for name, report in zip(comparison.names, comparison.reports, strict=True):
+        from ._summary import to_json
+
         entry = {"name": name, **to_json(report, None)}
         diff = comparison.differences.get(name)
         entry["difference_from_first"] = (

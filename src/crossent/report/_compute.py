@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from ._load import Predictions, row_blocks
 
 if TYPE_CHECKING:
     from ._compare import Comparison
+    from ._multilabel import MultilabelReport
 
 N_BINS = 15
 # Bootstrap resamples by default (see the README for the trade-off and the measurements).
@@ -100,6 +101,7 @@ class Report:
         resamples: int = ...,
         intervals: str = ...,
         weights: Any = ...,
+        multilabel: bool | None = ...,
     ) -> Comparison: ...
 
     @overload
@@ -120,6 +122,7 @@ class Report:
         resamples: int = ...,
         intervals: str = ...,
         weights: Any = ...,
+        multilabel: bool | None = ...,
     ) -> Comparison: ...
 
     @overload
@@ -140,7 +143,29 @@ class Report:
         resamples: int = ...,
         intervals: str = ...,
         weights: Any = ...,
+        multilabel: Literal[False] | None = ...,
     ) -> Report: ...
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Any,
+        labels: Any,
+        /,
+        *,
+        names: None = ...,
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+        weights: Any = ...,
+        multilabel: Literal[True],
+    ) -> MultilabelReport: ...
 
     @classmethod
     def from_arrays(
@@ -159,7 +184,8 @@ class Report:
         resamples: int = RESAMPLES,
         intervals: str = "given",
         weights: Any = None,
-    ) -> Report | Comparison:
+        multilabel: bool | None = None,
+    ) -> Report | Comparison | MultilabelReport:
         """The report of predictions and labels held in memory (a notebook's entry).
 
         Parameters
@@ -188,6 +214,11 @@ class Report:
             ``sample_weight``): every metric is weighted, ``sum w x / sum w``, the
             temperature fits too, and a bootstrap resample keeps each drawn example's weight.
             The AURC is left out (no weighted form).
+        multilabel : bool, optional
+            True: ``predictions`` are K independent probabilities (or logits) per example and
+            ``labels`` an ``(N, K)`` array of 0/1; None (default) detects it (labels of the
+            predictions' 2-D shape: the result is then a
+            :class:`~crossent.report.MultilabelReport`, whose notes say so); False never.
 
         Returns
         -------
@@ -242,13 +273,25 @@ class Report:
                 )
             checked.append(
                 from_arrays(
-                    values, labels, kind=kind, source=key, class_names=cnames, weights=weights
+                    values,
+                    labels,
+                    kind=kind,
+                    source=key,
+                    class_names=cnames,
+                    weights=weights,
+                    multilabel=multilabel,
                 )
             )
         options: dict[str, Any] = {
             "seed": seed, "n_bins": n_bins, "binning": binning, "resamples": resamples
         }  # fmt: skip
         if len(checked) == 1 and not isinstance(predictions, Mapping) and names is None:
+            if checked[0].multilabel:
+                from . import _multilabel
+
+                return _multilabel.compute(
+                    checked[0], n_bins=n_bins, binning=binning, resamples=resamples
+                )
             return compute(checked[0], intervals=intervals, **options)
         if not checked:
             raise UsageError("no models given")
@@ -256,6 +299,8 @@ class Report:
 
     def to_json(self) -> str:
         """The summary of ``crossent report --json``, as a JSON string."""
+        from ._summary import to_json
+
         return json.dumps(to_json(self, None), indent=2)
 
     def to_html(self) -> str:
@@ -662,69 +707,3 @@ def compute(
         resamples,
         intervals,
     )
-
-
-def to_json(report: Report, html: str | None) -> dict[str, Any]:
-    """The machine-readable summary (``--json``)."""
-
-    def clean(d: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()
-        }
-
-    def per_class(s: Scored) -> dict[str, list[float | None]]:
-        return {k: [x if math.isfinite(x) else None for x in v] for k, v in s.per_class.items()}
-
-    def intervals(s: Scored) -> dict[str, dict[str, float]] | None:
-        if s.intervals is None:
-            return None
-        return {name: clean(asdict(ci)) for name, ci in s.intervals.intervals.items()}
-
-    def parts(s: Scored) -> dict[str, float] | None:
-        return None if s.brier_parts is None else clean(asdict(s.brier_parts))
-
-    def risk(s: Scored) -> dict[str, float] | None:
-        r = s.risk
-        if r is None:
-            return None
-        return {"aurc": r.aurc, "optimal_aurc": r.optimal_aurc, "excess_aurc": r.excess_aurc}
-
-    p = report.predictions
-    d = report.decomposition
-    return {
-        "source": p.source,
-        "examples": int(p.values.shape[0]),
-        "classes": int(p.values.shape[1]),
-        "kind": p.kind,
-        "class_names": p.class_names,
-        "bins": report.n_bins,
-        "binning": report.binning,
-        "binary": int(p.values.shape[1]) == 2,
-        "weighted": p.weights is not None,
-        "total_weight": None if p.weights is None else float(p.weights.sum()),
-        "resamples": report.resamples,
-        "intervals": report.intervals if report.resamples else None,
-        "confidence_level": CONFIDENCE_LEVEL if report.resamples else None,
-        "before": clean(report.before.metrics),
-        "intervals_before": intervals(report.before),
-        "intervals_after": intervals(report.after) if report.after else None,
-        "brier_decomposition_before": parts(report.before),
-        "brier_decomposition_after": parts(report.after) if report.after else None,
-        "risk_coverage_before": risk(report.before),
-        "risk_coverage_after": risk(report.after) if report.after else None,
-        "smooth_ece_bandwidth": report.before.smooth.bandwidth if report.before.smooth else None,
-        "after_temperature": clean(report.after.metrics) if report.after else None,
-        "temperatures": report.temperatures,
-        "decomposition_nats": None
-        if d is None
-        else {
-            "log_loss": d.log_loss,
-            "calibration": d.calibration,
-            "refinement": d.refinement,
-            "temperature": d.temperature,
-        },
-        "per_class_before": per_class(report.before),
-        "per_class_after": per_class(report.after) if report.after else None,
-        "notes": p.notes + report.notes,
-        "html": html,
-    }

@@ -163,7 +163,8 @@ class Predictions:
     ``dtype`` and row slicing, ``values[a:b]``, that reads the rows on demand. ``kind`` is
     "probs" or "logits"; ``class_names`` one name per class; ``notes`` the findings worth
     showing (diagnostics, how the kind was decided); ``weights`` the per-example weights, or
-    None.
+    None. Multi-label (``multilabel``): ``labels`` is (N, K) bool and ``values`` K
+    independent probabilities (or logits) per example.
     """
 
     values: Any
@@ -173,6 +174,7 @@ class Predictions:
     class_names: list[str]
     notes: list[str] = field(default_factory=list)
     weights: np.ndarray | None = None  # (N,) float64, finite, >= 0, not all 0
+    multilabel: bool = False  # labels (N, K) bool: K independent 0/1 labels per example
 
 
 def _error(message: str) -> UsageError:
@@ -413,8 +415,9 @@ def _first(mask: np.ndarray, start: int) -> tuple[int, int] | None:
     return int(i) + start, int(j)
 
 
-def _scan(values: Any, labels: np.ndarray) -> _Scan:
-    """One pass over the values, a block of rows at a time."""
+def _scan(values: Any, labels: np.ndarray | None) -> _Scan:
+    """One pass over the values, a block of rows at a time (``labels`` None: multi-label,
+    no label column to look up)."""
     scan = _Scan()
     worst = -1.0
     for start, stop, v in row_blocks(values):
@@ -439,7 +442,9 @@ def _scan(values: Any, labels: np.ndarray) -> _Scan:
             empty = np.isneginf(v).all(axis=1)
             if empty.any():
                 scan.all_neginf_row = int(np.argmax(empty)) + start
-        scan.zero_label_probs += int((v[np.arange(stop - start), labels[start:stop]] == 0).sum())
+        if labels is not None:
+            rows = np.arange(stop - start)
+            scan.zero_label_probs += int((v[rows, labels[start:stop]] == 0).sum())
     if scan.first_nan is not None:
         i, j = scan.first_nan
         raise _error(f"predictions hold {scan.nan} NaN value(s); the first at row {i}, class {j}")
@@ -560,6 +565,7 @@ def load_predictions(
     label_key: str | None = None,
     class_names: list[str] | None = None,
     weights: Any = None,
+    multilabel: bool | None = None,
 ) -> Predictions:
     """Read and validate predictions and labels (see the module notes); ``class_names`` (in
     the order of the prediction columns) replaces the names of a table's columns.
@@ -610,33 +616,18 @@ def load_predictions(
             raise _error(f"{len(class_names)} class names for {k} columns of predictions")
         names = class_names
     predictions = from_arrays(
-        values, labels, kind=kind, source=str(path), key=key, class_names=names, weights=weights
+        values,
+        labels,
+        kind=kind,
+        source=str(path),
+        key=key,
+        class_names=names,
+        weights=weights,
+        multilabel=multilabel,
     )
     if weight_key is not None:
         predictions.notes.insert(0, f"weighted by the {weight_key!r} of {path.name}")
     return predictions
-
-
-def check_weights(weights: Any, n: int) -> np.ndarray:
-    """Per-example weights as float64 ``(N,)``: numbers, finite, >= 0, not all 0 (the rule of
-    the calibration functions' ``weights=``, with the report's one-line errors)."""
-    w = np.asarray(weights)
-    if w.dtype == bool:
-        w = w.astype(np.float64)
-    if not _numeric(w.dtype):
-        raise _error(f"weights must be numbers; got dtype {w.dtype}")
-    if w.ndim == 2 and w.shape[1] == 1:
-        w = w[:, 0]
-    if w.shape != (n,):
-        raise _error(f"weights must be one number per example, shape ({n},); got shape {w.shape}")
-    w = w.astype(np.float64)
-    bad = ~((w >= 0) & (w < np.inf))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise _error(f"weights must be finite and >= 0; found {w[i]} at index {i}")
-    if not w.sum() > 0:
-        raise _error("weights are all 0: their sum is the denominator of every mean")
-    return w
 
 
 def from_arrays(
@@ -648,10 +639,29 @@ def from_arrays(
     key: str = "",
     class_names: list[str] | None = None,
     weights: Any = None,
+    multilabel: bool | None = None,
 ) -> Predictions:
-    """Validate predictions and labels given as arrays (the checks every file goes through)."""
-    values, binary = _binary_columns(values, kind, key)
+    """Validate predictions and labels given as arrays (the checks every file goes through).
+
+    ``multilabel``: None detects it (labels of the predictions' 2-D shape), True requires it.
+    """
+    from . import _multilabel
+    from ._weights import check_weights, weights_note
+
     labels = np.asarray(labels)
+    if multilabel or (multilabel is None and _multilabel.looks_multilabel(values, labels)):
+        w = None if weights is None else check_weights(weights, int(labels.shape[0]))
+        return _multilabel.check(
+            values,
+            labels,
+            kind=kind,
+            source=source,
+            key=key,
+            class_names=class_names,
+            weights=w,
+            detected=multilabel is None,
+        )
+    values, binary = _binary_columns(values, kind, key)
     if labels.dtype.kind in "USO":
         labels = _labels_by_name(labels, class_names)
     values, labels = _check(values, labels)
@@ -672,10 +682,8 @@ def from_arrays(
         names = [str(i) for i in range(values.shape[1])]
     w = None if weights is None else check_weights(weights, len(labels))
     if w is not None:
-        zero = int((w == 0).sum())
         notes.append(
-            f"per-example weights: every mean is weighted, sum w x / sum w (total weight "
-            f"{w.sum():.6g}{f', {zero:,} examples of weight 0' if zero else ''}); the AURC and "
-            "the risk-coverage curve have no weighted form here and are left out"
+            weights_note(w) + "; the AURC and the risk-coverage curve have no weighted form "
+            "here and are left out"
         )
     return Predictions(values, labels, kind, source, names, notes, w)
