@@ -185,3 +185,18 @@ def test_hostile_weights_are_named(weights, match) -> None:
             call()
     with pytest.raises(ValueError, match="debias=True needs unweighted"):
         cal.expected_calibration_error(probs, labels, weights=[1, 1, 1], norm="l2", debias=True)
+
+
+def test_weights_on_every_backend(xp, data) -> None:
+    """The same weighted figures on every array library (weights of the probabilities' kind)."""
+    from conftest import to_np
+
+    probs, labels, w, _ = data
+    p, y, weights = xp.asarray(probs), xp.asarray(labels), xp.asarray(w)
+    for fn in (cal.brier_score, cal.log_loss, cal.top_k_accuracy):
+        ours = float(to_np(fn(p, y, weights=weights)))
+        assert ours == pytest.approx(float(fn(probs, labels, weights=w)), rel=1e-5)
+    for scope in ("top_label", "classwise"):
+        ours = cal.expected_calibration_error(p, y, weights=weights, scope=scope)
+        ref = cal.expected_calibration_error(probs, labels, weights=w, scope=scope)
+        assert float(to_np(ours)) == pytest.approx(float(ref), rel=1e-5), scope

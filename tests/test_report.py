@@ -367,6 +367,12 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
     html = tmp_path / "report.html"
     code, _, err = run(capsys, monkeypatch, "report", "-o", str(html))
     assert code == 0, err
+    rng = np.random.default_rng(0)  # a multi-label page too: 30 labels, the worst 20 shown
+    z = rng.normal(0, 2, (200, 30))
+    np.savez(tmp_path / "ml.npz", logits=z, labels=(rng.uniform(size=z.shape) < 0.3))
+    multi = tmp_path / "ml.html"
+    code, _, err = run(capsys, monkeypatch, "report", str(tmp_path / "ml.npz"), "-o", str(multi))
+    assert code == 0, err
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -394,8 +400,19 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
             rows = page.locator("table").nth(2).locator("tbody tr").count()
             headings = page.locator("h2").all_inner_texts()
             intervals = page.locator("td.ci").count()
+            page.goto(multi.as_uri(), wait_until="load")
+            multi_images = page.evaluate(
+                "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
+            )
+            label_rows = page.locator("table").nth(1).locator("tbody tr").count()
         finally:
             browser.close()
+    assert [alt for alt, *_ in multi_images] == [
+        "reliability diagram of the pooled pairs",
+        "per-label ECE against prevalence",
+    ]
+    assert all(complete and width > 0 for _, complete, width in multi_images)
+    assert label_rows == 20
     assert [alt for alt, *_ in images] == [
         "reliability diagram",
         "risk-coverage curve",
@@ -953,6 +970,11 @@ def test_weights_from_a_file_a_key_or_a_column_weigh_every_metric(
     assert per_class["cross_entropy"] == pytest.approx(
         repeated.before.per_class["cross_entropy"], rel=1e-9
     )
+    # a binary problem: the reliability of P(y = 1), weighted
+    p1, y1 = probs[:, 0], (labels == 0).astype(np.int64)
+    binary = Report.from_arrays(p1, y1, weights=w, resamples=0).before.metrics
+    plain = Report.from_arrays(p1[rows], y1[rows], resamples=0).before.metrics
+    assert binary["ece_positive"] == pytest.approx(plain["ece_positive"], rel=1e-9)
     # the page says the curve is left out; the bootstrap keeps the weights
     report = Report.from_arrays(probs, labels, weights=w, resamples=20)
     page = report.to_html()

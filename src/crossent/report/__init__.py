@@ -7,6 +7,9 @@ and writes the HTML page, figures embedded. :func:`write_report` does it from Py
 ``crossent report`` command (:mod:`crossent.apps.report`) also prints a summary table or JSON.
 :func:`write_comparison` (``crossent report A B ...``) puts several models of the same labels
 on one page, each difference from the first with its paired bootstrap interval.
+Per-example weights (``weights=``, ``--weights``) weigh every mean; multi-label predictions
+(labels of the predictions' 2-D shape, ``multilabel=``, ``--multilabel``) get a
+:class:`MultilabelReport` (``_multilabel``: per-label and pooled BCE, Brier and ECE).
 
 Scale: time is linear in N x K (each version of the predictions is scored in one pass, each
 temperature fit costs a few passes). Memory is the predictions array when it is read whole
