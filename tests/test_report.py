@@ -312,6 +312,35 @@ def _bad_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
         [npz("ok3", predictions=p, ground_truth=y), "-o", str(tmp / "no" / "r.html")],
         "does not exist",
     )
+    w = np.ones(20)
+    for name, value, message in (
+        ("negative weight", -1.0, "weights must be finite and >= 0; found -1.0 at index 3"),
+        ("nan weight", np.nan, "found nan at index 3"),
+        ("inf weight", np.inf, "found inf at index 3"),
+    ):
+        bad_w = w.copy()
+        bad_w[3] = value
+        cases[name] = (
+            [npz(name.replace(" ", "_"), predictions=p, ground_truth=y, w=bad_w), "--weights", "w"],
+            message,
+        )
+    np.save(tmp / "short_w.npy", w[:-2])
+    cases["weights of the wrong length"] = (
+        [npz("okw", predictions=p, ground_truth=y), "--weights", str(tmp / "short_w.npy")],
+        "shape (20,); got shape (18,)",
+    )
+    cases["all-zero weights"] = (
+        [npz("zw", predictions=p, ground_truth=y, w=0 * w), "--weights", "w"],
+        "weights are all 0",
+    )
+    cases["missing weight key"] = (
+        [npz("okw2", predictions=p, ground_truth=y), "--weights", "nope"],
+        "no array of weights 'nope'",
+    )
+    cases["missing weight file"] = (
+        [npz("okw3", predictions=p, ground_truth=y), "--weights", str(tmp / "nope.npy")],
+        "no such file",
+    )
     return cases
 
 
@@ -337,6 +366,12 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
     sync_api = pytest.importorskip("playwright.sync_api")
     html = tmp_path / "report.html"
     code, _, err = run(capsys, monkeypatch, "report", "-o", str(html))
+    assert code == 0, err
+    rng = np.random.default_rng(0)  # a multi-label page too: 30 labels, the worst 20 shown
+    z = rng.normal(0, 2, (200, 30))
+    np.savez(tmp_path / "ml.npz", logits=z, labels=(rng.uniform(size=z.shape) < 0.3))
+    multi = tmp_path / "ml.html"
+    code, _, err = run(capsys, monkeypatch, "report", str(tmp_path / "ml.npz"), "-o", str(multi))
     assert code == 0, err
     requests: list[str] = []
     with sync_api.sync_playwright() as p:
@@ -365,8 +400,19 @@ def test_report_opens_in_headless_chromium(tmp_path, capsys, monkeypatch) -> Non
             rows = page.locator("table").nth(2).locator("tbody tr").count()
             headings = page.locator("h2").all_inner_texts()
             intervals = page.locator("td.ci").count()
+            page.goto(multi.as_uri(), wait_until="load")
+            multi_images = page.evaluate(
+                "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
+            )
+            label_rows = page.locator("table").nth(1).locator("tbody tr").count()
         finally:
             browser.close()
+    assert [alt for alt, *_ in multi_images] == [
+        "reliability diagram of the pooled pairs",
+        "per-label ECE against prevalence",
+    ]
+    assert all(complete and width > 0 for _, complete, width in multi_images)
+    assert label_rows == 20
     assert [alt for alt, *_ in images] == [
         "reliability diagram",
         "risk-coverage curve",
@@ -888,3 +934,187 @@ def test_many_classes_show_the_worst_first_and_summarize_the_rest() -> None:
     assert table.index(f"<tr><td>c{worst[0]}<") < table.index(f"<tr><td>c{worst[1]}<")
     assert f"the other {60 - CLASS_ROWS} classes" in page
     assert len(json.loads(report.to_json())["per_class_before"]["ece"]) == 60
+
+
+def test_weights_from_a_file_a_key_or_a_column_weigh_every_metric(
+    tmp_path, capsys, monkeypatch, small
+) -> None:
+    """References: the weighted one-shot functions (tested against scikit-learn's
+    sample_weight) and the report on the rows repeated by integer weights."""
+    _, probs, labels = small
+    w = np.random.default_rng(5).integers(0, 4, len(labels)).astype(np.float64)
+    rows = np.repeat(np.arange(len(labels)), w.astype(np.intp))
+    np.savez(tmp_path / "p.npz", probs=probs, labels=labels, w=w)
+    np.save(tmp_path / "w.npy", w)
+    header = ",".join(["a", "b", "c", "d", "label", "weight"])
+    lines = [
+        ",".join([*(repr(float(v)) for v in row), str(y), repr(float(x))])
+        for row, y, x in zip(probs, labels, w, strict=True)
+    ]
+    (tmp_path / "p.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    outputs = []
+    for args in (
+        ["p.npz", "--weights", "w"],
+        ["p.npz", "--weights", str(tmp_path / "w.npy")],
+        ["p.csv", "--weights", "weight"],
+    ):
+        code, out, err = run(
+            capsys, monkeypatch, "report", str(tmp_path / args[0]), *args[1:], "--no-html",
+            "--json", "--resamples", "0",
+        )  # fmt: skip
+        assert code == 0, err
+        outputs.append(json.loads(out))
+    first = outputs[0]
+    assert first["weighted"] and first["total_weight"] == w.sum()
+    assert first["classes"] == 4  # the weight column is no class
+    for other in outputs[1:]:
+        for key, value in first["before"].items():
+            assert other["before"][key] == pytest.approx(value, rel=1e-6), key
+    before = first["before"]
+    assert before["log_loss_nats"] == pytest.approx(float(cal.log_loss(probs, labels, weights=w)))
+    assert before["brier"] == pytest.approx(float(cal.brier_score(probs, labels, weights=w)))
+    assert before["accuracy"] == pytest.approx(float(cal.top_k_accuracy(probs, labels, weights=w)))
+    assert "aurc" not in before and first["risk_coverage_before"] is None
+    from crossent.report import Report
+
+    repeated = Report.from_arrays(probs[rows], labels[rows], resamples=0)
+    for key in ("ece", "ece_classwise", "mce", "rmsce", "entropy_nats", "smooth_ece"):
+        assert before[key] == pytest.approx(repeated.before.metrics[key], rel=1e-9), key
+    d = first["decomposition_nats"]
+    assert d["temperature"] == pytest.approx(repeated.decomposition.temperature, rel=1e-6)
+    per_class = first["per_class_before"]
+    assert per_class["cross_entropy"] == pytest.approx(
+        repeated.before.per_class["cross_entropy"], rel=1e-9
+    )
+    # a binary problem: the reliability of P(y = 1), weighted
+    p1, y1 = probs[:, 0], (labels == 0).astype(np.int64)
+    binary = Report.from_arrays(p1, y1, weights=w, resamples=0).before.metrics
+    plain = Report.from_arrays(p1[rows], y1[rows], resamples=0).before.metrics
+    assert binary["ece_positive"] == pytest.approx(plain["ece_positive"], rel=1e-9)
+    # the page says the curve is left out; the bootstrap keeps the weights
+    report = Report.from_arrays(probs, labels, weights=w, resamples=20)
+    page = report.to_html()
+    assert "Left out: the examples are weighted" in page
+    assert page.count("data:image/png;base64,") == 4
+    assert "aurc" not in report.before.intervals.intervals
+    sharp = probs**2 / (probs**2).sum(axis=1, keepdims=True)
+    both = Report.from_arrays({"a": probs, "b": sharp}, labels, weights=w, resamples=10)
+    paired = cal.bootstrap_difference(
+        probs, sharp, labels, weights=w, n_resamples=10,
+        metrics=["log_loss_nats"],
+    )  # fmt: skip
+    assert both.differences["b"]["log_loss_nats"].low == pytest.approx(paired["log_loss_nats"].low)
+    assert "Left out" in both.to_html()
+    with pytest.raises(UsageError, match=r"found -2\.0 at index 0"):
+        Report.from_arrays(probs, labels, weights=np.r_[-2.0, w[1:]])
+
+
+# ---------------------------------------------------------------- multi-label
+
+
+@pytest.fixture(scope="module")
+def multilabel() -> tuple[np.ndarray, np.ndarray]:
+    """600 examples, 5 labels of different prevalence: over-confident logits, 0/1 labels."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(0, 2.5, (600, 5)) + np.linspace(-2, 1, 5)
+    y = (rng.uniform(size=z.shape) < 1 / (1 + np.exp(-z / 2))).astype(np.int64)
+    return z, y
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torchmetrics' own imports
+def test_multilabel_per_label_and_pooled_against_references(multilabel) -> None:
+    """References: scikit-learn's log_loss and brier_score_loss per column, a float64
+    brute-force ECE per column and over all pairs, torchmetrics' binary calibration error."""
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    from crossent.report import MultilabelReport, Report
+
+    z, y = multilabel
+    p = 1 / (1 + np.exp(-z))
+    for values, kind in ((z, "logits"), (p, "probs")):
+        report = Report.from_arrays(values, y, resamples=0, multilabel=True)
+        assert isinstance(report, MultilabelReport) and report.predictions.kind == kind
+        per = report.per_label
+        for j in range(5):
+            assert per["bce_nats"][j] == pytest.approx(log_loss(y[:, j], p[:, j]), rel=1e-9)
+            assert per["brier"][j] == pytest.approx(brier_score_loss(y[:, j], p[:, j]), rel=1e-9)
+            assert per["ece"][j] == pytest.approx(_binary_ece(p[:, j], y[:, j]), rel=1e-9)
+            assert per["prevalence"][j] == pytest.approx(y[:, j].mean())
+        pooled = report.pooled
+        assert pooled["ece"] == pytest.approx(_binary_ece(p.ravel(), y.ravel()), rel=1e-9)
+        assert pooled["bce_nats"] == pytest.approx(log_loss(y.ravel(), p.ravel()), rel=1e-9)
+        assert pooled["bce_bits"] == pytest.approx(pooled["bce_nats"] / np.log(2))
+        assert pooled["brier"] == pytest.approx(brier_score_loss(y.ravel(), p.ravel()), rel=1e-9)
+        assert report.macro["ece"] == pytest.approx(np.mean(per["ece"]))
+    torch = pytest.importorskip("torch")
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    tm = binary_calibration_error(torch.from_numpy(p.ravel()), torch.from_numpy(y.ravel()))
+    assert report.pooled["ece"] == pytest.approx(float(tm), rel=1e-6)
+
+
+def test_multilabel_weights_apply_to_every_label_of_a_row(multilabel) -> None:
+    from crossent.report import Report
+
+    z, y = multilabel
+    w = np.random.default_rng(9).integers(0, 4, len(y)).astype(np.float64)
+    rows = np.repeat(np.arange(len(y)), w.astype(np.intp))
+    weighted = Report.from_arrays(z, y, weights=w, resamples=0)
+    repeated = Report.from_arrays(z[rows], y[rows], resamples=0)
+    for name, values in repeated.per_label.items():
+        if name != "positives":
+            assert weighted.per_label[name] == pytest.approx(values, rel=1e-9), name
+    for name, value in repeated.pooled.items():
+        assert weighted.pooled[name] == pytest.approx(value, rel=1e-9), name
+    assert any("a row's weight applies to all its labels" in n for n in weighted.predictions.notes)
+
+
+def test_multilabel_from_the_command_line(tmp_path, capsys, monkeypatch, multilabel) -> None:
+    from crossent.report._render import CLASS_ROWS
+
+    z, y = multilabel
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "ml.npz", logits=z, labels=y)
+    code, out, err = run(capsys, monkeypatch, "report", "ml.npz", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["multilabel"] and summary["labels"] == 5
+    assert any(n.startswith("multi-label: detected") for n in summary["notes"])
+    assert len(summary["per_label"]["ece"]) == 5
+    page = Path(summary["html"]).read_text()
+    assert "Multi-label predictions report" in page and page.count("base64,") == 2
+    code, out, _ = run(capsys, monkeypatch, "report", "ml.npz", "--no-html")
+    assert code == 0 and "pooled pairs (micro)" in out and "labels of largest ECE" in out
+    # many labels: the worst first, the rest summarized, every one in the JSON
+    wide = np.tile(z, (1, 12))
+    np.save(tmp_path / "wide.npy", wide)
+    np.save(tmp_path / "wide_labels.npy", np.tile(y, (1, 12)))
+    code, out, err = run(
+        capsys, monkeypatch, "report", "wide.npy", "--labels", "wide_labels.npy", "--multilabel",
+        "--json", "--force",
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    page = Path(summary["html"]).read_text()
+    ece = np.asarray(summary["per_label"]["ece"])
+    table = page[page.index("Per-label table") :]
+    assert table.count("<tr><td>") == CLASS_ROWS
+    assert f"<tr><td>{int(np.argmax(ece))}</td>" in table
+    assert f"the other {60 - CLASS_ROWS} labels" in page
+    # hostile: one line, exit 2
+    np.savez(tmp_path / "two.npz", probs=1 / (1 + np.exp(-z)), labels=2 * y)
+    np.savez(tmp_path / "flat.npz", logits=z, labels=y[:, 0])
+    bad = z.copy()
+    bad[3, 2] = -np.inf
+    np.savez(tmp_path / "neginf.npz", logits=bad, labels=y)
+    for args, message in (
+        (["two.npz"], "multi-label labels must be 0/1"),
+        (["flat.npz", "--multilabel"], "multi-label needs labels of the predictions' shape"),
+        (["neginf.npz"], "found -inf at row 3, label 2"),
+        (["ml.npz", "--kind", "probs"], "outside [0, 1]"),
+        (["ml.npz", "--binning", "quantile"], "multi-label uses equal-width bins"),
+        (["ml.npz", "ml.npz"], "comparing multi-label models is not built"),
+    ):
+        code, out, err = run(capsys, monkeypatch, "report", *args, "--no-html")
+        assert code == 2 and len(err.splitlines()) == 1 and message in err, (args, err)
+        assert "Traceback" not in err

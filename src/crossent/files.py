@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,23 @@ def figure_bytes(fig: Any, /, *, format: str, **options: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format=format, **options)
     return buffer.getvalue()
+
+
+def save_figures(
+    folder: str | os.PathLike[str], figures: Callable[[str], Any], names: Iterable[str], format: str
+) -> list[Path]:
+    """Write ``figures(name)`` for each name to ``folder/<name>.<format>`` (svg, pdf or png),
+    replacing files of those names; the paths written."""
+    if format not in ("svg", "pdf", "png"):
+        raise ValueError(f"format is 'svg', 'pdf' or 'png', not {format!r}")
+    target = Path(folder)
+    if not target.is_dir():
+        raise ValueError(f"{target} is not an existing folder")
+    return [
+        write_output(
+            target / f"{name}.{format}",
+            figure_bytes(figures(name), format=format, bbox_inches="tight"),
+            force=True,
+        )
+        for name in names
+    ]

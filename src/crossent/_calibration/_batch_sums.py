@@ -18,7 +18,7 @@ import numpy as np
 from .._dispatch import bincount
 from .._namespace import Array, default_int, namespace, to_numpy, upcast
 from .._validation import format_index
-from ._binning import _bin_statistics, _flat_bins, _uniform_edges
+from ._binning import _bin_statistics, _uniform_edges, _weighted_sums
 from ._inputs import _precise, _take
 from ._scores import _nll_of_probs
 
@@ -67,8 +67,7 @@ def _binned_sums(
     """Per-bin count, weight, weighted confidence and weighted hits of ``conf`` (N, C), (C, B).
 
     ``hit`` is (N, C) bool or (N,) the hit column of each row, as for ``_bin_statistics``,
-    whose equal-width bins and sums these are; with weights the same bin index feeds weighted
-    bincounts (the binning module's statistics are unweighted).
+    whose equal-width bins and sums these are (with weights, its weighted sums).
     """
     edges = _uniform_edges(xp, n_bins, conf.dtype, getattr(conf, "device", None))
     if w is None:
@@ -82,23 +81,8 @@ def _binned_sums(
             sums,
             xp.astype(stats.sum_hits, sums.dtype),
         )
-    n, columns = (int(d) for d in conf.shape)
-    length = columns * (n_bins + (1 if ones_in_own_bin else 0))
-    flat, hit_flat = _flat_bins(
-        xp, conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
-    )
-    wide = xp.reshape(xp.broadcast_to(w[:, None], (n, columns)), (-1,))
-
-    def count(index: Array, weights: Array | None = None, dropped: int = 0) -> Array:
-        out = bincount(xp, index, length=length + dropped, weights=weights)[:length]
-        return xp.reshape(out, (columns, length // columns))
-
-    # a hit column per row: its bin, weighted by the row's weight; else the non-hits dropped
-    return (
-        count(flat),
-        count(flat, wide),
-        count(flat, wide * _precise(xp, xp.reshape(conf, (-1,)))),
-        count(hit_flat, w if hit.ndim == 1 else wide, dropped=1),
+    return _weighted_sums(
+        xp, conf, hit, w, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
     )
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from .. import _dispatch, _fast
 from .._namespace import Array, _is_array, default_int, namespace, upcast
 from .._validation import check_index_targets, check_unit_interval
-from ._inputs import _choice, _precise, _take
+from ._inputs import _choice, _precise, _sample_weights, _take
 
 BINNINGS = ("uniform", "quantile")
 SCOPES = ("top_label", "classwise")
@@ -299,6 +299,41 @@ def _flat_bins(
     return xp.reshape(flat, (-1,)), hit_flat
 
 
+def _weighted_sums(
+    xp: Any,
+    conf: Array,
+    hit: Array,
+    w: Array,
+    edges: Array,
+    *,
+    right_closed: bool,
+    ones_in_own_bin: bool,
+) -> tuple[Array, Array, Array, Array]:
+    """Per (column, bin) of ``conf`` (N, C): the integer count, and the sums of the weights,
+    of the weighted confidences and of the weighted hits, each (C, nb). ``w`` (N,) is one
+    weight per row, given to every column of the row; ``hit`` as in :func:`_bin_statistics`.
+    """
+    n, columns = (int(d) for d in conf.shape)
+    nb = int(edges.shape[-1]) - (0 if ones_in_own_bin else 1)
+    length = columns * nb
+    flat, hit_flat = _flat_bins(
+        xp, conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+    )
+    wide = xp.reshape(xp.broadcast_to(w[:, None], (n, columns)), (-1,))
+
+    def count(index: Array, weights: Array | None = None, dropped: int = 0) -> Array:
+        out = _dispatch.bincount(xp, index, length=length + dropped, weights=weights)[:length]
+        return xp.reshape(out, (columns, nb))
+
+    # a hit column per row: its bin, weighted by the row's weight; else the non-hits dropped
+    return (
+        count(flat),
+        count(flat, wide),
+        count(flat, wide * _precise(xp, xp.reshape(conf, (-1,)))),
+        count(hit_flat, w if hit.ndim == 1 else wide, dropped=1),
+    )
+
+
 def _bin_statistics(
     xp: Any,
     conf: Array,
@@ -307,10 +342,12 @@ def _bin_statistics(
     *,
     right_closed: bool,
     ones_in_own_bin: bool,
+    weights: Array | None = None,
 ) -> BinStatistics:
     """Statistics of ``conf`` (N, C); ``hit`` is (N, C) bool or (N,) the hit column of each row.
 
-    ``edges`` is (B + 1,) for bins shared by every column, or (C, B + 1).
+    ``edges`` is (B + 1,) for bins shared by every column, or (C, B + 1). With ``weights``
+    (N,) every count and hit is a sum of weights (float).
     """
     columns = int(conf.shape[1])
     n_bins = int(edges.shape[-1]) - 1
@@ -320,25 +357,23 @@ def _bin_statistics(
         edges = edges[0, :]  # the same edges for every column: one search over all values
     per_row = hit.ndim == 1
     counts = sums = hits = None
+    options = {"right_closed": right_closed, "ones_in_own_bin": ones_in_own_bin}
     for start, stop in _row_blocks(xp, conf):
         block = conf[start:stop, :]
         hit_block = hit[start:stop] if per_row else hit[start:stop, :]
-        sparse = _dispatch.sparse_bin_sums(
-            xp, block, hit_block, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
-        )
-        if sparse is not None:
+        if weights is not None:
+            _, c, s, h = _weighted_sums(xp, block, hit_block, weights[start:stop], edges, **options)
+            c, s, h = (xp.reshape(a, (-1,)) for a in (c, s, h))
+        elif (
+            sparse := _dispatch.sparse_bin_sums(xp, block, hit_block, edges, **options)
+        ) is not None:
             c, s, h = sparse
-            counts = c if counts is None else counts + c
-            sums = s if sums is None else sums + s
-            hits = h if hits is None else hits + h
-            continue
-        flat, hit_flat = _flat_bins(
-            xp, block, hit_block, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
-        )
-        weights = _precise(xp, xp.reshape(block, (-1,)))
-        c = _dispatch.bincount(xp, flat, length=length)
-        s = _dispatch.bincount(xp, flat, length=length, weights=weights)
-        h = _dispatch.bincount(xp, hit_flat, length=length + 1)[:length]
+        else:
+            flat, hit_flat = _flat_bins(xp, block, hit_block, edges, **options)
+            values = _precise(xp, xp.reshape(block, (-1,)))
+            c = _dispatch.bincount(xp, flat, length=length)
+            s = _dispatch.bincount(xp, flat, length=length, weights=values)
+            h = _dispatch.bincount(xp, hit_flat, length=length + 1)[:length]
         counts = c if counts is None else counts + c
         sums = s if sums is None else sums + s
         hits = h if hits is None else hits + h
@@ -347,6 +382,8 @@ def _bin_statistics(
         edges = xp.concat([edges, edges[..., -1:]], axis=-1)
     if edges.ndim == 1:
         edges = xp.broadcast_to(edges[None, :], (columns, nb + 1))
+    if weights is not None:  # sums of weights: float
+        return BinStatistics(edges, *(xp.reshape(a, shape) for a in (counts, sums, hits)))
     index_dtype = default_int(xp)
     return BinStatistics(
         edges,
@@ -376,15 +413,24 @@ def _scope_statistics(
     scope: str,
     right_closed: bool,
     ones_in_own_bin: bool,
+    weights: Array | None = None,
 ) -> BinStatistics:
-    """The bin statistics a metric of ``scope`` needs, from checked ``(N, K)`` probabilities."""
+    """The bin statistics a metric of ``scope`` needs, from checked ``(N, K)`` probabilities
+    (with ``weights``, checked per-example weights: quantile edges stay those of the
+    examples, unweighted; the weights weigh what lies in each bin)."""
     conf, hit = _confidence_and_hits(xp, p, y, scope)
     if binning == "uniform":  # one edge row for every column: one search over all values
         edges = _uniform_edges(xp, n_bins, conf.dtype, getattr(conf, "device", None))
     else:
         edges = _bin_edges(xp, conf, n_bins, binning)
     return _bin_statistics(
-        xp, conf, hit, edges, right_closed=right_closed, ones_in_own_bin=ones_in_own_bin
+        xp,
+        conf,
+        hit,
+        edges,
+        right_closed=right_closed,
+        ones_in_own_bin=ones_in_own_bin,
+        weights=weights,
     )
 
 
@@ -447,6 +493,7 @@ def bin_statistics(
     edges: Array,
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
+    weights: Array | None = None,
 ) -> BinStatistics:
     r"""Per-bin count, sum of confidences and number of hits: what every binned metric needs.
 
@@ -474,6 +521,12 @@ def bin_statistics(
     ones_in_own_bin : bool, default False
         With ``right_closed=False``, confidences equal to 1.0 in an extra last bin
         (torchmetrics).
+    weights : array, optional
+        Non-negative weight of each example (row), shape ``(N,)``: then
+        :math:`n_{cb} = \sum_{i : x_{ic} \in B_b} w_i`, :math:`S_{cb} = \sum w_i x_{ic}` and
+        :math:`H_{cb} = \sum w_i [\text{hit}_{ic}]` (floats), which the same formulas turn into
+        weighted calibration errors (scikit-learn's ``sample_weight``: integer weights equal
+        repeated rows).
 
     Returns
     -------
@@ -487,6 +540,10 @@ def bin_statistics(
     >>> stats = cal.bin_statistics([0.9, 0.8, 0.3], [1, 0, 1], edges=[0.0, 0.5, 1.0])
     >>> print(stats.counts, stats.sum_confidence, stats.sum_hits)
     [1 2] [0.3 1.7] [1 1]
+    >>> weighted = cal.bin_statistics([0.9, 0.8, 0.3], [1, 0, 1], edges=[0.0, 0.5, 1.0],
+    ...                               weights=[2.0, 1.0, 1.0])
+    >>> print(weighted.counts, weighted.sum_confidence, weighted.sum_hits)
+    [1. 3.] [0.3 2.6] [1. 2.]
     """
     _check_edge_options(right_closed, ones_in_own_bin)
     xp, (confidence, hits) = namespace(confidence, hits)
@@ -526,6 +583,7 @@ def bin_statistics(
                 raise ValueError("hits must be bool or 0/1 (or one integer column index per row)")
             hits = hits == 1
         hit = hits if conf.ndim == 2 else hits[:, None]
+    w = None if weights is None else _sample_weights(xp, weights, (n,), like=conf)
     stats = _bin_statistics(
         xp,
         conf if conf.ndim == 2 else conf[:, None],
@@ -533,6 +591,7 @@ def bin_statistics(
         edges,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
+        weights=w,
     )
     if conf.ndim == 2:
         return stats

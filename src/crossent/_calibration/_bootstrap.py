@@ -34,11 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import array_api_compat.numpy as xnp
 import numpy as np
 
 from .._information import entropy
-from .._namespace import Array
+from .._namespace import Array, to_numpy
 from ._binning import BinStatistics, _check_binning_options
+from ._inputs import _sample_weights, _shape
 from ._scores import _nll_of_probs, expected_calibration_error
 from ._smooth import _Smoother
 from ._statistics import (
@@ -146,6 +148,7 @@ def bootstrap_intervals(
     binning: str = "uniform",
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
+    weights: Array | None = None,
 ) -> BootstrapResult:
     r"""Percentile bootstrap confidence intervals for the metrics of a prediction set.
 
@@ -192,6 +195,11 @@ def bootstrap_intervals(
         The bins of the ECE, class-wise ECE, MCE and RMSCE, as
         :func:`expected_calibration_error`. The class-wise ECE with quantile bins recomputes
         every class's edges on every resample, at O(N K log N) each: slow at scale.
+    weights : array, optional
+        Non-negative weight of each example (scikit-learn's ``sample_weight``): the metrics
+        are weighted (as the one-shot functions' ``weights=``) and a resampled example keeps
+        its weight (drawn twice, it counts twice its weight). Quantile edges stay those of the
+        resampled examples, unweighted. ``aurc`` has no weighted form and is refused.
 
     Returns
     -------
@@ -217,7 +225,7 @@ def bootstrap_intervals(
     """
     rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     (prepared,), rng, names = _setup(
-        [probs], labels, metrics, n_resamples, confidence_level, seed, rule
+        [probs], labels, metrics, n_resamples, confidence_level, seed, rule, weights
     )
     replicates = _resample([prepared], rng, n_resamples)[0]
     estimate = prepared.evaluate(np.ones((1, prepared.n)))
@@ -238,6 +246,7 @@ def bootstrap_difference(
     binning: str = "uniform",
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
+    weights: Array | None = None,
 ) -> BootstrapResult:
     r"""Paired bootstrap intervals of ``metric(b) - metric(a)`` for two models on the same labels.
 
@@ -261,6 +270,7 @@ def bootstrap_difference(
     labels : array
         Integer labels in [0, K).
     metrics, n_resamples, confidence_level, seed, n_bins, binning, right_closed, ones_in_own_bin
+    weights
         As :func:`bootstrap_intervals`.
 
     Returns
@@ -285,7 +295,7 @@ def bootstrap_difference(
     """
     rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     prepared, rng, names = _setup(
-        [probs_a, probs_b], labels, metrics, n_resamples, confidence_level, seed, rule
+        [probs_a, probs_b], labels, metrics, n_resamples, confidence_level, seed, rule, weights
     )
     a, b = _resample(prepared, rng, n_resamples)
     ones = np.ones((1, prepared[0].n))
@@ -306,6 +316,7 @@ def _setup(
     confidence_level: float,
     seed: int | np.random.Generator | None,
     rule: _BinRule,
+    weights: Array | None,
 ) -> tuple[list[_Model], np.random.Generator, list[str]]:
     _check_binning_options(
         rule.n_bins, rule.binning, "top_label", rule.right_closed, rule.ones_in_own_bin
@@ -327,7 +338,16 @@ def _setup(
         )
     checked = [_numpy_probs(p, labels) for p in probs]
     names = _metric_names(metrics, checked[0][1].shape[1])
-    return [_Model(xp, p, y, names, rule) for xp, p, y in checked], rng, names
+    sw = None
+    if weights is not None:
+        if "aurc" in names:
+            raise ValueError(
+                "aurc has no weighted form here (its closed form counts whole examples); "
+                "leave it out of metrics when giving weights"
+            )
+        host = weights if isinstance(weights, (list, tuple)) else to_numpy(weights)
+        sw = np.asarray(_sample_weights(xnp, host, _shape(labels), like=checked[0][1]))
+    return [_Model(xp, p, y, names, rule, sw) for xp, p, y in checked], rng, names
 
 
 def _generator(seed: int | np.random.Generator | None) -> np.random.Generator:
@@ -402,7 +422,8 @@ class _Model:
     """Per-example summaries of one model, and every asked metric under resampling weights.
 
     ``evaluate(weights)`` takes weights of shape ``(R, N)`` (counts; all ones for the examples
-    as given) and returns each metric's ``R`` values.
+    as given) and returns each metric's ``R`` values; an example's weight is its count times
+    its ``sample_weight``.
     """
 
     def __init__(
@@ -412,8 +433,10 @@ class _Model:
         y: np.ndarray,
         names: list[str],
         rule: _BinRule,
+        sample_weight: np.ndarray | None = None,
     ) -> None:
         self.n, self.k = p.shape
+        self.sample_weight = sample_weight
         self.names = set(names)
         self.p, self.y = p, y
         self.rule = rule
@@ -495,14 +518,15 @@ class _Model:
         self.count_hit_rows = np.concatenate([self.upper_rows, np.arange(self.n)])
         self.count_hit_keys = np.concatenate([self.upper_keys, self.label_keys + self.k * m])
 
-    def evaluate(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        n = self.n
+    def evaluate(self, counts: np.ndarray) -> dict[str, np.ndarray]:
+        weights = counts if self.sample_weight is None else counts * self.sample_weight
         out: dict[str, np.ndarray] = {}
         need = self.names.__contains__
         # The means: one (R, N) x (N, columns) product.
         sums = weights @ self.table if self.table is not None else None
         if sums is not None:
-            means = {name: sums[:, i] / n for name, i in self.layout.items()}
+            total = weights.sum(axis=1)
+            means = {name: sums[:, i] / total for name, i in self.layout.items()}
             if "nll" in means:
                 out["log_loss_nats"] = means["nll"]
                 out["log_loss_bits"] = means["nll"] / math.log(2.0)
@@ -517,11 +541,11 @@ class _Model:
                 if need(name):
                     out[name] = means[column]
         if self.binned_top:
-            stats = self._top_bins(weights)
+            stats = self._top_bins(counts, weights)
             for name, norm in (("ece", "l1"), ("mce", "max"), ("rmsce", "l2")):
                 out[name] = stats.calibration_error(norm=norm, average=False)
         if need("ece_classwise"):
-            out["ece_classwise"] = self._classwise_ece(weights)
+            out["ece_classwise"] = self._classwise_ece(counts, weights)
         if need("smooth_ece"):
             out["smooth_ece"] = np.array([self.smoother.fixed_point(w)[0] for w in weights])
         if need("aurc"):
@@ -529,23 +553,24 @@ class _Model:
             out["aurc"] = np.array([_aurc(*g.cumulative(w), h) for w in weights])
         return {name: out[name] for name in self.names}
 
-    def _top_bins(self, weights: np.ndarray) -> BinStatistics:
+    def _top_bins(self, counts: np.ndarray, weights: np.ndarray) -> BinStatistics:
         """Per resample (a row) and bin: the weighted count, sum of confidences and hits.
 
         Uniform bins are fixed; quantile edges are those of the resample's own confidences
-        (its sorted confidences are the sorted ones repeated by their counts), as the metric
-        computes them.
+        (its sorted confidences are the sorted ones repeated by their ``counts``), as the
+        metric computes them.
         """
         rule = self.rule
         slots = rule.slots
         shape = (weights.shape[0], slots)
         count, confidence, hits = np.empty(shape), np.empty(shape), np.empty(shape)
         edges = []
-        for i, w in enumerate(weights):
+        for i, (drawn_count, w) in enumerate(zip(counts, weights, strict=True)):
             if rule.binning == "uniform":
                 bins, keys, row = self.top_bins, self.top_keys, self.top_edges
             else:
-                drawn = np.repeat(self.conf_sorted, w[self.conf_order].astype(np.intp))
+                order = self.conf_order
+                drawn = np.repeat(self.conf_sorted, drawn_count[order].astype(np.intp))
                 row = rule.edges(np, drawn[:, None])
                 bins = _entry_bins(self.conf, 0, row)
                 keys = bins + self.hit_offset
@@ -557,15 +582,16 @@ class _Model:
             confidence[i] = np.bincount(bins, w * self.conf64, minlength=slots)
         return BinStatistics(np.stack(edges), count, confidence, hits)
 
-    def _classwise_ece(self, weights: np.ndarray) -> np.ndarray:
+    def _classwise_ece(self, counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
         k, n = self.k, self.n
         if not self.classwise:
             # Quantile edges of every class move with the resample: the metric itself, on the
             # resampled rows (their order does not matter).
             rule = self.rule
             values = []
-            for w in weights:
-                rows = np.repeat(np.arange(n), w.astype(np.intp))
+            for drawn in counts:
+                rows = np.repeat(np.arange(n), drawn.astype(np.intp))
+                sw = self.sample_weight
                 ece = expected_calibration_error(
                     self.p[rows],
                     self.y[rows],
@@ -574,6 +600,7 @@ class _Model:
                     scope="classwise",
                     right_closed=rule.right_closed,
                     ones_in_own_bin=rule.ones_in_own_bin,
+                    weights=None if sw is None else sw[rows],
                 )
                 values.append(float(ece))
             return np.array(values)
@@ -589,7 +616,7 @@ class _Model:
         return out
 
     def _classwise_block(self, weights: np.ndarray, totals: np.ndarray) -> np.ndarray:
-        k, n, m, r = self.k, self.n, self.slots, weights.shape[0]
+        k, m, r = self.k, self.slots, weights.shape[0]
         count, confidence, hits = (np.empty((r, k, m)) for _ in range(3))
         upper = self.upper_rows.shape[0]
         for i, w in enumerate(weights):
@@ -600,8 +627,8 @@ class _Model:
             confidence[i] = np.bincount(
                 self.upper_keys, drawn[:upper] * self.upper_values, minlength=k * m
             ).reshape(k, m)
-        # the first bin holds what the others leave of each class (the weights sum to N)
-        count[:, :, 0] = n - count[:, :, 1:].sum(axis=2)
+        # the first bin holds what the others leave of each class's total weight
+        count[:, :, 0] = weights.sum(axis=1)[:, None] - count[:, :, 1:].sum(axis=2)
         confidence[:, :, 0] = totals - confidence[:, :, 1:].sum(axis=2)
         # each (resample, class) a column of the one-shot formula, whose classes are averaged
         # as the one-shot averages them

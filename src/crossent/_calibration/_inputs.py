@@ -11,10 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .._namespace import Array, is_concrete, namespace, numel, result_dtype, upcast
+from .._semantics import reduce
 from .._validation import (
     check_base,
     check_index_targets,
+    check_nonnegative_array,
     check_unit_interval,
     first_bad,
     format_index,
@@ -114,3 +118,45 @@ def _check_finite_or_neg_inf(xp: Any, z: Array, name: str) -> None:
         raise ValueError(
             f"{name} must be finite (or -inf); found {value} at index {format_index(index)}"
         )
+
+
+def _sample_weights(xp: Any, weights: Any, shape: tuple[int, ...], *, like: Array) -> Array:
+    """Per-example weights checked once for every metric: flat float64 (where the library has
+    it), of the labels' ``shape``, finite, >= 0 and not all 0 (their sum divides every mean).
+    """
+    w = xp.asarray(weights, device=getattr(like, "device", None))
+    if w.dtype == xp.bool or xp.isdtype(w.dtype, "integral"):
+        w = xp.astype(w, xp.asarray(0.0).dtype)
+    if not xp.isdtype(w.dtype, "real floating"):
+        raise TypeError(f"weights must be real numbers, got dtype {w.dtype}")
+    if tuple(w.shape) != tuple(shape):
+        raise ValueError(
+            f"weights must have the labels' shape {tuple(shape)}, one per example; "
+            f"got shape {tuple(w.shape)}"
+        )
+    w = _precise(xp, xp.reshape(w, (-1,)))
+    if is_concrete(w):
+        check_nonnegative_array(xp, w, "weights")
+        if not float(xp.sum(w)) > 0:
+            raise ValueError(
+                "weights must not all be 0: their sum is the denominator of every mean"
+            )
+    return w
+
+
+def _shape(a: Any) -> tuple[int, ...]:
+    """The shape of an array or of nested lists (without converting an array)."""
+    if hasattr(a, "shape"):
+        return tuple(int(d) for d in a.shape)
+    return tuple(np.shape(a))
+
+
+def _mean(xp: Any, x: Array, weights: Array | None) -> Array:
+    r"""The mean of per-example values, or their weighted mean :math:`\sum_i w_i x_i / \sum_i w_i`
+    (scikit-learn's ``sample_weight``): the loss rule's reduction with the weights' sum as the
+    normalizer."""
+    if weights is None:
+        return xp.mean(x)
+    x = _precise(xp, x)
+    total = xp.sum(weights)
+    return reduce(xp, x, "mean", total, sample_weight=weights, normalizer=total)

@@ -19,11 +19,19 @@ from ._inputs import (
     _check_finite_or_neg_inf,
     _choice,
     _log_of_base,
+    _mean,
     _out,
     _prepare,
     _prepare_probs,
+    _sample_weights,
+    _shape,
     _take,
 )
+
+
+def _weights_of(xp: Any, weights: Any, labels: Any, p: Array) -> Array | None:
+    return None if weights is None else _sample_weights(xp, weights, _shape(labels), like=p)
+
 
 # ---------------------------------------------------------------- reliability and ECE
 
@@ -38,6 +46,7 @@ def reliability_curve(
     scope: str = "top_label",
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
+    weights: Array | None = None,
 ) -> ReliabilityCurve:
     r"""Count, mean confidence and accuracy in each confidence bin: a reliability diagram's data.
 
@@ -67,6 +76,11 @@ def reliability_curve(
     ones_in_own_bin : bool, default False
         With ``right_closed=False``, put confidences equal to 1.0 in an extra bin, as
         torchmetrics does.
+    weights : array, optional
+        Non-negative weight of each example, the labels' shape (scikit-learn's
+        ``sample_weight``): a bin's count is its weight and its means are weighted, so
+        integer weights equal repeated examples.
+        Quantile edges stay the quantiles of the examples (unweighted).
 
     Returns
     -------
@@ -91,6 +105,7 @@ def reliability_curve(
         scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
+        weights=_weights_of(xp, weights, labels, p),
     )
     curve = stats.reliability_curve()
     edges, counts, conf, acc = curve.edges, curve.counts, curve.confidence, curve.accuracy
@@ -113,6 +128,7 @@ def expected_calibration_error(
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
     debias: bool = False,
+    weights: Array | None = None,
 ) -> Array:
     r"""Expected calibration error: the binned gap between confidence and accuracy.
 
@@ -153,7 +169,12 @@ def expected_calibration_error(
         With ``right_closed=False``: confidences equal to 1.0 form their own bin, which
         reproduces torchmetrics' ``MulticlassCalibrationError`` exactly (torchmetrics #3510).
     debias : bool, default False
-        The debiased l2 estimator of Kumar et al. (2019).
+        The debiased l2 estimator of Kumar et al. (2019) (needs unweighted examples).
+    weights : array, optional
+        Non-negative weight of each example, the labels' shape (scikit-learn's
+        ``sample_weight``): a bin's count is its weight and its means are weighted, so
+        integer weights equal repeated examples.
+        Quantile edges stay the quantiles of the examples (unweighted).
 
     Returns
     -------
@@ -180,6 +201,8 @@ def expected_calibration_error(
         raise ValueError(
             f"debias=True is the debiased l2 estimator; it needs norm='l2', got {norm!r}"
         )
+    if debias and weights is not None:
+        raise ValueError("debias=True needs unweighted examples (it uses the bin counts)")
     xp, p, y, dtype = _prepare_probs(probs, labels)
     stats = _scope_statistics(
         xp,
@@ -190,6 +213,7 @@ def expected_calibration_error(
         scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
+        weights=_weights_of(xp, weights, labels, p),
     )
     return _out(xp, stats.calibration_error(norm=norm, debias=debias), dtype)
 
@@ -197,7 +221,7 @@ def expected_calibration_error(
 # ---------------------------------------------------------------- proper scores and accuracy
 
 
-def brier_score(probs: Array, labels: Array, /) -> Array:
+def brier_score(probs: Array, labels: Array, /, *, weights: Array | None = None) -> Array:
     r"""Multiclass Brier score: the mean squared distance to the one-hot label.
 
     .. math:: \text{BS} = \frac{1}{N} \sum_i \sum_k (p_{ik} - [y_i = k])^2 \in [0, 2]
@@ -211,6 +235,10 @@ def brier_score(probs: Array, labels: Array, /) -> Array:
         Predicted probabilities, shape ``(..., K)`` or ``(N,)`` (binary class-1 probability).
     labels : array
         Integer labels in [0, K).
+    weights : array, optional
+        Non-negative weight of each example, the labels' shape (scikit-learn's
+        ``sample_weight``): every mean is :math:`\sum_i w_i x_i / \sum_i w_i`, so integer
+        weights equal repeated examples.
 
     Returns
     -------
@@ -226,7 +254,8 @@ def brier_score(probs: Array, labels: Array, /) -> Array:
     xp, p, y, dtype = _prepare_probs(probs, labels)
     # p - onehot(y) without the (N, K) one-hot: a copy with 1 subtracted at each label
     diff = _dispatch.subtract_at(xp, xp.asarray(p, copy=True), y, xp.ones_like(y, dtype=p.dtype))
-    return _out(xp, xp.mean(xp.sum(diff * diff, axis=-1)), dtype)
+    w = _weights_of(xp, weights, labels, p)
+    return _out(xp, _mean(xp, xp.sum(diff * diff, axis=-1), w), dtype)
 
 
 def _nll_of_probs(xp: Any, p: Array, y: Array, eps: float | None) -> Array:
@@ -236,7 +265,13 @@ def _nll_of_probs(xp: Any, p: Array, y: Array, eps: float | None) -> Array:
 
 
 def log_loss(
-    probs: Array, labels: Array, /, *, base: float | None = None, eps: float | None = None
+    probs: Array,
+    labels: Array,
+    /,
+    *,
+    base: float | None = None,
+    eps: float | None = None,
+    weights: Array | None = None,
 ) -> Array:
     r"""Mean negative log-likelihood of the labels (cross-entropy of the predictions).
 
@@ -256,6 +291,10 @@ def log_loss(
         Logarithm base: None for nats, 2 for bits.
     eps : float, optional
         The clip; default the machine epsilon of the probabilities' dtype (0 disables it).
+    weights : array, optional
+        Non-negative weight of each example, the labels' shape (scikit-learn's
+        ``sample_weight``): every mean is :math:`\sum_i w_i x_i / \sum_i w_i`, so integer
+        weights equal repeated examples.
 
     Returns
     -------
@@ -270,7 +309,8 @@ def log_loss(
     """
     log_b = _log_of_base(base)
     xp, p, y, dtype = _prepare_probs(probs, labels)
-    return _out(xp, xp.mean(_nll_of_probs(xp, p, y, eps)) / log_b, dtype)
+    w = _weights_of(xp, weights, labels, p)
+    return _out(xp, _mean(xp, _nll_of_probs(xp, p, y, eps), w) / log_b, dtype)
 
 
 def label_perplexity(probs: Array, labels: Array, /, *, eps: float | None = None) -> Array:
@@ -306,7 +346,9 @@ def label_perplexity(probs: Array, labels: Array, /, *, eps: float | None = None
     return _out(xp, xp.exp(xp.mean(_nll_of_probs(xp, p, y, eps))), dtype)
 
 
-def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
+def top_k_accuracy(
+    scores: Array, labels: Array, /, *, k: int = 1, weights: Array | None = None
+) -> Array:
     r"""Fraction of examples whose label is among the k highest scores.
 
     .. math:: \frac{1}{N} \sum_i \big[\, \#\{c : s_{ic} > s_{i y_i}\} < k \,\big]
@@ -322,6 +364,10 @@ def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
         Integer labels in [0, K).
     k : int, default 1
         How many top classes count as right.
+    weights : array, optional
+        Non-negative weight of each example, the labels' shape (scikit-learn's
+        ``sample_weight``): every mean is :math:`\sum_i w_i x_i / \sum_i w_i`, so integer
+        weights equal repeated examples.
 
     Returns
     -------
@@ -340,4 +386,5 @@ def top_k_accuracy(scores: Array, labels: Array, /, *, k: int = 1) -> Array:
     xp, s, y, dtype = _prepare(scores, labels, name="scores")
     _check_finite_or_neg_inf(xp, s, "scores")
     above = xp.count_nonzero(s > _take(xp, s, y)[:, None], axis=-1)
-    return _out(xp, xp.mean(xp.astype(above < k, s.dtype)), dtype)
+    w = _weights_of(xp, weights, labels, s)
+    return _out(xp, _mean(xp, xp.astype(above < k, s.dtype), w), dtype)

@@ -44,9 +44,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import array_api_compat.numpy as xnp
 import numpy as np
 
 from .._namespace import Array
+from ._inputs import _sample_weights
 from ._statistics import _numpy_probs, _summaries
 
 # relplot's search: ten halvings of [0, 1]; bandwidths below 0.001 count as too small.
@@ -130,10 +132,18 @@ def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None
 
 
 def smooth_ece_from_summaries(
-    confidence: Array, correct: Array, /, *, bandwidth: float | None = None
+    confidence: Array,
+    correct: Array,
+    /,
+    *,
+    bandwidth: float | None = None,
+    weights: Array | None = None,
 ) -> SmoothECE:
     """:func:`smooth_ece` from each example's top-class confidence and whether the top class is
     right (a language model's token summaries, or a report's per-example data).
+
+    ``weights`` (non-negative, one per example) weigh each example's kernel mass and residual
+    (integer weights equal repeated examples).
 
     Examples
     --------
@@ -144,16 +154,21 @@ def smooth_ece_from_summaries(
     if bandwidth is not None:
         bandwidth = _check_bandwidth(bandwidth)
     conf, hit = _summaries(confidence, correct)
-    return _smooth_ece_of(conf, hit, bandwidth)
+    w = None
+    if weights is not None:
+        w = np.asarray(_sample_weights(xnp, np.asarray(weights), conf.shape, like=conf))
+    return _smooth_ece_of(conf, hit, bandwidth, w)
 
 
-def _smooth_ece_of(conf: np.ndarray, hit: np.ndarray, bandwidth: float | None) -> SmoothECE:
-    """Smooth ECE of top-class confidences and hits."""
+def _smooth_ece_of(
+    conf: np.ndarray, hit: np.ndarray, bandwidth: float | None, w: np.ndarray | None = None
+) -> SmoothECE:
+    """Smooth ECE of top-class confidences and hits (weighted by ``w``)."""
     conf = np.asarray(conf, dtype=np.float64)
     smoother = _Smoother(conf, conf - hit)
     if bandwidth is not None:
-        return SmoothECE(smoother.value(bandwidth, None), bandwidth)
-    value, sigma = smoother.fixed_point(None)
+        return SmoothECE(smoother.value(bandwidth, w), bandwidth)
+    value, sigma = smoother.fixed_point(w)
     return SmoothECE(value, sigma)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._namespace import Array, to_numpy
 from ._binning import _bin_edges, _bin_index, _check_binning_options
-from ._inputs import _prepare_probs
+from ._inputs import _prepare_probs, _sample_weights, _shape
 
 # Rows per block of the passes over an (N, K) matrix: bounds the temporaries (a mask, the
 # float64 copy of the block) to a few tens of MB whatever N is.
@@ -274,8 +274,11 @@ def _top_label_sums(conf: np.ndarray, hit: np.ndarray, edges: _Edges) -> _Sums:
     return count(None), count(f), count(f * f), count(hit), count(f * hit)
 
 
-def _classwise_sums(p: np.ndarray, y: np.ndarray, edges: _Edges) -> _Sums:
-    """Per (class, bin): count, sum of f, of f^2, of the outcome, and of f where it is 1.
+def _classwise_sums(
+    p: np.ndarray, y: np.ndarray, edges: _Edges, w: np.ndarray | None = None
+) -> _Sums:
+    """Per (class, bin): count, sum of f, of f^2, of the outcome, and of f where it is 1
+    (each term weighted by its example's weight in ``w``, when given).
 
     The entries outside the first bin are binned one by one; the first bin of each class is
     its column total minus the other bins, so the pass over the matrix is a column sum.
@@ -287,25 +290,29 @@ def _classwise_sums(p: np.ndarray, y: np.ndarray, edges: _Edges) -> _Sums:
     s2 = np.zeros(k * m)
     total1 = np.zeros(k)
     total2 = np.zeros(k)
-    for block, _, cols, bins, values in _outside_first_bin(p, edges):
+    for block, rows, cols, bins, values in _outside_first_bin(p, edges):
         q = p[block].astype(np.float64)
-        total1 += q.sum(axis=0)
-        total2 += np.einsum("ij,ij->j", q, q)
+        qw = q if w is None else q * w[block, None]
+        total1 += qw.sum(axis=0)
+        total2 += np.einsum("ij,ij->j", qw, q)
         keys = cols * m + bins
         v = values.astype(np.float64)
-        count += np.bincount(keys, minlength=k * m)
-        s1 += np.bincount(keys, v, minlength=k * m)
-        s2 += np.bincount(keys, v * v, minlength=k * m)
+        weight = None if w is None else w[rows]
+        vw = v if weight is None else v * weight
+        count += np.bincount(keys, weight, minlength=k * m)
+        s1 += np.bincount(keys, vw, minlength=k * m)
+        s2 += np.bincount(keys, vw * v, minlength=k * m)
     count, s1, s2 = (a.reshape(k, m) for a in (count, s1, s2))
-    count[:, 0] = n - count[:, 1:].sum(axis=1)
+    count[:, 0] = (n if w is None else w.sum()) - count[:, 1:].sum(axis=1)
     s1[:, 0] = total1 - s1[:, 1:].sum(axis=1)
     s2[:, 0] = total2 - s2[:, 1:].sum(axis=1)
     # Outcomes are 1 only at the label entries: one entry per example.
     f_label = p[np.arange(n), y]
     label_keys = y * m + _entry_bins(f_label, y, edges)
     f_label = f_label.astype(np.float64)
-    so = np.bincount(label_keys, minlength=k * m).astype(np.float64).reshape(k, m)
-    sfo = np.bincount(label_keys, f_label, minlength=k * m).reshape(k, m)
+    so = np.bincount(label_keys, w, minlength=k * m).astype(np.float64).reshape(k, m)
+    fw = f_label if w is None else f_label * w
+    sfo = np.bincount(label_keys, fw, minlength=k * m).reshape(k, m)
     return count.astype(np.float64), s1, s2, so, sfo
 
 
@@ -321,8 +328,8 @@ class BrierSums:
     count, sum_forecast, sum_forecast_squared, sum_outcome, sum_forecast_outcome : numpy.ndarray
         Per (class, bin), shape ``(K, B)``, float64: the number of entries, and the sums of
         :math:`f`, :math:`f^2`, :math:`o` and :math:`f o`.
-    examples : int
-        The number of examples summed.
+    examples : float
+        The number of examples summed (their total weight, with weights).
     """
 
     count: np.ndarray
@@ -330,7 +337,7 @@ class BrierSums:
     sum_forecast_squared: np.ndarray
     sum_outcome: np.ndarray
     sum_forecast_outcome: np.ndarray
-    examples: int
+    examples: float
 
     def __add__(self, other: BrierSums) -> BrierSums:
         if self.count.shape != other.count.shape:
@@ -347,16 +354,21 @@ class BrierSums:
 
     def decomposition(self) -> BrierDecomposition:
         """The decomposition of the examples summed (see :func:`brier_decomposition`)."""
-        if self.examples < 1:
+        if not self.examples > 0:
             raise ValueError("no examples were summed: the Brier score of nothing is undefined")
         return _decompose(self._arrays(), self.examples)
 
 
-def brier_sums(probs: Array, labels: Array, /, *, n_bins: int = 15) -> BrierSums:
+def brier_sums(
+    probs: Array, labels: Array, /, *, n_bins: int = 15, weights: Array | None = None
+) -> BrierSums:
     """The class-wise :class:`BrierSums` of a block of examples, in ``n_bins`` equal-width bins.
 
     ``brier_sums(p[:m], y[:m]) + brier_sums(p[m:], y[m:])`` decomposes like
     ``brier_decomposition(p, y, n_bins=n_bins)`` (uniform bins, right-closed, class-wise).
+    With ``weights`` (one per example, non-negative) every sum is weighted and ``examples``
+    is their total: the decomposition of the weighted Brier score (integer weights equal
+    repeated examples).
 
     Examples
     --------
@@ -370,10 +382,13 @@ def brier_sums(probs: Array, labels: Array, /, *, n_bins: int = 15) -> BrierSums
     _check_binning_options(n_bins, "uniform", "classwise", True, False)
     xp, p, y = _numpy_probs(probs, labels)
     rule = _BinRule(n_bins, "uniform", True, False)
-    return BrierSums(*_classwise_sums(p, y, rule.edges(xp, p[:1])), int(p.shape[0]))
+    if weights is None:
+        return BrierSums(*_classwise_sums(p, y, rule.edges(xp, p[:1])), int(p.shape[0]))
+    w = np.asarray(_sample_weights(xnp, _host(weights), _shape(labels), like=p))
+    return BrierSums(*_classwise_sums(p, y, rule.edges(xp, p[:1]), w), float(w.sum()))
 
 
-def _decompose(sums: _Sums, n: int) -> BrierDecomposition:
+def _decompose(sums: _Sums, n: float) -> BrierDecomposition:
     """The terms from per-(column, bin) sums; every sum over an empty bin is 0."""
     count, s1, s2, so, sfo = sums
     filled = count > 0

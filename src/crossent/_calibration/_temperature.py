@@ -17,7 +17,6 @@ from .._namespace import Array, _is_array, namespace, result_dtype, to_numpy, up
 from .._primitives import _softmax
 from .._semantics import mul0 as _mul0
 from .._validation import (
-    check_nonnegative_array,
     check_positive,
     check_unit_interval,
     first_bad,
@@ -30,6 +29,7 @@ from ._inputs import (
     _out,
     _precise,
     _prepare,
+    _sample_weights,
     _take,
 )
 
@@ -160,17 +160,9 @@ class _Data:
         self.kind = kind if kind != "auto" else self._detect_kind()
 
     def _weights(self, weights: Any) -> Array:
-        xp = self.xp
-        w = xp.asarray(to_numpy(weights) if self.sliceable and _is_array(weights) else weights)
-        if not xp.isdtype(w.dtype, "real floating"):
-            w = xp.astype(w, xp.asarray(0.0).dtype)
-        w = _precise(xp, w)
-        if tuple(w.shape) != (self.n,):
-            raise ValueError(f"weights must have shape ({self.n},); got {tuple(w.shape)}")
-        check_nonnegative_array(xp, w, "weights")
-        if not float(xp.sum(w)) > 0:
-            raise ValueError("weights must not all be 0")
-        return w
+        host = self.sliceable and _is_array(weights)
+        return _sample_weights(self.xp, to_numpy(weights) if host else weights, (self.n,),
+                               like=self.labels)  # fmt: skip
 
     def _raw(self) -> Any:
         """(start, values (rows, K) in the compute dtype, labels) of each block of rows."""

@@ -11,9 +11,11 @@ import typer
 
 from crossent.errors import UsageError
 from crossent.report import (
+    MULTILABEL_LABELS,
     N_BINS,
     RESAMPLES,
     Comparison,
+    MultilabelReport,
     Report,
     comparison_json,
     metric_labels,
@@ -51,6 +53,30 @@ def _summary_table(report: Report) -> Any:
             row.append(f"{report.after.metrics[key]:.4f}")
         table.add_row(*row)
     return table
+
+
+def _multilabel_table(report: MultilabelReport, rows: int = 10) -> list[Any]:
+    """The pooled/macro summary, and the labels of largest ECE (the JSON has every one)."""
+    from rich.table import Table
+
+    p = report.predictions
+    n, k = p.values.shape
+    table = Table(title=f"{Path(p.source).name}: {n} examples, {k} labels (multi-label, {p.kind})")
+    table.add_column("metric")
+    table.add_column("pooled pairs (micro)", justify="right")
+    table.add_column("mean over labels (macro)", justify="right")
+    for key, label in MULTILABEL_LABELS.items():
+        table.add_row(label, f"{report.pooled[key]:.4f}", f"{report.macro[key]:.4f}")
+    worst = Table(title=f"labels of largest ECE ({min(rows, k)} of {k})")
+    for column in ("label", "prevalence", "BCE (nats)", "Brier", "ECE"):
+        worst.add_column(column, justify="left" if column == "label" else "right")
+    b = report.per_label
+    for i in sorted(range(k), key=lambda j: -b["ece"][j])[:rows]:
+        worst.add_row(
+            p.class_names[i],
+            *(f"{b[m][i]:.4f}" for m in ("prevalence", "bce_nats", "brier", "ece")),
+        )
+    return [table, worst]
 
 
 def _comparison_table(comparison: Comparison) -> Any:
@@ -151,6 +177,26 @@ def report(
             "for the tables, and the order that matches string labels to the columns.",
         ),
     ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            metavar="FILE|KEY",
+            help="Per-example weights (finite, >= 0): a .npy file, or the name of an array "
+            "of the .npz or of a column of the table. Every metric becomes a weighted mean "
+            "(sum w x / sum w, as scikit-learn's sample_weight); the temperature fits and the "
+            "bootstrap too. The AURC is left out.",
+        ),
+    ] = None,
+    multilabel: Annotated[
+        bool,
+        typer.Option(
+            "--multilabel",
+            help="The predictions are K independent sigmoid probabilities (or logits) per "
+            "example and the labels an N x K array of 0/1: per-label and pooled BCE, Brier "
+            "and ECE. Detected (and said) when the labels have the predictions' 2-D shape.",
+        ),
+    ] = False,
     binning: Annotated[
         str,
         typer.Option(
@@ -177,6 +223,8 @@ def report(
     Binary: one value per example (a 1-D array, or one column beside the labels) is P(y = 1),
     as scikit-learn's predict_proba(X)[:, 1] (log-odds if outside [0, 1]). Labels may be class
     names, matched to the columns named after the classes (or give --class-names).
+    Multi-label: labels of the predictions' shape (N, K), 0/1 (a .npz array, or a .npy with
+    --labels), each column its own P(label = 1) (detected, or --multilabel).
     Several files of the same labels are compared on one page (differences from the first,
     with paired bootstrap intervals).
     """
@@ -227,6 +275,7 @@ def report(
         "binning": binning,
         "resamples": n_resamples,
         "class_names": names,
+        "weights": weights,
         "step": step,
     }
     if paths and len(paths) > 1:
@@ -247,6 +296,7 @@ def report(
         result, page = write_report(
             paths[0] if paths else None,
             intervals=intervals,
+            multilabel=True if multilabel else None,
             **common,
         )
         step("done")
@@ -257,10 +307,15 @@ def report(
     if as_json:
         typer.echo(json.dumps(to_json(result, html_path), indent=2))
         return
-    out.print(_summary_table(result))
+    if isinstance(result, MultilabelReport):
+        tables = _multilabel_table(result)
+    else:
+        tables = [_summary_table(result)]
+    for table in tables:
+        out.print(table)
     for note in result.predictions.notes + result.notes:
         out.print(f"[dim]- {note}[/dim]", highlight=False)
-    if result.temperatures:
+    if isinstance(result, Report) and result.temperatures:
         t = ", ".join(f"{x:.4f}" for x in result.temperatures)
         out.print(f"temperatures fitted on each half: {t}", highlight=False)
     if html_path is not None:

@@ -7,6 +7,9 @@ and writes the HTML page, figures embedded. :func:`write_report` does it from Py
 ``crossent report`` command (:mod:`crossent.apps.report`) also prints a summary table or JSON.
 :func:`write_comparison` (``crossent report A B ...``) puts several models of the same labels
 on one page, each difference from the first with its paired bootstrap interval.
+Per-example weights (``weights=``, ``--weights``) weigh every mean; multi-label predictions
+(labels of the predictions' 2-D shape, ``multilabel=``, ``--multilabel``) get a
+:class:`MultilabelReport` (``_multilabel``: per-label and pooled BCE, Brier and ECE).
 
 Scale: time is linear in N x K (each version of the predictions is scored in one pass, each
 temperature fit costs a few passes). Memory is the predictions array when it is read whole
@@ -41,16 +44,20 @@ from ._compute import (
     RESAMPLES,
     Report,
     metric_labels,
-    to_json,
 )
+from ._multilabel import SUMMARY_LABELS as MULTILABEL_LABELS
+from ._multilabel import MultilabelReport
+from ._summary import to_json
 
 __all__ = [
     "BINNINGS",
     "EXAMPLE",
     "METRIC_LABELS",
+    "MULTILABEL_LABELS",
     "N_BINS",
     "RESAMPLES",
     "Comparison",
+    "MultilabelReport",
     "Report",
     "comparison_json",
     "example_path",
@@ -122,8 +129,10 @@ def write_report(
     resamples: int = RESAMPLES,
     intervals: str = "given",
     class_names: Sequence[str] | None = None,
+    weights: Any = None,
+    multilabel: bool | None = None,
     step: Callable[[str], Any] | None = None,
-) -> tuple[Report, Path | None]:
+) -> tuple[Report | MultilabelReport, Path | None]:
     """Score a file of predictions and write the HTML report on it.
 
     Parameters
@@ -166,13 +175,26 @@ def write_report(
     class_names : sequence of str, optional
         The classes in the order of the prediction columns (names for a ``.npz``; for string
         labels, the order that matches them to the columns). Tables name their columns.
+    weights : str, path-like or array_like, optional
+        Per-example weights (non-negative, finite, not all 0): a ``.npy`` file, the name of
+        an array of the ``.npz`` or of a column of the table (then not a class column), or
+        the array itself. Every metric becomes a weighted mean (scikit-learn's
+        ``sample_weight``: integer weights equal repeated examples), the temperature fits
+        and the bootstrap too (a resampled example keeps its weight); the AURC and the
+        risk-coverage curve are left out.
+    multilabel : bool, optional
+        True: the predictions are K independent sigmoid probabilities (or logits) per
+        example and the labels an ``(N, K)`` array of 0/1 (:class:`MultilabelReport`:
+        per-label and pooled BCE, Brier and ECE); None (default) detects it from labels of
+        the predictions' 2-D shape, and says so in the notes.
     step : callable, optional
         Called with a description at each stage, once the file is read (for a progress bar).
 
     Returns
     -------
-    report : Report
-        The scores before and after temperature scaling, with the predictions read.
+    report : Report or MultilabelReport
+        The scores before and after temperature scaling, with the predictions read (the
+        per-label and pooled scores, for multi-label predictions).
     page : Path or None
         Absolute path of the HTML page written; None when ``html`` is False.
 
@@ -188,7 +210,7 @@ def write_report(
     >>> report.predictions.kind, report.predictions.values.shape, page
     ('probs', (10000, 10), None)
     """
-    from . import _compute, _load, _render
+    from . import _compute, _load, _multilabel, _render
 
     _check_options(kind, n_bins, binning, resamples, intervals)
     source = Path(path) if path is not None else example_path()
@@ -202,8 +224,22 @@ def write_report(
         pred_key=pred_key,
         label_key=label_key,
         class_names=None if class_names is None else [str(c) for c in class_names],
+        weights=weights,
+        multilabel=multilabel,
     )
     step = step or (lambda _: None)
+    provenance = EXAMPLE_PROVENANCE if path is None else ""
+    if predictions.multilabel:
+        step("scoring the labels")
+        labelled = _multilabel.compute(
+            predictions, n_bins=n_bins, binning=binning, resamples=resamples
+        )
+        if target is None:
+            return labelled, None
+        step("drawing the figures")
+        pictures = {name: _render._png(labelled.figure(name)) for name in _multilabel.FIGURES}
+        page = _multilabel.render_html(labelled, pictures, provenance=provenance)
+        return labelled, write_output(target, page, force=force)
     result = _compute.compute(
         predictions,
         seed=seed,
@@ -218,7 +254,6 @@ def write_report(
     step("drawing the figures")
     pictures = _render.figures(result)
     step("writing the HTML page")
-    provenance = EXAMPLE_PROVENANCE if path is None else ""
     page = _render.render_html(result, pictures, provenance=provenance)
     return result, write_output(target, page, force=force)
 
@@ -239,12 +274,14 @@ def write_comparison(
     binning: str = "uniform",
     resamples: int = RESAMPLES,
     class_names: Sequence[str] | None = None,
+    weights: Any = None,
     step: Callable[[str], Any] | None = None,
 ) -> tuple[Comparison, Path | None]:
     """Compare several prediction files of the same labels on one page.
 
-    Each file is read as :func:`write_report` reads one (the options apply to every file) and
-    scored; each model's difference from the first gets a paired bootstrap interval.
+    Each file is read as :func:`write_report` reads one (the options apply to every file,
+    ``weights`` too, which must then be the same for every file) and scored; each model's
+    difference from the first gets a paired bootstrap interval.
 
     Returns
     -------
@@ -288,6 +325,7 @@ def write_comparison(
             pred_key=pred_key,
             label_key=label_key,
             class_names=None if class_names is None else [str(c) for c in class_names],
+            weights=weights,
         )
         for s in sources
     ]

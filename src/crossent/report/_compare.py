@@ -30,7 +30,6 @@ from ._compute import (
     bootstrap,
     compute,
     metric_labels,
-    to_json,
 )
 from ._load import Predictions
 from ._render import (
@@ -43,6 +42,7 @@ from ._render import (
     literal,
     new_axes,
     plot_risk_coverage,
+    risk_section,
 )
 
 COLORS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#d68910", "#17a589", "#566573")
@@ -53,6 +53,9 @@ def check_same_labels(names: Sequence[str], models: Sequence[Predictions]) -> No
     """Raise a one-line UsageError unless every model has the first one's labels and classes."""
     first, labels = names[0], models[0].labels
     k = int(models[0].values.shape[1])
+    for name, p in zip(names, models, strict=True):
+        if p.multilabel:
+            raise UsageError(f"{name} is multi-label: comparing multi-label models is not built")
     for name, p in zip(names[1:], models[1:], strict=True):
         if len(p.labels) != len(labels):
             raise UsageError(
@@ -61,6 +64,14 @@ def check_same_labels(names: Sequence[str], models: Sequence[Predictions]) -> No
             )
         if int(p.values.shape[1]) != k:
             raise UsageError(f"{name} has {p.values.shape[1]} classes but {first} has {k}")
+        wa, wb = models[0].weights, p.weights
+        same = wa is None and wb is None
+        same = same or (wa is not None and wb is not None and np.array_equal(wa, wb))
+        if not same:
+            raise UsageError(
+                f"the weights of {name} differ from those of {first}: a comparison weighs "
+                "every model's examples alike"
+            )
         differ = p.labels != labels
         if differ.any():
             i = int(np.argmax(differ))
@@ -88,8 +99,9 @@ class Comparison:
 
     def to_html(self) -> str:
         """The self-contained HTML page (figures embedded)."""
-        pictures = {name: _png(self.figure(name)) for name in FIGURES}
-        return render_comparison(self, pictures)
+        weighted = self.reports[0].before.risk is None
+        names = [n for n in FIGURES if not (weighted and n == "risk_coverage")]
+        return render_comparison(self, {name: _png(self.figure(name)) for name in names})
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -156,7 +168,12 @@ def compare(
         for name, p in zip(names[1:], models[1:], strict=True):
             other = _held(p.values, p.kind, None, None)
             differences[name] = bootstrap(
-                [reference, other], first.labels, metrics, resamples=resamples, **options
+                [reference, other],
+                first.labels,
+                metrics,
+                resamples=resamples,
+                weights=first.weights,
+                **options,
             )
     return Comparison(list(names), reports, differences)
 
@@ -165,6 +182,8 @@ def comparison_json(comparison: Comparison, html_path: str | None) -> dict[str, 
     """One entry per model (the single report's JSON, its name, its differences from the first)."""
     models = []
     for name, report in zip(comparison.names, comparison.reports, strict=True):
+        from ._summary import to_json
+
         entry = {"name": name, **to_json(report, None)}
         diff = comparison.differences.get(name)
         entry["difference_from_first"] = (
@@ -249,7 +268,6 @@ examples · {kind} · made by crossent</p>
 <p class="muted">{intervals}</p>
 <h2>Reliability diagrams</h2>
 {_img(figures["reliability"], "overlaid reliability diagrams")}
-<h2>Risk-coverage</h2>
-{_img(figures["risk_coverage"], "risk-coverage curves")}
+{risk_section(figures.get("risk_coverage"))}
 </body></html>
 """

@@ -15,22 +15,23 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 import crossent as ce
 from crossent import calibration as cal
 from crossent.errors import UsageError
-from crossent.files import figure_bytes, write_output
+from crossent.files import save_figures
 
 from ._load import Predictions, row_blocks
 
 if TYPE_CHECKING:
     from ._compare import Comparison
+    from ._multilabel import MultilabelReport
 
 N_BINS = 15
 # Bootstrap resamples by default (see the README for the trade-off and the measurements).
@@ -100,6 +101,8 @@ class Report:
         binning: str = ...,
         resamples: int = ...,
         intervals: str = ...,
+        weights: Any = ...,
+        multilabel: bool | None = ...,
     ) -> Comparison: ...
 
     @overload
@@ -119,6 +122,8 @@ class Report:
         binning: str = ...,
         resamples: int = ...,
         intervals: str = ...,
+        weights: Any = ...,
+        multilabel: bool | None = ...,
     ) -> Comparison: ...
 
     @overload
@@ -138,7 +143,30 @@ class Report:
         binning: str = ...,
         resamples: int = ...,
         intervals: str = ...,
+        weights: Any = ...,
+        multilabel: Literal[False] | None = ...,
     ) -> Report: ...
+
+    @overload
+    @classmethod
+    def from_arrays(
+        cls,
+        predictions: Any,
+        labels: Any,
+        /,
+        *,
+        names: None = ...,
+        kind: str = ...,
+        class_names: Sequence[str] | None = ...,
+        name: str = ...,
+        seed: int = ...,
+        n_bins: int = ...,
+        binning: str = ...,
+        resamples: int = ...,
+        intervals: str = ...,
+        weights: Any = ...,
+        multilabel: Literal[True],
+    ) -> MultilabelReport: ...
 
     @classmethod
     def from_arrays(
@@ -156,7 +184,9 @@ class Report:
         binning: str = "uniform",
         resamples: int = RESAMPLES,
         intervals: str = "given",
-    ) -> Report | Comparison:
+        weights: Any = None,
+        multilabel: bool | None = None,
+    ) -> Report | Comparison | MultilabelReport:
         """The report of predictions and labels held in memory (a notebook's entry).
 
         Parameters
@@ -180,6 +210,16 @@ class Report:
             The names of several models given as a list.
         seed, n_bins, binning, resamples, intervals
             As :func:`crossent.report.write_report`.
+        weights : array_like, optional
+            Non-negative weight of each example, shape ``(N,)`` (scikit-learn's
+            ``sample_weight``): every metric is weighted, ``sum w x / sum w``, the
+            temperature fits too, and a bootstrap resample keeps each drawn example's weight.
+            The AURC is left out (no weighted form).
+        multilabel : bool, optional
+            True: ``predictions`` are K independent probabilities (or logits) per example and
+            ``labels`` an ``(N, K)`` array of 0/1; None (default) detects it (labels of the
+            predictions' 2-D shape: the result is then a
+            :class:`~crossent.report.MultilabelReport`, whose notes say so); False never.
 
         Returns
         -------
@@ -205,6 +245,10 @@ class Report:
         >>> both = Report.from_arrays({"T=1": logits, "T=2": logits / 2}, labels, resamples=0)
         >>> both.names
         ['T=1', 'T=2']
+        >>> weighted = Report.from_arrays(logits, labels, weights=np.repeat([1.0, 2.0], 250),
+        ...                               resamples=0)
+        >>> round(weighted.before.metrics["accuracy"], 3)
+        0.257
         """
         from . import _check_options
         from ._compare import compare
@@ -228,11 +272,27 @@ class Report:
                     f"class_names has {len(cnames)} names for {values.shape[1]} classes "
                     "of predictions"
                 )
-            checked.append(from_arrays(values, labels, kind=kind, source=key, class_names=cnames))
+            checked.append(
+                from_arrays(
+                    values,
+                    labels,
+                    kind=kind,
+                    source=key,
+                    class_names=cnames,
+                    weights=weights,
+                    multilabel=multilabel,
+                )
+            )
         options: dict[str, Any] = {
             "seed": seed, "n_bins": n_bins, "binning": binning, "resamples": resamples
         }  # fmt: skip
         if len(checked) == 1 and not isinstance(predictions, Mapping) and names is None:
+            if checked[0].multilabel:
+                from . import _multilabel
+
+                return _multilabel.compute(
+                    checked[0], n_bins=n_bins, binning=binning, resamples=resamples
+                )
             return compute(checked[0], intervals=intervals, **options)
         if not checked:
             raise UsageError("no models given")
@@ -240,6 +300,8 @@ class Report:
 
     def to_json(self) -> str:
         """The summary of ``crossent report --json``, as a JSON string."""
+        from ._summary import to_json
+
         return json.dumps(to_json(self, None), indent=2)
 
     def to_html(self) -> str:
@@ -260,22 +322,18 @@ class Report:
 
         if name not in _render.FIGURES:
             raise ValueError(f"no figure {name!r}; the figures are {', '.join(_render.FIGURES)}")
+        if name == "risk_coverage" and self.before.risk is None:
+            raise ValueError("no risk-coverage figure: it is left out with per-example weights")
         return _render.FIGURES[name](self)
 
     def save_figures(self, folder: str | PathLike[str], /, *, format: str = "svg") -> list[Path]:
-        """Write every figure to ``folder`` as ``<name>.<format>`` (svg, pdf or png)."""
+        """Write every figure to ``folder`` as ``<name>.<format>`` (svg, pdf or png); the
+        risk-coverage figure is left out with per-example weights."""
         from . import _render
 
-        if format not in ("svg", "pdf", "png"):
-            raise ValueError(f"format is 'svg', 'pdf' or 'png', not {format!r}")
-        target = Path(folder)
-        if not target.is_dir():
-            raise ValueError(f"{target} is not an existing folder")
-        paths = []
-        for name in _render.FIGURES:
-            data = figure_bytes(self.figure(name), format=format, bbox_inches="tight")
-            paths.append(write_output(target / f"{name}.{format}", data, force=True))
-        return paths
+        skip = {"risk_coverage"} if self.before.risk is None else set()
+        names = [name for name in _render.FIGURES if name not in skip]
+        return save_figures(folder, self.figure, names, format)
 
     def _version(self, version: str) -> Scored:
         if version == "before":
@@ -360,19 +418,24 @@ def score(
     n_classes: int,
     n_bins: int = N_BINS,
     binning: str = "uniform",
+    weights: np.ndarray | None = None,
 ) -> Scored:
-    """All metrics of the probabilities in ``blocks`` (row ranges covering ``labels``)."""
+    """All metrics of the probabilities in ``blocks`` (row ranges covering ``labels``); with
+    ``weights`` every mean is weighted (``sum w x / sum w``) and the AURC is left out."""
     n, k = len(labels), n_classes
+    w = weights
+    total = float(n) if w is None else float(w.sum())
     confidence = np.empty(n)
     correct = np.empty(n, dtype=bool)
     loss = np.empty(n)
     p1 = np.empty(n if k == 2 else 0)  # P(y = 1) of a binary problem
-    brier = entropy = 0.0
-    top5 = clipped = 0
+    brier = entropy = top5 = 0.0
+    clipped = 0
     edges = counts = sums = hits = None
     brier_sums: cal.BrierSums | None = None
     for start, stop, p in blocks:
         y = labels[start:stop]
+        wb = None if w is None else w[start:stop]
         rows = np.arange(stop - start)
         confidence[start:stop] = p.max(axis=1)
         if k == 2:
@@ -383,55 +446,66 @@ def score(
         p_y = p[rows, y]
         loss[start:stop] = -np.log(np.clip(p_y, eps, 1 - eps))
         clipped += int((p_y < eps).sum())
-        brier += float(cal.brier_score(p, y)) * len(y)
-        entropy += float(np.sum(np.asarray(ce.entropy(p)), dtype=np.float64))
-        if k > 5:
-            top5 += round(float(cal.top_k_accuracy(p, y, k=5)) * len(y))
         if edges is None:
             edges = cal.bin_edges(p[:1, 0], n_bins=n_bins)  # equal-width: the class-wise bins
-        stats = cal.bin_statistics(p, y, edges=edges)
+        mass = float(len(y)) if wb is None else float(wb.sum())
+        if mass == 0:  # a block of weight 0 adds nothing to any sum
+            continue
+        brier += float(cal.brier_score(p, y, weights=wb)) * mass
+        block_entropy = np.asarray(ce.entropy(p), dtype=np.float64)
+        entropy += float(np.sum(block_entropy if wb is None else block_entropy * wb))
+        if k > 5:
+            top5 += float(cal.top_k_accuracy(p, y, k=5, weights=wb)) * mass
+        stats = cal.bin_statistics(p, y, edges=edges, weights=wb)
         counts = stats.counts if counts is None else counts + stats.counts
         sums = stats.sum_confidence if sums is None else sums + stats.sum_confidence
         hits = stats.sum_hits if hits is None else hits + stats.sum_hits
         # Murphy's terms per (class, bin) in the same equal-width bins: sums over blocks add up
-        parts = cal.brier_sums(p, y, n_bins=n_bins)
+        parts = cal.brier_sums(p, y, n_bins=n_bins, weights=wb)
         brier_sums = parts if brier_sums is None else brier_sums + parts
     assert edges is not None and brier_sums is not None  # there are at least two examples
     classwise = cal.BinStatistics(np.broadcast_to(edges, (k, n_bins + 1)), counts, sums, hits)
     top = cal.bin_statistics(
-        confidence, correct, edges=cal.bin_edges(confidence, n_bins=n_bins, binning=binning)
+        confidence,
+        correct,
+        edges=cal.bin_edges(confidence, n_bins=n_bins, binning=binning),
+        weights=w,
     )
-    nats = float(np.mean(loss))
+    nats = float(np.average(loss, weights=w))
     metrics = {
         "log_loss_nats": nats,
         "log_loss_bits": nats / LN2,
         "perplexity": math.exp(nats),
-        "brier": brier / n,
+        "brier": brier / total,
         "ece": float(top.calibration_error()),
         "ece_classwise": float(classwise.calibration_error()),
         "mce": float(top.calibration_error(norm="max")),
         "rmsce": float(top.calibration_error(norm="l2")),
-        "mean_confidence": float(np.mean(confidence)),
-        "entropy_nats": entropy / n,
-        "accuracy": float(np.mean(correct)),
+        "mean_confidence": float(np.average(confidence, weights=w)),
+        "entropy_nats": entropy / total,
+        "accuracy": float(np.average(correct, weights=w)),
     }
-    smooth = cal.smooth_ece_from_summaries(confidence, correct)
-    risk = cal.risk_coverage_from_summaries(confidence, correct)
+    smooth = cal.smooth_ece_from_summaries(confidence, correct, weights=w)
     metrics["smooth_ece"] = smooth.value
-    metrics["aurc"] = risk.aurc
+    risk = None
+    if w is None:  # the AURC's closed form counts whole examples
+        risk = cal.risk_coverage_from_summaries(confidence, correct)
+        metrics["aurc"] = risk.aurc
     if k > 5:
-        metrics["top5_accuracy"] = top5 / n
+        metrics["top5_accuracy"] = top5 / total
     count = np.bincount(labels, minlength=k)
-    safe = np.maximum(count, 1)
+    mass_of = np.bincount(labels, weights=w, minlength=k)  # each class's weight
+    safe = np.where(mass_of > 0, mass_of, 1.0)
+    right = np.bincount(labels[correct], weights=None if w is None else w[correct], minlength=k)
     per_class = {
         "count": count.astype(float).tolist(),
-        "frequency": (count / n).tolist(),
-        "mean_probability": (np.asarray(sums).sum(axis=1) / n).tolist(),
-        "recall": np.where(count > 0, np.bincount(labels[correct], minlength=k) / safe, np.nan)
-        .astype(float)
-        .tolist(),
+        "frequency": (mass_of / total).tolist(),
+        "mean_probability": (np.asarray(sums).sum(axis=1) / total).tolist(),
+        "recall": np.where(mass_of > 0, right / safe, np.nan).astype(float).tolist(),
         "cross_entropy": np.where(
-            count > 0, np.bincount(labels, weights=loss, minlength=k) / safe, np.nan
+            mass_of > 0,
+            np.bincount(labels, weights=loss if w is None else loss * w, minlength=k) / safe,
+            np.nan,
         ).tolist(),
         "ece": np.asarray(classwise.calibration_error(average=False)).tolist(),
     }
@@ -439,7 +513,7 @@ def score(
     if k == 2:
         # A binary problem is shown as binary: the reliability of P(y = 1), not of the top label.
         positive = cal.bin_statistics(
-            p1, labels == 1, edges=cal.bin_edges(p1, n_bins=n_bins, binning=binning)
+            p1, labels == 1, edges=cal.bin_edges(p1, n_bins=n_bins, binning=binning), weights=w
         )
         metrics["ece_positive"] = float(positive.calibration_error())
         curve = positive.reliability_curve()
@@ -459,9 +533,10 @@ def _fits(
     it. Returns both temperatures, each example's, and the decomposition.
     """
     values, labels, kind = predictions.values, predictions.labels, predictions.kind
+    w = predictions.weights
     n = len(labels)
     try:
-        decomposition = cal.log_loss_decomposition(values, labels, kind=kind)
+        decomposition = cal.log_loss_decomposition(values, labels, kind=kind, weights=w)
     except ValueError as error:
         notes.append(f"temperature scaling skipped: {error}")
         return [], None, None
@@ -470,7 +545,8 @@ def _fits(
     temperatures: list[float] = []
     for i, half in enumerate((first, ~first)):
         try:
-            temperatures.append(cal.fit_temperature(values, labels, kind=kind, weights=half))
+            weights = half if w is None else half * w
+            temperatures.append(cal.fit_temperature(values, labels, kind=kind, weights=weights))
         except ValueError as error:
             notes.append(
                 f"cross-fitted temperature scaling skipped: on half {i + 1} of 2 "
@@ -507,6 +583,7 @@ def bootstrap(
     seed: int,
     n_bins: int,
     binning: str,
+    weights: np.ndarray | None = None,
 ) -> cal.BootstrapResult:
     """Intervals of one model's ``metrics`` (one array in ``probs``), or of the paired difference
     of two models (two arrays: :func:`crossent.calibration.bootstrap_difference`), in the
@@ -518,6 +595,7 @@ def bootstrap(
         "confidence_level": CONFIDENCE_LEVEL,
         "seed": seed,
         "n_bins": n_bins,
+        "weights": weights,
     }
     names = [m for m in metrics if m in INTERVAL_METRICS]
     if binning == "uniform" or "ece_classwise" not in names:
@@ -574,12 +652,14 @@ def compute(
     step = step or (lambda _: None)
     values, labels, kind = predictions.values, predictions.labels, predictions.kind
     k = int(values.shape[1])
-    options: dict[str, Any] = {"n_classes": k, "n_bins": n_bins, "binning": binning}
+    w = predictions.weights
+    options: dict[str, Any] = {"n_classes": k, "n_bins": n_bins, "binning": binning, "weights": w}
     boot: dict[str, Any] = {
         "resamples": resamples,
         "seed": seed,
         "n_bins": n_bins,
         "binning": binning,
+        "weights": w,
     }
     step("scoring the predictions")
     held = None
@@ -619,67 +699,3 @@ def compute(
         resamples,
         intervals,
     )
-
-
-def to_json(report: Report, html: str | None) -> dict[str, Any]:
-    """The machine-readable summary (``--json``)."""
-
-    def clean(d: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in d.items()
-        }
-
-    def per_class(s: Scored) -> dict[str, list[float | None]]:
-        return {k: [x if math.isfinite(x) else None for x in v] for k, v in s.per_class.items()}
-
-    def intervals(s: Scored) -> dict[str, dict[str, float]] | None:
-        if s.intervals is None:
-            return None
-        return {name: clean(asdict(ci)) for name, ci in s.intervals.intervals.items()}
-
-    def parts(s: Scored) -> dict[str, float] | None:
-        return None if s.brier_parts is None else clean(asdict(s.brier_parts))
-
-    def risk(s: Scored) -> dict[str, float] | None:
-        r = s.risk
-        if r is None:
-            return None
-        return {"aurc": r.aurc, "optimal_aurc": r.optimal_aurc, "excess_aurc": r.excess_aurc}
-
-    p = report.predictions
-    d = report.decomposition
-    return {
-        "source": p.source,
-        "examples": int(p.values.shape[0]),
-        "classes": int(p.values.shape[1]),
-        "kind": p.kind,
-        "class_names": p.class_names,
-        "bins": report.n_bins,
-        "binning": report.binning,
-        "binary": int(p.values.shape[1]) == 2,
-        "resamples": report.resamples,
-        "intervals": report.intervals if report.resamples else None,
-        "confidence_level": CONFIDENCE_LEVEL if report.resamples else None,
-        "before": clean(report.before.metrics),
-        "intervals_before": intervals(report.before),
-        "intervals_after": intervals(report.after) if report.after else None,
-        "brier_decomposition_before": parts(report.before),
-        "brier_decomposition_after": parts(report.after) if report.after else None,
-        "risk_coverage_before": risk(report.before),
-        "risk_coverage_after": risk(report.after) if report.after else None,
-        "smooth_ece_bandwidth": report.before.smooth.bandwidth if report.before.smooth else None,
-        "after_temperature": clean(report.after.metrics) if report.after else None,
-        "temperatures": report.temperatures,
-        "decomposition_nats": None
-        if d is None
-        else {
-            "log_loss": d.log_loss,
-            "calibration": d.calibration,
-            "refinement": d.refinement,
-            "temperature": d.temperature,
-        },
-        "per_class_before": per_class(report.before),
-        "per_class_after": per_class(report.after) if report.after else None,
-        "notes": p.notes + report.notes,
-        "html": html,
-    }

@@ -162,7 +162,9 @@ class Predictions:
     ``values`` is a float32 or float64 array, or (``.npy``, parquet) an object with ``shape``,
     ``dtype`` and row slicing, ``values[a:b]``, that reads the rows on demand. ``kind`` is
     "probs" or "logits"; ``class_names`` one name per class; ``notes`` the findings worth
-    showing (diagnostics, how the kind was decided).
+    showing (diagnostics, how the kind was decided); ``weights`` the per-example weights, or
+    None. Multi-label (``multilabel``): ``labels`` is (N, K) bool and ``values`` K
+    independent probabilities (or logits) per example.
     """
 
     values: Any
@@ -171,6 +173,8 @@ class Predictions:
     source: str
     class_names: list[str]
     notes: list[str] = field(default_factory=list)
+    weights: np.ndarray | None = None  # (N,) float64, finite, >= 0, not all 0
+    multilabel: bool = False  # labels (N, K) bool: K independent 0/1 labels per example
 
 
 def _error(message: str) -> UsageError:
@@ -197,7 +201,9 @@ def _pick(names: list[str], wanted: str | None, candidates: tuple[str, ...], wha
     )
 
 
-def _read_npz(path: Path, pred_key: str | None, label_key: str | None) -> tuple[Any, Any, str]:
+def _read_npz(
+    path: Path, pred_key: str | None, label_key: str | None, weight_key: str | None = None
+) -> tuple[Any, Any, str, Any]:
     import zipfile
 
     if not zipfile.is_zipfile(path):
@@ -207,7 +213,10 @@ def _read_npz(path: Path, pred_key: str | None, label_key: str | None) -> tuple[
             names = list(data.files)
             pk = _pick(names, pred_key, PREDICTION_KEYS, "array of predictions")
             lk = _pick(names, label_key, LABEL_KEYS, "array of labels")
-            return np.asarray(data[pk]), np.asarray(data[lk]), pk
+            weights = None
+            if weight_key is not None:
+                weights = np.asarray(data[_pick(names, weight_key, (), "array of weights")])
+            return np.asarray(data[pk]), np.asarray(data[lk]), pk, weights
     except Exception as error:
         if isinstance(error, UsageError):
             raise
@@ -235,11 +244,14 @@ def _is_list(kind: Any) -> bool:
     return bool(pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind))
 
 
-def _table_layout(schema: Any, label_col: str | None) -> tuple[str, list[str], bool]:
+def _table_layout(
+    schema: Any, label_col: str | None, weight_col: str | None = None
+) -> tuple[str, list[str], bool]:
     """Label column, prediction columns, and whether they are one list column, of a table.
 
     The predictions are one numeric column per class, or one list column of K values a row;
-    columns named like an example id (``id``, ``index``, ...) are skipped.
+    columns named like an example id (``id``, ``index``, ...) and the weight column are
+    skipped.
     """
     import pyarrow as pa
 
@@ -248,7 +260,9 @@ def _table_layout(schema: Any, label_col: str | None) -> tuple[str, list[str], b
     if repeated:  # a column read by name would be ambiguous (pyarrow raises a KeyError)
         raise _error(f"the table has several columns named {', '.join(map(repr, repeated))}")
     lk = _pick(names, label_col, LABEL_KEYS, "label column")
-    rest = [n for n in names if n != lk and n.lower() not in ID_COLUMNS]
+    if weight_col is not None:
+        _pick(names, weight_col, (), "weight column")
+    rest = [n for n in names if n not in (lk, weight_col) and n.lower() not in ID_COLUMNS]
     if not rest:
         raise _error(f"no prediction columns beside the label column {lk!r}")
     lists = [
@@ -286,8 +300,11 @@ def _table_values(table: Any, columns: list[str], list_column: bool) -> np.ndarr
     return _float_block(np.stack(parts, axis=1))
 
 
-def _read_table(path: Path, label_col: str | None) -> tuple[Any, np.ndarray, list[str], str]:
-    """Predictions (an array, or parquet rows read by row group), labels, column names, key."""
+def _read_table(
+    path: Path, label_col: str | None, weight_col: str | None = None
+) -> tuple[Any, np.ndarray, list[str], str, np.ndarray | None]:
+    """Predictions (an array, or parquet rows read by row group), labels, column names, key,
+    and the weight column (None without ``weight_col``)."""
     try:
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
@@ -303,23 +320,36 @@ def _read_table(path: Path, label_col: str | None) -> tuple[Any, np.ndarray, lis
         raise
     except Exception as error:
         raise _error(f"cannot read {path}: {_first_line(error)}") from None
-    lk, columns, list_column = _table_layout(schema, label_col)
+    lk, columns, list_column = _table_layout(schema, label_col, weight_col)
     key = columns[0] if list_column else "columns"
     names = [] if list_column else columns
+    wanted = [lk] if weight_col is None else [lk, weight_col]
     if path.suffix.lower() != ".parquet":
-        labels = table.column(lk).to_numpy(zero_copy_only=False)
-        return _table_values(table, columns, list_column), labels, names, key
-    try:
-        labels = file.read(columns=[lk]).column(lk).to_numpy(zero_copy_only=False)
-    except Exception as error:
-        raise _error(f"cannot read {path}: {_first_line(error)}") from None
+        small = table.select(wanted)
+    else:
+        try:
+            small = file.read(columns=wanted)
+        except Exception as error:
+            raise _error(f"cannot read {path}: {_first_line(error)}") from None
+    labels = small.column(lk).to_numpy(zero_copy_only=False)
+    weights = None
+    if weight_col is not None:
+        column = small.column(weight_col)
+        if column.null_count:
+            raise _error(
+                f"the weight column {weight_col!r} has {column.null_count} missing value(s)"
+            )
+        weights = column.to_numpy(zero_copy_only=False)
+    if path.suffix.lower() != ".parquet":
+        return _table_values(table, columns, list_column), labels, names, key, weights
     kinds = [schema.field(n).type for n in columns]
     if list_column:
         kinds = [kinds[0].value_type]
     dtype = np.result_type(*(np.dtype(k.to_pandas_dtype()) for k in kinds))
     if not _numeric(dtype):
         raise _error(f"the list column {columns[0]!r} does not hold numbers ({kinds[0]})")
-    return ParquetRows(file, columns, list_column, _float_dtype(dtype)), labels, names, key
+    rows = ParquetRows(file, columns, list_column, _float_dtype(dtype))
+    return rows, labels, names, key, weights
 
 
 def _labels_as_int(labels: np.ndarray) -> np.ndarray:
@@ -388,8 +418,9 @@ def _first(mask: np.ndarray, start: int) -> tuple[int, int] | None:
     return int(i) + start, int(j)
 
 
-def _scan(values: Any, labels: np.ndarray) -> _Scan:
-    """One pass over the values, a block of rows at a time."""
+def _scan(values: Any, labels: np.ndarray | None) -> _Scan:
+    """One pass over the values, a block of rows at a time (``labels`` None: multi-label,
+    no label column to look up)."""
     scan = _Scan()
     worst = -1.0
     for start, stop, v in row_blocks(values):
@@ -414,7 +445,9 @@ def _scan(values: Any, labels: np.ndarray) -> _Scan:
             empty = np.isneginf(v).all(axis=1)
             if empty.any():
                 scan.all_neginf_row = int(np.argmax(empty)) + start
-        scan.zero_label_probs += int((v[np.arange(stop - start), labels[start:stop]] == 0).sum())
+        if labels is not None:
+            rows = np.arange(stop - start)
+            scan.zero_label_probs += int((v[rows, labels[start:stop]] == 0).sum())
     if scan.first_nan is not None:
         i, j = scan.first_nan
         raise _error(f"predictions hold {scan.nan} NaN value(s); the first at row {i}, class {j}")
@@ -534,9 +567,15 @@ def load_predictions(
     pred_key: str | None = None,
     label_key: str | None = None,
     class_names: list[str] | None = None,
+    weights: Any = None,
+    multilabel: bool | None = None,
 ) -> Predictions:
     """Read and validate predictions and labels (see the module notes); ``class_names`` (in
-    the order of the prediction columns) replaces the names of a table's columns."""
+    the order of the prediction columns) replaces the names of a table's columns.
+
+    ``weights``: per-example weights, an array, or a string: a ``.npy`` file (the one way for
+    ``.npy`` predictions), else the array of a ``.npz`` or the column of a table of that name.
+    """
     if not path.exists():
         raise _error(f"no such file: {path}")
     if path.is_dir():
@@ -548,10 +587,19 @@ def load_predictions(
         )
     key = ""
     names: list[str] | None = None
+    weight_key, in_file = None, None
+    if isinstance(weights, (str, Path)):
+        if Path(weights).suffix.lower() == ".npy" or suffix == ".npy":
+            if not Path(weights).is_file():
+                raise _error(f"no such file: {weights} (the weights: a .npy file, or for a "
+                             ".npz or a table the name of an array or column)")  # fmt: skip
+            weights = _read_npy(Path(weights))
+        else:
+            weight_key, weights = str(weights), None
     if suffix == ".npz":
         if labels_path is not None:
             raise _error("--labels is for .npy predictions; a .npz file holds its labels")
-        values, labels, key = _read_npz(path, pred_key, label_key)
+        values, labels, key, in_file = _read_npz(path, pred_key, label_key, weight_key)
     elif suffix == ".npy":
         if labels_path is None:
             raise _error(f"{path.name} holds one array: give the labels with --labels LABELS.npy")
@@ -562,13 +610,27 @@ def load_predictions(
     else:
         if labels_path is not None:
             raise _error("--labels is for .npy predictions; a table holds its label column")
-        values, labels, names, key = _read_table(path, label_key)
+        values, labels, names, key, in_file = _read_table(path, label_key, weight_key)
+    if weight_key is not None:
+        weights = in_file
     if class_names is not None:
         k = int(values.shape[1]) if values.ndim == 2 else 2
         if len(class_names) != k:
             raise _error(f"{len(class_names)} class names for {k} columns of predictions")
         names = class_names
-    return from_arrays(values, labels, kind=kind, source=str(path), key=key, class_names=names)
+    predictions = from_arrays(
+        values,
+        labels,
+        kind=kind,
+        source=str(path),
+        key=key,
+        class_names=names,
+        weights=weights,
+        multilabel=multilabel,
+    )
+    if weight_key is not None:
+        predictions.notes.insert(0, f"weighted by the {weight_key!r} of {path.name}")
+    return predictions
 
 
 def from_arrays(
@@ -579,10 +641,30 @@ def from_arrays(
     source: str = "arrays",
     key: str = "",
     class_names: list[str] | None = None,
+    weights: Any = None,
+    multilabel: bool | None = None,
 ) -> Predictions:
-    """Validate predictions and labels given as arrays (the checks every file goes through)."""
-    values, binary = _binary_columns(values, kind, key)
+    """Validate predictions and labels given as arrays (the checks every file goes through).
+
+    ``multilabel``: None detects it (labels of the predictions' 2-D shape), True requires it.
+    """
+    from . import _multilabel
+    from ._weights import check_weights, weights_note
+
     labels = np.asarray(labels)
+    if multilabel or (multilabel is None and _multilabel.looks_multilabel(values, labels)):
+        w = None if weights is None else check_weights(weights, int(labels.shape[0]))
+        return _multilabel.check(
+            values,
+            labels,
+            kind=kind,
+            source=source,
+            key=key,
+            class_names=class_names,
+            weights=w,
+            detected=multilabel is None,
+        )
+    values, binary = _binary_columns(values, kind, key)
     if labels.dtype.kind in "USO":
         labels = _labels_by_name(labels, class_names)
     values, labels = _check(values, labels)
@@ -601,4 +683,10 @@ def from_arrays(
     notes += _diagnostics(values, labels, kind)
     if not names or len(names) != values.shape[1]:
         names = [str(i) for i in range(values.shape[1])]
-    return Predictions(values, labels, kind, source, names, notes)
+    w = None if weights is None else check_weights(weights, len(labels))
+    if w is not None:
+        notes.append(
+            weights_note(w) + "; the AURC and the risk-coverage curve have no weighted form "
+            "here and are left out"
+        )
+    return Predictions(values, labels, kind, source, names, notes, w)

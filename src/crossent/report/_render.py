@@ -72,7 +72,20 @@ def plot_reliability(ax: Any, scored: Scored, *, color: str = BEFORE, counts: bo
     Bars: the accuracy in each confidence bin; hatched: the gap to the bin's mean confidence;
     dashed: perfect calibration. ``counts`` writes each bin's number of examples above it.
     """
-    curve = scored.curve
+    binary = "ece_positive" in scored.metrics  # the curve is of P(y = 1)
+    return plot_curve(
+        ax,
+        scored.curve,
+        color=color,
+        counts=counts,
+        xlabel="predicted P(y = 1)" if binary else "confidence (top-label probability)",
+        ylabel="frequency of y = 1" if binary else "accuracy",
+    )
+
+
+def plot_curve(ax: Any, curve: Any, *, color: str, counts: bool, xlabel: str, ylabel: str) -> Any:
+    """Draw a :class:`~crossent.calibration.ReliabilityCurve` (the bars of
+    :func:`plot_reliability`) on ``ax`` and return it."""
     edges = np.asarray(curve.edges)
     lo, hi = edges[:-1], edges[1:]
     acc = np.nan_to_num(np.asarray(curve.accuracy))
@@ -114,20 +127,15 @@ def plot_reliability(ax: Any, scored: Scored, *, color: str = BEFORE, counts: bo
                     x, 1.015, f"{int(count):,}", rotation=90, ha="center", va="bottom",
                     fontsize=6, color="#444444",
                 )  # fmt: skip
-    binary = "ece_positive" in scored.metrics  # the curve is of P(y = 1)
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1.16 if counts else 1),
-        xlabel="predicted P(y = 1)" if binary else "confidence (top-label probability)",
-        ylabel="frequency of y = 1" if binary else "accuracy",
-    )
+    ax.set(xlim=(0, 1), ylim=(0, 1.16 if counts else 1), xlabel=xlabel, ylabel=ylabel)
     return ax
 
 
 def plot_risk_coverage(ax: Any, scored: Scored, *, color: str = BEFORE, label: str = "") -> Any:
     """Draw the risk-coverage curve (error rate of the most confident examples kept) on ``ax``."""
     risk = scored.risk
-    assert risk is not None
+    if risk is None:
+        raise ValueError("no risk-coverage curve: it is left out with per-example weights")
     name = f"{label}: " if label else ""
     ax.step(
         risk.coverage,
@@ -328,27 +336,32 @@ def _metrics_table(report: Report) -> str:
     return f"<table><thead>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def worst_first(ece: list[float], what: str, metric: str) -> tuple[list[int], str]:
+    """The rows to show (every one up to :data:`CLASS_ROWS`; beyond, the largest ``ece``
+    first) and the paragraph that summarizes the rest ("" when every row is shown)."""
+    k = len(ece)
+    if k <= CLASS_ROWS:
+        return list(range(k)), ""
+    values = np.asarray(ece, dtype=float)
+    order = np.argsort(-np.nan_to_num(values, nan=-1.0), kind="stable")
+    others = values[order[CLASS_ROWS:]]
+    others = others[np.isfinite(others)]
+    rest = (
+        f'<p class="muted">The {CLASS_ROWS} {what} of largest {metric}, worst first; '
+        f"the other {k - CLASS_ROWS:,} {what} have {metric} "
+        f"{_fmt(float(np.median(others)) if len(others) else None)} (median), "
+        f"{_fmt(float(np.max(others)) if len(others) else None)} at most. Every one is in "
+        "the JSON (<code>crossent report --json</code>, "
+        "<code>Report.to_json()</code>).</p>"
+    )
+    return [int(i) for i in order[:CLASS_ROWS]], rest
+
+
 def _per_class_table(report: Report) -> str:
     """Every class up to :data:`CLASS_ROWS`; beyond, the worst classes by class-wise ECE (as
     given) and a line summarizing the rest (the full table is in the JSON)."""
     b, a = report.before.per_class, report.after.per_class if report.after else None
-    k = len(report.predictions.class_names)
-    shown = list(range(k))
-    rest = ""
-    if k > CLASS_ROWS:
-        ece = np.nan_to_num(np.asarray(b["ece"], dtype=float), nan=-1.0)
-        order = np.argsort(-ece, kind="stable")
-        shown = [int(i) for i in order[:CLASS_ROWS]]
-        others = np.asarray(b["ece"], dtype=float)[order[CLASS_ROWS:]]
-        others = others[np.isfinite(others)]
-        rest = (
-            f'<p class="muted">The {CLASS_ROWS} classes of largest class-wise ECE, worst first; '
-            f"the other {k - CLASS_ROWS:,} classes have class-wise ECE "
-            f"{_fmt(float(np.median(others)) if len(others) else None)} (median), "
-            f"{_fmt(float(np.max(others)) if len(others) else None)} at most. Every class is in "
-            "the JSON (<code>crossent report --json</code>, "
-            "<code>Report.to_json()</code>).</p>"
-        )
+    shown, rest = worst_first(b["ece"], "classes", "class-wise ECE")
     head = (
         "<tr><th>class</th><th>examples</th><th>frequency</th><th>mean p(class)</th>"
         "<th>recall</th><th>cross-entropy (nats)</th>"
@@ -413,6 +426,21 @@ def _brier_section(report: Report) -> str:
 
 def _img(png: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+
+
+def risk_section(png: str | None) -> str:
+    """The risk-coverage section (a sentence when the curve was left out: weights)."""
+    if png is None:
+        return (
+            '<h2>Risk-coverage</h2><p class="muted">Left out: the examples are weighted, and '
+            "the AURC's closed form counts whole examples.</p>"
+        )
+    return f"""<h2>Risk-coverage</h2>
+{_img(png, "risk-coverage curve")}
+<p class="muted">Predicting only on the most confident examples: the error rate (risk) of those
+kept against the fraction kept (coverage). AURC is the area under the curve, the mean risk
+over coverages (lower is better); the optimal AURC is that of a confidence ranking every right
+prediction above every error (Geifman et al. 2019).</p>"""
 
 
 def render_html(report: Report, figures: dict[str, str], *, provenance: str = "") -> str:
@@ -480,12 +508,7 @@ Log-loss clips probabilities at the machine epsilon (scikit-learn's convention).
 (Błasiok &amp; Nakkiran 2023) needs no bins: it smooths the gaps with a Gaussian kernel of
 bandwidth {report.before.smooth.bandwidth if report.before.smooth else float("nan"):.4f}
 (as given).</p>
-<h2>Risk-coverage</h2>
-{_img(figures["risk_coverage"], "risk-coverage curve")}
-<p class="muted">Predicting only on the most confident examples: the error rate (risk) of those
-kept against the fraction kept (coverage). AURC is the area under the curve, the mean risk
-over coverages (lower is better); the optimal AURC is that of a confidence ranking every right
-prediction above every error (Geifman et al. 2019).</p>
+{risk_section(figures.get("risk_coverage"))}
 <h2>Confidence histogram</h2>
 {_img(figures["confidence"], "confidence histogram")}
 <h2>Per-example loss</h2>
@@ -509,5 +532,9 @@ FIGURES = {
 
 
 def figures(report: Report) -> dict[str, str]:
-    """All figures as base64 PNG strings."""
-    return {name: _png(draw(report)) for name, draw in FIGURES.items()}
+    """All figures as base64 PNG strings (no risk-coverage curve with weights)."""
+    return {
+        name: _png(draw(report))
+        for name, draw in FIGURES.items()
+        if name != "risk_coverage" or report.before.risk is not None
+    }
