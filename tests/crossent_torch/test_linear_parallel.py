@@ -148,6 +148,7 @@ class _Grad:
 
     def __init__(self, grad):
         self.grad = grad
+        self.dtype = None if grad is None else grad.dtype
 
 
 def _data_parallel_case(rank, world, counter):
@@ -178,6 +179,41 @@ def _data_parallel_case(rank, world, counter):
     for g, t in zip(grads, theirs[1:], strict=True):
         torch.testing.assert_close(g.to(F64), t.grad, rtol=1e-5, atol=1e-6)
     counter.take()
+
+
+def _dtensor_case(rank, world, counter):
+    """A DTensor head sharded over the vocabulary (Shard(0), torch's uneven chunks) takes the
+    vocabulary-parallel path by itself, with plain (replicated) hidden states or DTensor ones
+    split over the sequence (sequence parallelism)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    mesh = init_device_mesh("cpu", (world,))
+    for seq_parallel in (False, True):
+        ours, theirs, y, gen = inputs(75)
+        cw = torch.rand(V, generator=gen, dtype=F64) + 0.2
+        w = distribute_tensor(ours[1].detach(), mesh, [Shard(0)]).requires_grad_()
+        b = distribute_tensor(ours[2].detach(), mesh, [Shard(0)]).requires_grad_()
+        h = ours[0].detach().clone()
+        if seq_parallel:
+            h = distribute_tensor(h, mesh, [Shard(1)])
+        h.requires_grad_()
+        counter.take()
+        got = linear_cross_entropy(h, w, y, bias=b, class_weight=cw.float(), z_loss=1e-3,
+                                   label_smoothing=0.1, chunk_size=3)  # fmt: skip
+        calls = counter.take()
+        assert [op for op, _ in calls] == ["SUM", "MAX", "SUM"], calls
+        assert not isinstance(got, type(w))
+        got.backward()
+        want = reference(
+            *theirs[:2], y, bias=theirs[2], class_weight=cw, smoothing=0.1, z_loss=1e-3
+        )
+        want["loss"].backward()
+        torch.testing.assert_close(got.to(F64), want["loss"].detach(), rtol=1e-5, atol=1e-6)
+        assert w.grad.placements == (Shard(0),)
+        gh = h.grad.redistribute(mesh, [Replicate()]).to_local() if seq_parallel else h.grad
+        got_grads = [gh, w.grad.full_tensor(), b.grad.full_tensor()]
+        assert_grads([_Grad(g) for g in got_grads], theirs)
 
 
 def _errors(rank, world):
@@ -215,11 +251,12 @@ def _worker(rank, world, store_path):
             finally:
                 sweep._host_shortcuts = shortcuts
             _data_parallel_case(rank, world, counter)
+            _dtensor_case(rank, world, counter)
         _errors(rank, world)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("world", [2, pytest.param(3, marks=pytest.mark.slow)])  # ~5 s, ~8 s
 def test_vocab_parallel_and_global_mean_match_single_process(world, tmp_path):
     mp.spawn(_worker, args=(world, str(tmp_path / "store")), nprocs=world, join=True)

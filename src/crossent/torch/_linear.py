@@ -433,7 +433,11 @@ def linear_cross_entropy(
         :mod:`crossent.torch._linear_parallel`). The backward recomputes the logits (four
         products per chunk instead of three).
     vocab_start : int, optional
-        With ``process_group``: the class index of this rank's first weight row.
+        With ``process_group``: the class index of this rank's first weight row. A
+        ``weight`` that is a DTensor sharded over the vocabulary (``Shard(0)`` on a 1-D mesh,
+        as ``ColwiseParallel`` makes it) takes this path by itself, its group and first row
+        read from the mesh; a DTensor ``hidden`` is made replicated first (sequence
+        parallelism), a plain one is taken as the same on every rank.
     mean_group : torch.distributed.ProcessGroup, optional
         Data or sequence parallelism, with ``reduction="mean"``: the denominator is the count
         :math:`\sum_i w_{y_i}` of the valid tokens of every rank of the group (one all_reduce
@@ -477,6 +481,10 @@ def linear_cross_entropy(
     >>> out.accuracy.shape
     torch.Size([])
     """
+    if _parallel.is_dtensor(weight):
+        hidden, weight, bias, process_group, vocab_start = _parallel.from_dtensor(
+            hidden, weight, bias, process_group, vocab_start
+        )
     shard = None
     if process_group is not None or vocab_start is not None:
         # one all_reduce: where each rank's slice starts, and the whole vocabulary's size

@@ -66,7 +66,10 @@ from ..losses._problem import index_target_data
 from ._functions import _xp
 from ._linear_sweep import Options, Result, Sweep, Targets
 
-__all__ = ["Shard", "global_count", "layout", "shard_targets", "vocab_parallel_sweep"]
+__all__ = [
+    "Shard", "from_dtensor", "global_count", "is_dtensor", "layout", "shard_targets",
+    "vocab_parallel_sweep",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,58 @@ def layout(weight: torch.Tensor, group: Any, vocab_start: int | None) -> Shard:
             )
         end = start + size
     return Shard(group, vocab_start, vocab_start + weight.shape[0], end)
+
+
+def is_dtensor(x: Any) -> bool:
+    """Whether ``x`` is a ``torch.distributed.tensor.DTensor``."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - a torch built without distributed
+        return False
+    return isinstance(x, DTensor)
+
+
+def from_dtensor(
+    hidden: Any, weight: Any, bias: Any, process_group: Any, vocab_start: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Any, int | None]:
+    """The local tensors and the layout of a DTensor head (``weight`` is a DTensor).
+
+    ``Shard(0)`` over a 1-D mesh (what ``ColwiseParallel`` makes of a head): the local rows,
+    the mesh's process group and the global index of the first local row, so the call takes
+    the vocabulary-parallel path. ``Replicate()``: the local (whole) weight, an ordinary call.
+    A DTensor ``hidden`` is first made replicated over the mesh (an all-gather of the N x D
+    hidden states, for sequence parallelism), a plain tensor is taken as replicated already.
+    Gradients flow back through ``to_local``: the weight's as a DTensor of the same layout.
+    """
+    from torch.distributed.tensor import Replicate, Shard
+
+    mesh, placements = weight.device_mesh, tuple(weight.placements)
+    if process_group is not None or vocab_start is not None:
+        raise ValueError(
+            "a DTensor weight carries its own layout: pass neither process_group= nor "
+            f"vocab_start= (got {process_group!r}, {vocab_start!r})"
+        )
+    if mesh.ndim != 1 or placements not in ((Shard(0),), (Replicate(),)):
+        raise ValueError(
+            "a DTensor weight must be sharded over the vocabulary (Shard(0)) or replicated on a "
+            f"1-D device mesh; got placements {placements} on a {mesh.ndim}-D mesh"
+        )
+
+    def local(x: Any, name: str, want: tuple) -> Any:
+        if x is None or not is_dtensor(x):
+            return x
+        if x.device_mesh != mesh:
+            raise ValueError(f"{name} is a DTensor on another device mesh than weight's")
+        return x.redistribute(mesh, want).to_local()
+
+    hidden = local(hidden, "hidden", (Replicate(),))
+    bias = local(bias, "bias", placements)
+    if placements == (Replicate(),):
+        return hidden, weight.to_local(), bias, None, None
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    _, offset = compute_local_shape_and_global_offset(weight.shape, mesh, placements)
+    return hidden, weight.to_local(), bias, mesh.get_group(), int(offset[0])
 
 
 def shard_targets(
