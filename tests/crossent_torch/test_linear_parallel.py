@@ -224,6 +224,10 @@ def _errors(rank, world):
     with pytest.raises(ValueError, match=r"tile \[0, V\).*rank \d starts at"):
         linear_cross_entropy(torch.zeros(4, 8), torch.zeros(5, 8), torch.zeros(4, dtype=torch.long),
                              process_group=dist.group.WORLD, vocab_start=2 * rank)  # fmt: skip
+    # tokens split over the ranks (data parallelism) cannot take the vocabulary-parallel path
+    with pytest.raises(ValueError, match=r"same hidden states and targets on every rank.*rank 1"):
+        linear_cross_entropy(torch.zeros(4, 8), torch.zeros(5, 8), torch.arange(4) + rank,
+                             process_group=dist.group.WORLD, vocab_start=5 * rank)  # fmt: skip
     with pytest.raises(ValueError, match="mean_group= sets the denominator"):
         linear_cross_entropy(torch.zeros(4, 8), torch.zeros(5, 8), torch.zeros(4, dtype=torch.long),
                              reduction="sum", mean_group=dist.group.WORLD)  # fmt: skip

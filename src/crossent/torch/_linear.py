@@ -488,7 +488,7 @@ def linear_cross_entropy(
     shard = None
     if process_group is not None or vocab_start is not None:
         # one all_reduce: where each rank's slice starts, and the whole vocabulary's size
-        shard = _parallel.layout(weight, process_group, vocab_start)
+        shard = _parallel.layout(weight, targets, process_group, vocab_start)
     vocab = weight.shape[0] if shard is None else shard.vocab
     _validate(hidden, weight, targets, bias, class_weight, chunk_size, vocab)
     check_reduction(reduction)

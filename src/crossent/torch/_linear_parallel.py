@@ -26,8 +26,9 @@ exist), writes the slice's weight and bias gradients locally and sums the hidden
 
 Collectives (all ``all_reduce``, counted by the tests), per call:
 
-* forward: 1 SUM of the layout (2 integers per rank: where each slice starts and its size;
-  read on the host, so one synchronization on CUDA), 1 MAX of the per-token
+* forward: 1 SUM of the layout (4 integers per rank: where each slice starts, its size, the
+  number of targets and a checksum of them, which must agree; read on the host, so one
+  synchronization on CUDA), 1 MAX of the per-token
   :math:`L_r` (and top logit), 1 SUM of the per-token pack :math:`[\pi_r, M - z_t,
   \text{smoothing}, \text{entropy}]`; plus 1 MIN of the first index of the maximum when
   "prediction", "correct" or "accuracy" is asked for;
@@ -94,8 +95,16 @@ def _dist() -> Any:
     return dist
 
 
-def layout(weight: torch.Tensor, group: Any, vocab_start: int | None) -> Shard:
-    """Exchange every rank's (start, size) in one all_reduce and check that they tile [0, V)."""
+def layout(
+    weight: torch.Tensor, targets: torch.Tensor, group: Any, vocab_start: int | None
+) -> Shard:
+    """Exchange every rank's (start, size) in one all_reduce and check that they tile [0, V).
+
+    The same all_reduce carries the number of targets and a checksum of them, so that hidden
+    states split over the ranks (data parallelism, a weight sharded by FSDP read outside the
+    module's forward) raise an error instead of giving a wrong loss: the vocabulary-parallel
+    call needs the same tokens on every rank.
+    """
     if vocab_start is None or group is None:
         raise ValueError(
             "the vocabulary-parallel call needs both process_group= and vocab_start= "
@@ -105,17 +114,30 @@ def layout(weight: torch.Tensor, group: Any, vocab_start: int | None) -> Shard:
         raise ValueError(f"vocab_start must be an integer >= 0, got {vocab_start!r}")
     dist = _dist()
     world, rank = dist.get_world_size(group), dist.get_rank(group)
-    table = torch.zeros(world, 2, dtype=torch.int64, device=weight.device)
-    table[rank, 0], table[rank, 1] = vocab_start, weight.shape[0]
+    table = torch.zeros(world, 4, dtype=torch.int64, device=weight.device)
+    table[rank, 0], table[rank, 1], table[rank, 2] = vocab_start, weight.shape[0], targets.numel()
+    # sum_i (i + 1) y_i, wrapping around in int64 alike on every rank
+    flat = targets.reshape(-1).long()
+    table[rank, 3] = (flat * torch.arange(1, flat.numel() + 1, device=flat.device)).sum()
     dist.all_reduce(table, op=dist.ReduceOp.SUM, group=group)
-    slices = sorted((int(s), int(n), r) for r, (s, n) in enumerate(table.tolist()))
+    rows = table.tolist()
+    for r, row in enumerate(rows):
+        if row[2:] != rows[0][2:]:
+            raise ValueError(
+                "the vocabulary-parallel call needs the same hidden states and targets on every "
+                f"rank of process_group; rank {r} holds {row[2]} targets with checksum {row[3]}, "
+                f"rank 0 {rows[0][2]} with checksum {rows[0][3]} (tokens split over the ranks: "
+                "pass the whole weight, e.g. an FSDP2 weight inside the sharded module's "
+                "forward or after module.unshard(), and mean_group= for the global mean)"
+            )
+    slices = sorted((int(s), int(n), r) for r, (s, n, _, _) in enumerate(rows))
     end = 0
     for start, size, r in slices:
         if start != end:
             raise ValueError(
                 "the ranks' vocabulary slices must tile [0, V) without gaps or overlaps; "
                 f"rank {r} starts at {start} where the previous slice ends at {end} "
-                f"(start, size per rank: {table.tolist()})"
+                f"(start, size per rank: {[row[:2] for row in rows]})"
             )
         end = start + size
     return Shard(group, vocab_start, vocab_start + weight.shape[0], end)
