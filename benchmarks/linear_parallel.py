@@ -15,9 +15,9 @@ slice of W) by:
 
 Both run in the same process group, in turns (``--rounds``), after one warm-up each. Per
 method and rank the table gives the best time of a call (wall clock between two barriers),
-the peak memory the call adds on top of its inputs (the growth of the resident high-water
-mark, reset before the call, as in ``linear_ce.py``; on CUDA ``max_memory_allocated``), and
-the bytes handed to all_reduce per token in the forward and the backward (torch.distributed's
+the peak memory the call adds on top of its inputs, the gradients of h and W_r included (the
+growth of the resident high-water mark, reset before the call, as in ``linear_ce.py``; on
+CUDA ``max_memory_allocated``), and the bytes handed to all_reduce per token in the forward and the backward (torch.distributed's
 all_reduce is wrapped and the payload of each call counted; a ring all_reduce sends and
 receives about 2 (world - 1) / world times that per rank).
 
@@ -115,8 +115,10 @@ def _rank(rank: int, world: int, store: str, args: argparse.Namespace, out: str)
     calls: list[tuple[str, int]] = []
     dist.all_reduce = _counted(calls)  # type: ignore[assignment]
 
-    def step(method: str) -> tuple[float, dict[str, list]]:
-        h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+    def leaves() -> tuple[torch.Tensor, torch.Tensor]:
+        return h0.clone().requires_grad_(), w0.clone().requires_grad_()
+
+    def step(method: str, h: torch.Tensor, w: torch.Tensor) -> tuple[float, dict[str, list]]:
         calls.clear()
         if method == "megatron":
             loss = _MegatronCE.apply(h, w, y, start)
@@ -132,10 +134,11 @@ def _rank(rank: int, world: int, store: str, args: argparse.Namespace, out: str)
 
     results: dict[str, dict] = {m: {"times": [], "peaks": []} for m in METHODS}
     for method in METHODS:
-        step(method)  # warm-up
+        step(method, *leaves())  # warm-up
     for _ in range(args.rounds):
         for method in METHODS:
             for _ in range(args.repeats):
+                h, w = leaves()  # the inputs, not counted in the peak
                 _trim_heap()
                 if device.type == "cuda":
                     torch.cuda.synchronize()
@@ -147,7 +150,7 @@ def _rank(rank: int, world: int, store: str, args: argparse.Namespace, out: str)
                     before = _status_bytes("VmRSS")
                 dist.barrier()
                 t0 = time.perf_counter()
-                loss, comm = step(method)
+                loss, comm = step(method, h, w)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 elapsed = time.perf_counter() - t0
@@ -159,6 +162,7 @@ def _rank(rank: int, world: int, store: str, args: argparse.Namespace, out: str)
                 res["times"].append(elapsed)
                 res["peaks"].append(peak)
                 res["loss"], res["comm"] = loss, comm
+                del h, w
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
         json.dump({"rank": rank, "slice": [start, stop], "results": results}, f)
     dist.destroy_process_group()
@@ -179,7 +183,7 @@ def table(ranks: list[dict], n: int) -> str:
         counts = f"{len(comm['forward'])} / {len(comm['backward'])}"
         lines.append(
             f"| {method} | {per[0]['loss']:.5f} | {time_s:.3f} | {peak:.0f} | {counts} "
-            f"| {fwd:.1f} / {bwd:.1f} |"
+            f"| {fwd:.2f} / {bwd:.0f} |"
         )
     return "\n".join(lines)
 
