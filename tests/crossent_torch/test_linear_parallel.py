@@ -1,7 +1,8 @@
 """The vocabulary-parallel fused linear cross-entropy (``process_group=``, ``vocab_start=``) and
 the data-parallel global mean (``mean_group=``) over torch.distributed's gloo backend, in 2 and
-3 local processes with uneven vocabulary slices (ranks not in slice order), each rank against
-the float64 reference of the materialized logits on the whole weight (linear_support.py).
+3 local processes with uneven vocabulary slices (ranks not in slice order), and a DTensor head
+sharded over the vocabulary, each rank against the float64 reference of the materialized
+logits on the whole weight (linear_support.py).
 
 Process start-up is the cost (each child imports torch), so one spawn per world size runs every
 case; a failing case raises in its child and torch.multiprocessing.spawn re-raises it here with
