@@ -17,9 +17,10 @@ Both run in the same process group, in turns (``--rounds``), after one warm-up e
 method and rank the table gives the best time of a call (wall clock between two barriers),
 the peak memory the call adds on top of its inputs, the gradients of h and W_r included (the
 growth of the resident high-water mark, reset before the call, as in ``linear_ce.py``; on
-CUDA ``max_memory_allocated``), and the bytes handed to all_reduce per token in the forward and the backward (torch.distributed's
-all_reduce is wrapped and the payload of each call counted; a ring all_reduce sends and
-receives about 2 (world - 1) / world times that per rank).
+CUDA ``max_memory_allocated``), and the bytes handed to all_reduce per token in the forward
+and the backward (torch.distributed's all_reduce is wrapped and the payload of each call
+counted; a ring all_reduce sends and receives about 2 (world - 1) / world times that per
+rank).
 
 Usage::
 
