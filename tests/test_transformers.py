@@ -377,7 +377,7 @@ def _fsdp_worker(rank: int, world: int, store: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.slow  # ~8 s: two processes that import torch and transformers
+@pytest.mark.slow  # 26 s at a load average of 12: two processes import torch and transformers
 def test_patch_under_fsdp2(tmp_path) -> None:
     """The loss is computed inside the head's call, where FSDP2 has gathered its weight; the
     probe forward of ``patch`` runs through the module's hooks too."""
