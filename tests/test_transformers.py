@@ -339,3 +339,48 @@ def test_import_needs_the_extra_and_crossent_does_not_import_it() -> None:
         "ModuleNotFoundError: crossent.transformers needs transformers, which is not "
         "installed: pip install 'crossent[transformers]'"
     ), proc.stderr
+
+
+def _fsdp_worker(rank: int, world: int, store: str) -> None:
+    """One rank of an FSDP2 (fully_shard) run: each rank its own batch; the patched model's
+    loss is the unwrapped model's on that batch, and each parameter's gradient (reduce-
+    scattered and averaged by FSDP) the mean of the unwrapped model's over the ranks' batches.
+    """
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", store=dist.FileStore(store, world), rank=rank,
+                            world_size=world)  # fmt: skip
+    try:
+        mesh = init_device_mesh("cpu", (world,))
+        batches = [batch(seed=10 + r) for r in range(world)]
+        ref = tiny("llama")
+        refs = [loss_and_grads(ref, ids, labels=labels) for ids, labels in batches]
+        mean_grads = {n: sum(r[1][n] for r in refs) / world for n in refs[0][1]}
+        for separate_head in (True, False):  # the head sharded on its own, or with the root
+            model = tiny("llama")
+            for layer in model.model.layers:
+                fully_shard(layer, mesh=mesh)
+            if separate_head:
+                fully_shard(model.lm_head, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+            cet.patch(model)
+            ids, labels = batches[rank]
+            with no_head_logits():
+                out = model(ids, labels=labels)
+            out.loss.backward()
+            grads = {n: p.grad.full_tensor() for n, p in model.named_parameters()}
+            assert_same((out.loss.detach(), grads), (refs[rank][0], mean_grads))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # 26 s at a load average of 12: two processes import torch and transformers
+def test_patch_under_fsdp2(tmp_path) -> None:
+    """The loss is computed inside the head's call, where FSDP2 has gathered its weight; the
+    probe forward of ``patch`` runs through the module's hooks too."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_fsdp_worker, args=(2, str(tmp_path / "store")), nprocs=2, join=True)

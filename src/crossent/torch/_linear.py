@@ -19,6 +19,7 @@ log-sum-exp, once for the loss and those outputs together.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ from .._validation import (
     check_smoothing_convention,
     check_softcap,
 )
+from . import _linear_parallel as _parallel
 from . import _linear_sweep as _sweep
 from ._functions import _xp, compute_dtype
 from ._linear_outputs import LinearCEOutput, assemble, check_outputs, statistics
@@ -80,30 +82,36 @@ class _LinearCE(torch.autograd.Function):
         sample_weight: torch.Tensor | None,
         normalizer: torch.Tensor | None,
         opts: Options,
+        shard: _parallel.Shard | None,
     ) -> tuple[torch.Tensor | None, ...]:
         xp, dtype = _xp(), compute_dtype(hidden.dtype)
-        tgt = Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
+        tgt = _targets(targets, class_weight, opts, dtype, weight, shard, forward=True)
         sw = None if sample_weight is None else sample_weight.to(dtype)
         # the mean's denominator: sum_i w[y_i] over valid rows, or the explicit normalizer
         d = denominator(tgt.w_t.sum(), normalizer)
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        # (vocabulary-parallel: no gradient before the global log-sum-exp exists)
         precompute = (
             opts.precompute and opts.reduction != "none" and (need_h or need_w or need_b)
-            and not opts.grad_outputs
+            and not opts.grad_outputs and shard is None
         )  # fmt: skip
         up = None
         if precompute:
             up = Upstream(_scalar(loss_row_scale(xp, opts.reduction, d, sample_weight=sw), d))
-        res = Sweep(hidden, weight, bias, tgt, opts).run(
-            lse_in=None, up=up, need_h=need_h, need_w=need_w, need_b=need_b
-        )
+        if shard is None:
+            res = Sweep(hidden, weight, bias, tgt, opts).run(
+                lse_in=None, up=up, need_h=need_h, need_w=need_w, need_b=need_b
+            )
+        else:
+            w_sum = float(shard.vocab) if class_weight is None else class_weight.to(dtype).sum()
+            res = _parallel.vocab_parallel_sweep(hidden, weight, bias, tgt, opts, shard, w_sum)
         assert res.loss is not None
         out = reduce(xp, res.loss, opts.reduction, d, sample_weight=sw)
         z_out = None
         if "z_loss" in opts.want:
             z_rows = z_loss_rows(xp, opts.rule, lse=res.lse, w_t=tgt.w_t, valid=tgt.valid)
             z_out = reduce(xp, z_rows, opts.reduction, d, sample_weight=sw)
-        ctx.opts = opts
+        ctx.opts, ctx.shard = opts, shard
         ctx.sw_dtype = None if sample_weight is None else sample_weight.dtype
         ctx.stash = (res.gh, res.gw, res.gb) if precompute else None
         entropy = res.entropy if "entropy" in opts.grad_outputs else None
@@ -152,11 +160,13 @@ class _LinearCE(torch.autograd.Function):
                 entropy_value=entropy,
             )
             scale = None  # consumed by the sweep
-            tgt = Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
+            tgt = _targets(targets, class_weight, opts, dtype, weight, ctx.shard, forward=False)
             res = Sweep(hidden, weight, bias, tgt, opts).run(
                 lse_in=lse, up=up, need_h=need_h, need_w=need_w, need_b=need_b
             )
             gh, gw, gb = res.gh, res.gw, res.gb
+            if ctx.shard is not None and gh is not None:  # each slice's part of d/dh
+                gh = _parallel.all_reduce_sum(gh, ctx.shard)
         out: list[torch.Tensor | None] = []
         for tensor, like in ((gh, hidden), (gw, weight), (gb, bias)):
             if tensor is None or like is None:
@@ -168,7 +178,25 @@ class _LinearCE(torch.autograd.Function):
         g_sw = None
         if rows is not None and g is not None:
             g_sw = (g * rows * loss_row_scale(xp, opts.reduction, d)).to(ctx.sw_dtype)
-        return out[0], out[1], out[2], None, None, g_sw, None, None
+        return out[0], out[1], out[2], None, None, g_sw, None, None, None
+
+
+def _targets(
+    targets: torch.Tensor,
+    class_weight: torch.Tensor | None,
+    opts: Options,
+    dtype: torch.dtype,
+    weight: torch.Tensor,
+    shard: _parallel.Shard | None,
+    *,
+    forward: bool,
+) -> Targets:
+    """The sweep's targets: of the whole weight, or of this rank's slice of the vocabulary."""
+    if shard is None:
+        return Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
+    return _parallel.shard_targets(
+        targets, class_weight, opts.ignore_index, dtype, shard, forward=forward
+    )
 
 
 def _shift_targets(targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
@@ -233,6 +261,7 @@ def _validate(
     bias: torch.Tensor | None,
     class_weight: torch.Tensor | None,
     chunk_size: int | None,
+    vocab: int,
 ) -> None:
     xp = _xp()
     _validate_head(hidden, weight, bias, chunk_size)
@@ -247,7 +276,7 @@ def _validate(
         check_floating(xp, class_weight, "class_weight")
         check_same_device(class_weight, "class_weight", hidden)
         check_class_vector(
-            xp, class_weight, weight.shape[0], "class_weight", class_weight.dtype, nonnegative=True
+            xp, class_weight, vocab, "class_weight", class_weight.dtype, nonnegative=True
         )
 
 
@@ -303,6 +332,9 @@ def linear_cross_entropy(
     smoothing_convention: str = "uniform",
     outputs: Sequence[str] | None = None,
     entropy_grad: bool = False,
+    process_group: Any = None,
+    vocab_start: int | None = None,
+    mean_group: Any = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | LinearCEOutput:
     r"""Cross-entropy of ``softmax(hidden @ weight.T + bias)`` without materializing the logits.
 
@@ -388,6 +420,32 @@ def linear_cross_entropy(
     entropy_grad : bool, default False
         Let gradients flow through the "entropy" output (an entropy bonus in the objective).
         Off, the entropy is detached and a logged entropy costs the gradients nothing.
+    process_group : torch.distributed.ProcessGroup, optional
+        Vocabulary (tensor) parallelism: ``weight`` (and ``bias``) hold only this rank's
+        contiguous slice of the classes, rows ``vocab_start`` to ``vocab_start + len(weight)``
+        of the whole head; ``hidden``, ``targets`` (global class indices), ``sample_weight``,
+        ``normalizer`` and ``class_weight`` (the full (V,) vector) are the same on every rank
+        of the group. The slices may differ in size; together they must tile [0, V). Every
+        rank gets the loss and outputs of the call on the whole weight, the whole hidden
+        gradient and its slice's rows of the weight and bias gradients, with three all_reduce
+        calls in the forward (a fourth for "prediction", "correct" or "accuracy") and one in
+        the backward, nothing of size N x V communicated (see
+        :mod:`crossent.torch._linear_parallel`). The backward recomputes the logits (four
+        products per chunk instead of three).
+    vocab_start : int, optional
+        With ``process_group``: the class index of this rank's first weight row. A
+        ``weight`` that is a DTensor sharded over the vocabulary (``Shard(0)`` on a 1-D mesh,
+        as ``ColwiseParallel`` makes it) takes this path by itself, its group and first row
+        read from the mesh; a DTensor ``hidden`` is made replicated first (sequence
+        parallelism), a plain one is taken as the same on every rank.
+    mean_group : torch.distributed.ProcessGroup, optional
+        Data or sequence parallelism, with ``reduction="mean"``: the denominator is the count
+        :math:`\sum_i w_{y_i}` of the valid tokens of every rank of the group (one all_reduce
+        of a 0-d tensor, never read on the host), so each rank returns its share
+        :math:`\sum_{i \in \text{rank}} s_i \ell_i / D` and the shares (and their gradients)
+        add up to the mean over all tokens. Under DDP/FSDP, whose gradient all-reduce averages
+        over ranks, multiply the loss by the world size (as Hugging Face's Trainer does with
+        ``average_tokens_across_devices``). Not with ``normalizer``.
 
     Returns
     -------
@@ -423,11 +481,26 @@ def linear_cross_entropy(
     >>> out.accuracy.shape
     torch.Size([])
     """
-    _validate(hidden, weight, targets, bias, class_weight, chunk_size)
+    if _parallel.is_dtensor(weight):
+        hidden, weight, bias, process_group, vocab_start = _parallel.from_dtensor(
+            hidden, weight, bias, process_group, vocab_start
+        )
+    shard = None
+    if process_group is not None or vocab_start is not None:
+        # one all_reduce: where each rank's slice starts, and the whole vocabulary's size
+        shard = _parallel.layout(weight, targets, process_group, vocab_start)
+    vocab = weight.shape[0] if shard is None else shard.vocab
+    _validate(hidden, weight, targets, bias, class_weight, chunk_size, vocab)
     check_reduction(reduction)
     names = check_outputs(outputs, entropy_grad=entropy_grad, return_lse=return_lse)
     norm = _weighting(hidden, targets, sample_weight, normalizer, reduction)
-    vocab = weight.shape[0]
+    if mean_group is not None and (reduction != "mean" or normalizer is not None):
+        raise ValueError(
+            "mean_group= sets the denominator of reduction='mean'; got "
+            f"reduction={reduction!r}, normalizer={normalizer!r}"
+        )
+    if shard is not None and names is not None and names & {"prediction", "correct", "accuracy"}:
+        shard = dataclasses.replace(shard, argmax=True)
     rule = SoftmaxCE(
         vocab,
         label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
@@ -459,8 +532,11 @@ def linear_cross_entropy(
     h2 = hidden.reshape(-1, hidden.shape[-1])
     t1 = targets.reshape(-1).long()
     s1 = None if sample_weight is None else sample_weight.reshape(-1)
-    opts.chunk = chunk_size or default_chunk_size(h2.shape[0], vocab, h2.device)
-    loss, *stats = _LinearCE.apply(h2, weight, bias, t1, class_weight, s1, norm, opts)
+    opts.chunk = chunk_size or default_chunk_size(h2.shape[0], weight.shape[0], h2.device)
+    if mean_group is not None:
+        dtype = compute_dtype(hidden.dtype)
+        norm = _parallel.global_count(t1, class_weight, opts.ignore_index, dtype, mean_group)
+    loss, *stats = _LinearCE.apply(h2, weight, bias, t1, class_weight, s1, norm, opts, shard)
 
     def per_position(x: torch.Tensor) -> torch.Tensor:
         """A per-row result in the targets' shape, without the unscored last position."""

@@ -72,8 +72,10 @@ def _host_shortcuts(hidden: torch.Tensor) -> bool:
     return hidden.device.type == "cpu"
 
 
-#: The per-row statistics a forward sweep can also return (``Options.want``).
-STATISTICS = ("logprob", "entropy", "max")
+#: The per-row statistics a forward sweep can also return (``Options.want``); "smooth" is
+#: the smoothing sum sum_c w_c (LSE - z_c) (with label smoothing only), which the
+#: vocabulary-parallel path combines over ranks (:mod:`._linear_parallel`).
+STATISTICS = ("logprob", "entropy", "max", "smooth")
 
 
 class Options:
@@ -117,6 +119,10 @@ class Targets:
         self.valid, self.index, self.w_t = data.valid, data.index, data.w_t
         cw = self.class_weight
         self.w_sum: torch.Tensor | float = float(vocab) if cw is None else cw.sum()
+        # Vocabulary-parallel sweeps (._linear_parallel) hold a slice of the classes: ``index``
+        # is then the target's index in the slice (0 elsewhere) and ``here`` marks the rows
+        # whose target lies in it, the only rows with a one-hot term in the gradient.
+        self.here: torch.Tensor | None = None
 
 
 @dataclass
@@ -147,6 +153,7 @@ class Result:
     entropy: torch.Tensor | None = None
     argmax: torch.Tensor | None = None
     top_logit: torch.Tensor | None = None
+    smooth: torch.Tensor | None = None
 
 
 def _scaled(x: torch.Tensor | None, factor: float | None) -> torch.Tensor | None:
@@ -357,6 +364,8 @@ class Sweep(Head):
             assert up.entropy_value is not None
             u = up.entropy[r0:r1]
             a, e = a - u * up.entropy_value[r0:r1], -u
+        if tgt.here is not None:  # the target's class is on another rank's slice
+            b = torch.where(tgt.here[r0:r1], b, 0)
         return a, b, r, e  # each a new tensor: the caller scales a in place
 
     def run(
@@ -394,6 +403,7 @@ class Sweep(Head):
         res.loss = torch.empty(n_rows, dtype=dtype, device=device) if forward else None
         res.logprob, res.entropy = rows_of("logprob"), rows_of("entropy")
         res.argmax, res.top_logit = rows_of("max", torch.long), rows_of("max")
+        res.smooth = rows_of("smooth") if rule.smoothing.per_class > 0 else None
         gh, gw, gb = self.gradient_buffers(grads and need_h, grads and need_w, grads and need_b)
         flat = torch.empty(rows * vocab, dtype=dtype, device=device)
         flat_tanh = torch.empty_like(flat) if cap is not None else None
@@ -434,6 +444,8 @@ class Sweep(Head):
                 )  # fmt: skip
                 if res.logprob is not None:
                     res.logprob[r0:r1] = torch.where(valid, -nll_t, 0)
+                if res.smooth is not None and smooth_nll is not None:
+                    res.smooth[r0:r1] = smooth_nll
                 if res.entropy is not None:
                     # H = lse - sum_c p_c z_c = log(sum exp) - sum_c e_c (z_c - m) / sum exp
                     res.entropy[r0:r1] = log_sum - z.mul_(ez).sum(0) / sum_exp

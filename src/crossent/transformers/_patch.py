@@ -63,7 +63,7 @@ class _Patch:
     return_logits: bool
     chunk_size: int | None
     request: _Request | None = None
-    probe: list[torch.Tensor] | None = None  # hidden states seen during the verification
+    probe: list[torch.Tensor] | None = None  # the head's logits seen during the verification
 
 
 def _name(model: torch.nn.Module) -> str:
@@ -189,10 +189,13 @@ def _loss(state: _Patch, request: _Request, hidden: torch.Tensor) -> torch.Tenso
 
 def _head_forward(state: _Patch, hidden: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
     request = state.request
-    if state.probe is not None:
-        state.probe.append(hidden)
     if request is None:
-        return state.head_forward(hidden, *args, **kwargs)
+        logits = state.head_forward(hidden, *args, **kwargs)
+        if state.probe is not None:
+            # the probe keeps the head's logits, taken inside the model's forward where FSDP
+            # has gathered a sharded weight
+            state.probe.append(logits)
+        return logits
     if request.loss is not None:
         raise UnsupportedModelError(
             f"{_name(state.model)} calls its output embedding twice in one forward; "
@@ -301,15 +304,16 @@ def _verify(state: _Patch) -> None:
     state.probe = []
     try:
         with torch.no_grad():
-            out = state.forward(input_ids=ids, return_dict=True)
-            hidden = state.probe
-            if len(hidden) != 1:
+            # through the module's __call__, so that its hooks (FSDP, device placement) run
+            out = model(input_ids=ids, return_dict=True)
+            logits = state.probe
+            if len(logits) != 1:
                 raise UnsupportedModelError(
                     f"{name} called its output embedding ({type(state.head).__name__}) "
-                    f"{len(hidden)} times in a forward instead of once; "
+                    f"{len(logits)} times in a forward instead of once; "
                     "crossent.transformers.patch cannot fuse its loss"
                 )
-            ours = state.head_forward(hidden[0]).float()
+            ours = logits[0].float()
             if state.softcap is not None:
                 ours = state.softcap * torch.tanh(ours / state.softcap)
             ours = ours / state.temperature
