@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -79,6 +79,9 @@ arrays = st.builds(
 
 @SETTINGS
 @given(contents=st.dictionaries(st.sampled_from(KEYS), arrays, max_size=3))
+@example(  # found by this test: multi-label with no label columns (an IndexError)
+    contents={"predictions": np.zeros((2, 0), np.float16), "labels": np.zeros((2, 0), np.float16)}
+)
 def test_random_npz_files(tmp_path, monkeypatch, capsys, contents):
     with open(tmp_path / "p.npz", "wb") as f:
         np.savez(f, **{k or "arr": v for k, v in contents.items()})

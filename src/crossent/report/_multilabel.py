@@ -96,6 +96,8 @@ def check(
         raise _error(f"multi-label predictions must have shape (N, K); got shape {shape}")
     if shape[0] < 2:
         raise _error(f"need at least 2 examples; got {shape[0]}")
+    if shape[1] < 1:
+        raise _error(f"multi-label predictions need at least one label column; got {shape}")
     y = _labels_01(labels, shape)
     if isinstance(values, np.ndarray) and not np.issubdtype(values.dtype, np.floating):
         values = values.astype(np.float64)
