@@ -271,3 +271,21 @@ def renamed(new: Any, old: Any, new_name: str, old_name: str, default: Any = Non
         stacklevel=3,
     )
     return old
+
+
+def normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    """``axis`` (an int, a tuple of ints, or None for every axis) as sorted non-negative axes.
+
+    A repeated axis is a ValueError (NumPy's rule), an empty tuple too: there is nothing to
+    reduce over.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, tuple):
+        return (normalize_axis(axis, ndim),)
+    if not axis:
+        raise ValueError("axis=() names no axis; pass an int, a non-empty tuple or None")
+    axes = tuple(normalize_axis(a, ndim) for a in axis)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis={axis} repeats an axis")
+    return tuple(sorted(axes))
