@@ -349,6 +349,18 @@ def binary_ce_grad(xp: Any, z: Array, y: Array, pos_weight: Array | None) -> Arr
     return (1 - y) * sigmoid(xp, z) - (pos_weight * y) * sigmoid(xp, -z)
 
 
+# ---------------------------------------------------------------- KL divergence
+
+
+def kl_terms(xp: Any, p: Array, log_p: Array, log_q: Array) -> Array:
+    r"""The terms :math:`p_c (\log p_c - \log q_c)` of :math:`KL(p \| q)`, elementwise.
+
+    ``0 log 0 = 0``: a zero target probability removes its term, even where ``log q`` is
+    -inf (PyTorch's ``kl_div`` gives NaN there). Its gradient in ``log q`` is ``-p``.
+    """
+    return mul0(xp, p, log_p - log_q)
+
+
 # ---------------------------------------------------------------- distillation
 
 DISTILLATION_KINDS = ("forward", "reverse", "jsd")
@@ -386,7 +398,7 @@ def distillation_rows(
     p, q = xp.exp(log_p), xp.exp(log_q) if grad or kind != "forward" else None
     g = None
     if kind == "forward":
-        div = total(p, log_p - log_q)
+        div = xp.sum(kl_terms(xp, p, log_p, log_q), axis=axis, keepdims=True)
         if grad:
             g = q - p
     elif kind == "reverse":

@@ -89,6 +89,14 @@ def check_nonnegative(value: float, name: str) -> float:
     return value
 
 
+def check_finite(value: float, name: str) -> float:
+    """A finite Python float of either sign, else a ValueError naming it."""
+    value = float(value)
+    if not -math.inf < value < math.inf:  # comparisons only, as in check_fraction
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return value
+
+
 def check_positive(value: float, name: str) -> float:
     value = float(value)
     if not 0.0 < value < math.inf:  # comparisons only, as in check_fraction
@@ -274,7 +282,8 @@ def renamed(new: Any, old: Any, new_name: str, old_name: str, default: Any = Non
 
 
 def normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
-    """``axis`` (an int, a tuple of ints, or None for every axis) as sorted non-negative axes.
+    """``axis`` (an int, a tuple of ints, or None for every axis) as non-negative axes, in the
+    order given (a class index over several axes is a flat index in that order, as optax's).
 
     A repeated axis is a ValueError (NumPy's rule), an empty tuple too: there is nothing to
     reduce over.
@@ -288,4 +297,4 @@ def normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, 
     axes = tuple(normalize_axis(a, ndim) for a in axis)
     if len(set(axes)) != len(axes):
         raise ValueError(f"axis={axis} repeats an axis")
-    return tuple(sorted(axes))
+    return axes

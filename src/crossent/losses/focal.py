@@ -50,7 +50,7 @@ def prepare_softmax_focal(
     logits: Array,
     targets: Array,
     *,
-    axis: int,
+    axis: int | tuple[int, ...],
     alpha: float | Array | None,
     gamma: float,
     ignore_index: int,
@@ -85,7 +85,7 @@ def softmax_focal_loss(
     targets: Array,
     /,
     *,
-    axis: int = -1,
+    axis: int | tuple[int, ...] = -1,
     alpha: float | Array | None = None,
     gamma: float = 2.0,
     ignore_index: int = -100,
@@ -106,8 +106,8 @@ def softmax_focal_loss(
         Unnormalized scores, classes along ``axis``.
     targets : array
         Integer class indices.
-    axis : int, default -1
-        The class axis.
+    axis : int or tuple of ints, default -1
+        The class axis, or several axes taken as one (optax; flat class index in their order).
     alpha : float or array, optional
         A scalar weight, or one weight per class (shape (K,)). None means 1.
     gamma : float, default 2

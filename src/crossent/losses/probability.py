@@ -66,7 +66,7 @@ def _prepare_categorical(
     probs: Array,
     targets: Array,
     *,
-    axis: int,
+    axis: int | tuple[int, ...],
     eps: float | None,
     class_weight: Array | None,
     weight: Array | None,
@@ -109,7 +109,7 @@ def categorical_cross_entropy(
     targets: Array,
     /,
     *,
-    axis: int = -1,
+    axis: int | tuple[int, ...] = -1,
     eps: float | None = None,
     class_weight: Array | None = None,
     ignore_index: int = -100,
@@ -132,8 +132,8 @@ def categorical_cross_entropy(
         Predicted probabilities in [0, 1], classes along ``axis``.
     targets : array
         Integer class indices, or probabilities with the shape of ``probs``.
-    axis : int, default -1
-        The class axis.
+    axis : int or tuple of ints, default -1
+        The class axis, or several axes taken as one (optax; flat class index in their order).
     eps : float, optional
         The clip; default the machine epsilon of the dtype (scikit-learn's ``log_loss``).
     class_weight : array, optional

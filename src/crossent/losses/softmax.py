@@ -47,7 +47,7 @@ def prepare_softmax_ce(
     logits: Array,
     targets: Array,
     *,
-    axis: int,
+    axis: int | tuple[int, ...],
     class_weight: Array | None,
     weight: Array | None,
     ignore_index: int,
@@ -180,7 +180,7 @@ def softmax_cross_entropy(
     targets: Array,
     /,
     *,
-    axis: int = -1,
+    axis: int | tuple[int, ...] = -1,
     class_weight: Array | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
@@ -217,8 +217,10 @@ def softmax_cross_entropy(
     targets : array
         Integer class indices with the shape of ``logits`` without ``axis``, or probabilities
         with the shape of ``logits``.
-    axis : int, default -1
-        The class axis (PyTorch uses 1: pass ``axis=1`` for (N, C, d1, ...) inputs).
+    axis : int or tuple of ints, default -1
+        The class axis (PyTorch uses 1: pass ``axis=1`` for (N, C, d1, ...) inputs). Several
+        axes act as one class axis (optax), a class index being the flat index over them in
+        the order given.
     class_weight : array, optional
         Non-negative weight per class, shape (K,) (PyTorch's ``weight``).
     ignore_index : int, default -100
