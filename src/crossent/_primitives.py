@@ -24,7 +24,7 @@ from ._namespace import (
 from ._semantics import limit_rows
 from ._semantics import sigmoid as _sigmoid
 from ._semantics import softplus as _softplus
-from ._validation import normalize_axes, normalize_axis
+from ._validation import broadcast_weights, normalize_axes, normalize_axis
 
 __all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax", "softplus"]
 
@@ -155,15 +155,6 @@ def _lse_split(xp: Any, a: Array, b: Array | None) -> tuple[Array, Array]:
     return out[..., 0], sign[..., 0]
 
 
-def _broadcast_weights(xp: Any, b: Array, shape: tuple[int, ...]) -> Array:
-    fits = b.ndim <= len(shape) and all(
-        int(n) in (1, m) for n, m in zip(reversed(b.shape), reversed(shape), strict=False)
-    )
-    if not fits:
-        raise ValueError(f"b of shape {tuple(b.shape)} does not broadcast to {shape}")
-    return xp.broadcast_to(b, shape)
-
-
 def _precise_lse(xp: Any, z: Array) -> Array:
     """The log-sum-exp of each row of a 2-D ``z``, its maximum term split out with log1p."""
     from . import _fast  # the dispatch layer's kernels import this module
@@ -250,7 +241,7 @@ def logsumexp(
         out = xp.full(flat.shape[:-1], -math.inf, dtype=z.dtype)
         sign = xp.zeros_like(out)
     else:
-        w = None if b is None else _broadcast_weights(xp, xp.astype(b, z.dtype), shape)
+        w = None if b is None else broadcast_weights(xp, xp.astype(b, z.dtype), shape, "b")
         out, sign = _lse_split(xp, flat, None if w is None else _merge_axes(xp, w, axes))
     if sign is not None and not return_sign:
         # a negative sum has no real logarithm (SciPy's rule; return_sign gives log|sum|)

@@ -108,6 +108,31 @@ def denominator(count: Array, normalizer: Array | None) -> Array:
     return count if normalizer is None else normalizer
 
 
+NORMALIZERS = (None, "count")
+
+
+def weighted_count(
+    xp: Any, counts: Array, sample_weight: Array | None, normalizer: Any
+) -> tuple[Array, Array | None]:
+    r"""``(count, explicit normalizer)`` of a mean over samples weighted by ``sample_weight``.
+
+    ``counts`` holds what each sample counts for: :math:`c_i = w_{y_i}` with class weights
+    (1 without), 0 for an ignored or masked sample. The core losses' mean divides by
+
+    - ``normalizer=None``: :math:`\sum_i s_i c_i`, the weighted mean of scikit-learn's
+      ``sample_weight`` (and PyTorch's class-weighted mean, which it extends);
+    - ``normalizer="count"``: :math:`\sum_i c_i`, Keras' ``sum_over_batch_size`` (a mask
+      removes its samples from it) and the fused op's default (:func:`denominator`);
+    - a number: that number (gradient accumulation), as the fused op's ``normalizer``.
+    """
+    if isinstance(normalizer, str):
+        return xp.sum(counts), None
+    if normalizer is not None:
+        return xp.sum(counts), normalizer
+    total = xp.sum(counts if sample_weight is None else mul0(xp, sample_weight, counts))
+    return total, None
+
+
 def loss_row_scale(
     xp: Any,
     reduction: str,

@@ -298,3 +298,13 @@ def normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, 
     if len(set(axes)) != len(axes):
         raise ValueError(f"axis={axis} repeats an axis")
     return axes
+
+
+def broadcast_weights(xp: Any, weights: Array, shape: tuple[int, ...], name: str) -> Array:
+    """``weights`` broadcast to ``shape`` (NumPy's trailing rule), else a ValueError naming both."""
+    fits = weights.ndim <= len(shape) and all(
+        int(n) in (1, m) for n, m in zip(reversed(weights.shape), reversed(shape), strict=False)
+    )
+    if not fits:
+        raise ValueError(f"{name} of shape {tuple(weights.shape)} does not broadcast to {shape}")
+    return xp.broadcast_to(weights, shape)

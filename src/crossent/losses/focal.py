@@ -34,6 +34,7 @@ from ._problem import (
     safe_log,
     take_per_class,
 )
+from ._weighting import per_sample, per_sample_gradient
 
 __all__ = [
     "sigmoid_focal_loss",
@@ -80,6 +81,7 @@ def _valid_count(xp: Any, problem: ClassProblem) -> Array:
 
 
 @quiet_numpy
+@per_sample()
 def softmax_focal_loss(
     logits: Array,
     targets: Array,
@@ -148,6 +150,7 @@ def softmax_focal_loss(
 
 @quiet_numpy
 @gradient_of(softmax_focal_loss)
+@per_sample_gradient(softmax_focal_loss)
 def softmax_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.softmax_focal_loss` with respect to the logits.
 
@@ -247,6 +250,7 @@ def sigmoid_focal_grad_rule(
 
 
 @quiet_numpy
+@per_sample()
 def sigmoid_focal_loss(
     logits: Array,
     targets: Array,
@@ -319,6 +323,7 @@ def sigmoid_focal_loss(
 
 @quiet_numpy
 @gradient_of(sigmoid_focal_loss)
+@per_sample_gradient(sigmoid_focal_loss)
 def sigmoid_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.sigmoid_focal_loss` with respect to the logits.
 

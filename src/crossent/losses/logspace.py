@@ -24,6 +24,7 @@ from ._problem import (
     restore_axis,
     safe_log,
 )
+from ._weighting import per_sample, per_sample_gradient
 from .softmax import count
 
 __all__ = ["kl_div_loss", "kl_div_loss_grad", "nll_loss", "nll_loss_grad"]
@@ -46,6 +47,7 @@ def _prepare_nll(
 
 
 @quiet_numpy
+@per_sample()
 def nll_loss(
     log_probs: Array,
     targets: Array,
@@ -108,6 +110,7 @@ def nll_loss(
 
 @quiet_numpy
 @gradient_of(nll_loss)
+@per_sample_gradient(nll_loss)
 def nll_loss_grad(log_probs: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.nll_loss`: :math:`-w_{y_i}` at each target, 0 elsewhere
     (divided by :math:`\sum_i w_{y_i}` for the mean).
@@ -156,6 +159,7 @@ def _prepare_kl(
 
 
 @quiet_numpy
+@per_sample(terms=True)
 def kl_div_loss(
     log_input: Array,
     target: Array,
@@ -222,6 +226,7 @@ def kl_div_loss(
 
 @quiet_numpy
 @gradient_of(kl_div_loss)
+@per_sample_gradient(kl_div_loss)
 def kl_div_loss_grad(log_input: Array, target: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.kl_div_loss` in ``log_input``: :math:`-p` (divided by
     :math:`N` for the mean).

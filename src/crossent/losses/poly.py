@@ -13,6 +13,7 @@ from .._primitives import _log_softmax
 from .._semantics import SoftmaxCE, probability_targets, reduce
 from .._validation import check_finite
 from ._problem import ClassProblem, IndexTargets, gather, gradient_of
+from ._weighting import per_sample, per_sample_gradient
 from .softmax import _row_scale, count, gradient, per_row_loss, prepare_softmax_ce
 
 __all__ = ["poly_loss", "poly_loss_grad"]
@@ -50,6 +51,7 @@ def _target_mass(problem: ClassProblem, rule: SoftmaxCE, p: Array) -> tuple[Arra
 
 
 @quiet_numpy
+@per_sample()
 def poly_loss(
     logits: Array,
     targets: Array,
@@ -120,6 +122,7 @@ def poly_loss(
 
 @quiet_numpy
 @gradient_of(poly_loss)
+@per_sample_gradient(poly_loss)
 def poly_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.poly_loss`:
     :math:`(S p - q) - \epsilon\, p \odot (q - p_t)`, with :math:`S = \sum_c q_c`.

@@ -37,6 +37,7 @@ from ._problem import (
     prepare_binary,
     prepare_classes,
 )
+from ._weighting import per_sample, per_sample_gradient
 from .softmax import count
 
 __all__ = [
@@ -104,6 +105,7 @@ def _target_distribution(problem: ClassProblem, rule: SoftmaxCE) -> Array:
 
 
 @quiet_numpy
+@per_sample()
 def categorical_cross_entropy(
     probs: Array,
     targets: Array,
@@ -188,6 +190,7 @@ def categorical_cross_entropy(
 
 @quiet_numpy
 @gradient_of(categorical_cross_entropy)
+@per_sample_gradient(categorical_cross_entropy)
 def categorical_cross_entropy_grad(probs: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.categorical_cross_entropy` with respect to the probabilities.
 
@@ -243,6 +246,7 @@ def binary_grad_rule(
 
 
 @quiet_numpy
+@per_sample()
 def binary_cross_entropy(
     probs: Array,
     targets: Array,
@@ -280,10 +284,15 @@ def binary_cross_entropy(
 
     Examples
     --------
+    >>> import numpy as np
     >>> import crossent as ce
     >>> ones = [1.0, 1.0, 1.0]
     >>> print(ce.binary_cross_entropy([0.99, 0.01, 0.5], ones, reduction="none").round(4))
     [0.0101 4.6052 0.6931]
+    >>> # scikit-learn's log_loss(y, p, sample_weight=[2, 1, 1]): (2 * 0.0101 + 4.6052 + 0.6931) / 4
+    >>> w = np.array([2.0, 1.0, 1.0])
+    >>> print(round(float(ce.binary_cross_entropy([0.99, 0.01, 0.5], ones, sample_weight=w)), 4))
+    1.3296
     """
     problem, clip = _prepare_binary_probs(
         probs, targets, eps=eps, weight=weight, reduction=reduction
@@ -306,6 +315,7 @@ def binary_cross_entropy(
 
 @quiet_numpy
 @gradient_of(binary_cross_entropy)
+@per_sample_gradient(binary_cross_entropy)
 def binary_cross_entropy_grad(probs: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.binary_cross_entropy` with respect to the probabilities.
 

@@ -39,6 +39,7 @@ from .._validation import (
     renamed,
 )
 from ._problem import ClassProblem, IndexTargets, gather, gradient_of, prepare_classes
+from ._weighting import per_sample, per_sample_gradient
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_grad"]
 
@@ -175,6 +176,7 @@ def _row_scale(problem: ClassProblem, reduction: str) -> Array:
 
 
 @quiet_numpy
+@per_sample()
 def softmax_cross_entropy(
     logits: Array,
     targets: Array,
@@ -257,6 +259,20 @@ def softmax_cross_entropy(
     0.417
     >>> print(ce.softmax_cross_entropy([[1000.0, 0.0, -1000.0]], [2], reduction="none"))
     [2000.]
+
+    Per-sample weights and a mask: the weighted mean :math:`\sum s_i \ell_i / \sum s_i`
+    over unmasked samples (scikit-learn), or Keras' division by their count:
+
+    >>> import numpy as np
+    >>> z, y = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), np.array([0, 0, 1])
+    >>> s, keep = np.array([1.0, 3.0, 2.0]), np.array([True, True, False])
+    >>> print(ce.softmax_cross_entropy(z, y, reduction="none").round(4))
+    [0.1269 2.1269 0.6931]
+    >>> print(round(float(ce.softmax_cross_entropy(z, y, sample_weight=s, where=keep)), 4))
+    1.6269
+    >>> print(round(float(ce.softmax_cross_entropy(z, y, sample_weight=s, where=keep,
+    ...                                            normalizer="count")), 4))  # (0.127 + 6.381) / 2
+    3.2538
     """
     problem, rule = prepare_softmax_ce(
         logits, targets, axis=axis, class_weight=class_weight, weight=weight,
@@ -277,6 +293,7 @@ def softmax_cross_entropy(
 
 @quiet_numpy
 @gradient_of(softmax_cross_entropy)
+@per_sample_gradient(softmax_cross_entropy)
 def softmax_cross_entropy_grad(
     logits: Array, targets: Array, /, *, with_loss: bool = False, **options: Any
 ) -> Any:
