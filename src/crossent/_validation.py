@@ -308,3 +308,24 @@ def broadcast_weights(xp: Any, weights: Array, shape: tuple[int, ...], name: str
     if not fits:
         raise ValueError(f"{name} of shape {tuple(weights.shape)} does not broadcast to {shape}")
     return xp.broadcast_to(weights, shape)
+
+
+def check_rows_sum_to_one(xp: Any, p: Array, name: str) -> None:
+    """Every row of ``p`` (classes last) sums to 1 within max(1e-3, sqrt(eps) of its dtype),
+    else a ValueError naming the first row and its sum (skipped where the data cannot be read).
+
+    The tolerance lets rounded probabilities (a float16 softmax) and a finite-difference step
+    through; what it catches is far off: sigmoid outputs of a multi-label model, logits.
+    """
+    if not is_concrete(p) or numel(p) == 0:
+        return
+    sums = xp.sum(p, axis=-1)
+    tol = max(1e-3, math.sqrt(float(xp.finfo(p.dtype).eps)))
+    found = first_bad(xp, xp.abs(sums - 1) > tol, sums)
+    if found is not None:
+        index, value = found
+        raise ValueError(
+            f"{name} must sum to 1 along the class axis; the row at index "
+            f"{format_index(index) if index else '()'} sums to {value:.6g} (pass "
+            f"renormalize=True to divide each row by its sum, as Keras does)"
+        )
