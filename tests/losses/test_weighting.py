@@ -234,3 +234,29 @@ def test_backends_agree(backend):
         class_weight=xp.asarray(WEIGHT),
     )
     close(g, ce.grad.softmax_cross_entropy(z, y, sample_weight=s, where=m, class_weight=WEIGHT))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize(("lib", "dtype"), [("numpy", "float16"), ("torch", "bfloat16")])
+def test_float32_output_of_half_inputs(name, lib, dtype):
+    """The loss of a float16/bfloat16 input in float32 (Cut Cross-Entropy's output dtype):
+    that of the same (rounded) values given in float64, to float32 precision."""
+    x, t, opts = inputs(name)
+    if lib == "torch":
+        half = torch.from_numpy(x).to(getattr(torch, dtype))
+        exact = half.double().numpy()
+        tt = t64(t)
+        topts = {k: t64(v) if isinstance(v, np.ndarray) else v for k, v in opts.items()}
+    else:
+        half = x.astype(dtype)
+        exact, tt, topts = half.astype(np.float64), t, opts
+    if name == "categorical_cross_entropy":
+        topts = {**topts, "renormalize": True}  # the rounded rows no longer sum to 1 exactly
+        opts = {**opts, "renormalize": True}
+    got = getattr(ce, name)(half, tt, float32_output=True, **topts)
+    assert str(got.dtype).endswith("float32")
+    want = getattr(ce, name)(exact, t, **opts)
+    close(got, want, rtol=2e-6, atol=1e-6)
+    assert getattr(ce, name)(half, tt, **topts).dtype == half.dtype  # the default: unchanged
+    g = getattr(ce.grad, name)(half, tt, float32_output=True, **topts)
+    assert g.dtype == half.dtype

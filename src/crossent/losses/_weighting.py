@@ -26,7 +26,7 @@ from .._validation import (
 )
 from ._problem import class_axes, class_last, index_target_data, restore_axis
 
-NEW_OPTIONS = ("where", "sample_weight", "normalizer")
+NEW_OPTIONS = {"where": None, "sample_weight": None, "normalizer": None, "float32_output": False}
 
 DOC = """    where : array of bool, optional
         Per-sample mask (optax's ``where``), broadcastable to the per-sample losses (the
@@ -44,6 +44,10 @@ DOC = """    where : array of bool, optional
         class weights, else 1; 0 if ignored or masked). "count": :math:`\\sum_i c_i`, Keras'
         ``sum_over_batch_size`` (the default of the fused op's ``normalizer``). A number
         >= 0 or a 0-d array: that denominator (gradient accumulation over micro-batches).
+    float32_output : bool, default False
+        Return the loss of a float16/bfloat16 input in float32 (it is computed in float32
+        anyway), as Cut Cross-Entropy does, instead of rounding it to the input's dtype; a
+        gradient keeps the input's dtype. Other dtypes are unchanged.
 """
 
 
@@ -59,8 +63,8 @@ def _docstring(doc: str | None) -> str | None:
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     signature = inspect.signature(fn)
     extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Any)
-        for name in NEW_OPTIONS
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Any)
+        for name, default in NEW_OPTIONS.items()
     ]
     return signature.replace(parameters=[*signature.parameters.values(), *extra])
 
@@ -210,8 +214,11 @@ def per_sample(*, terms: bool = False) -> Callable[[Callable[..., Any]], Callabl
             where: Any = None,
             sample_weight: Any = None,
             normalizer: Any = None,
+            float32_output: bool = False,
             **options: Any,
         ) -> Any:
+            if float32_output:
+                x = _at_least_float32(x)
             if where is None and sample_weight is None and normalizer is None:
                 return loss(x, t, **options)  # the plain call: nothing added
             options = {**defaults, **options}
@@ -239,6 +246,8 @@ def per_sample_gradient(
             where = options.pop("where", None)
             sample_weight = options.pop("sample_weight", None)
             normalizer = options.pop("normalizer", None)
+            if options.pop("float32_output", False):
+                return _float32_loss(wrapper, x, t, where, sample_weight, normalizer, options)
             if where is None and sample_weight is None and normalizer is None:
                 return grad(x, t, **options)
             with_loss = options.pop("with_loss", False)
@@ -249,3 +258,31 @@ def per_sample_gradient(
         return wrapper
 
     return decorate
+
+
+def _at_least_float32(x: Array) -> Array:
+    """A float16/bfloat16 array cast to float32; anything else as it is."""
+    xp, (x,) = namespace(x)
+    if xp.isdtype(x.dtype, "real floating") and xp.finfo(x.dtype).bits < 32:
+        return xp.astype(x, xp.float32)
+    return x
+
+
+def _float32_loss(
+    grad: Callable[..., Any],
+    x: Array,
+    t: Array,
+    where: Any,
+    sample_weight: Any,
+    normalizer: Any,
+    options: dict[str, Any],
+) -> Any:
+    """The gradient at the float32 input, in the input's dtype; a loss asked for stays float32."""
+    xp, (x,) = namespace(x)
+    out = grad(
+        _at_least_float32(x), t, where=where, sample_weight=sample_weight,
+        normalizer=normalizer, **options,
+    )  # fmt: skip
+    if isinstance(out, tuple):
+        return out[0], as_dtype(xp, out[1], x.dtype)
+    return as_dtype(xp, out, x.dtype)
