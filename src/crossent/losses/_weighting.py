@@ -1,5 +1,6 @@
-"""Masks and per-sample weights for every core loss: ``where=``, ``sample_weight=`` and
-``normalizer=``, added once to each loss and its gradient by :func:`per_sample`.
+"""Masks and per-sample weights for every core loss: ``where=``, ``sample_weight=``,
+``normalizer=`` (and ``float32_output=``), added once to each loss and its gradient by
+:func:`per_sample` and :func:`per_sample_gradient`.
 
 A call without them is the loss itself (nothing more is done, so the fast paths stay as they
 are). With them, the loss's own per-sample values (``reduction="none"``) are masked, weighted
@@ -41,7 +42,8 @@ DOC = """    where : array of bool, optional
         Denominator of ``reduction="mean"``. None: :math:`\\sum_i s_i c_i`, the weighted mean
         (scikit-learn's ``log_loss(sample_weight=)``), with :math:`c_i` what a sample counts
         for without sample weights (its class weight :math:`w_{y_i}` where the loss takes
-        class weights, else 1; 0 if ignored or masked). "count": :math:`\\sum_i c_i`, Keras'
+        class weights, else 1; 0 if ignored or masked); the mean is 0 when that sum is
+        <= 0, so signed weights (RL advantages) want "count". "count": :math:`\\sum_i c_i`, Keras'
         ``sum_over_batch_size`` (the default of the fused op's ``normalizer``). A number
         >= 0 or a 0-d array: that denominator (gradient accumulation over micro-batches).
     float32_output : bool, default False
@@ -57,7 +59,7 @@ def _docstring(doc: str | None) -> str | None:
     if doc is None or marker not in doc:
         return doc
     head, tail = doc.split(marker, 1)
-    return f"{head}\n{DOC.rstrip()}{marker}{tail}"
+    return f"{head.rstrip()}\n{DOC.rstrip()}\n{marker}{tail}"
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
