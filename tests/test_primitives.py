@@ -168,3 +168,125 @@ def test_torch_float16_softmax_sums_to_one(name):
     p = ce.softmax(x)
     assert p.dtype == x.dtype
     np.testing.assert_allclose(to_np(p).sum(-1), 1.0, atol=RESOLUTION[name] * 4)
+
+
+# ------------------------------------------------- SciPy's full surface: b, return_sign, axes
+
+AXES = [None, -1, 0, (0, 2), (2, 0, 1)]
+# weights of both signs, some zero: the sums of some rows are negative, of others positive
+B3 = RNG.choice([-1.5, -0.5, 0.0, 0.5, 1.0, 2.0], size=(3, 4, 5))
+
+
+@pytest.mark.parametrize("axis", AXES)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_logsumexp_axes_match_scipy(xp, axis, keepdims):
+    got = ce.logsumexp(asx(xp, X3), axis=axis, keepdims=keepdims)
+    want = special.logsumexp(X3, axis=axis, keepdims=keepdims)
+    assert tuple(got.shape) == np.shape(want)
+    np.testing.assert_allclose(to_np(got), want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("axis", AXES)
+def test_logsumexp_signed_weights_match_scipy(xp, axis):
+    value, sign = ce.logsumexp(asx(xp, X3), b=asx(xp, B3), axis=axis, return_sign=True)
+    want_value, want_sign = special.logsumexp(X3, b=B3, axis=axis, return_sign=True)
+    np.testing.assert_array_equal(to_np(sign), want_sign)
+    np.testing.assert_allclose(to_np(value), want_value, rtol=1e-12, atol=1e-12)
+    # without the sign a negative sum has no real logarithm: NaN exactly where SciPy's is
+    plain = to_np(ce.logsumexp(asx(xp, X3), b=asx(xp, B3), axis=axis))
+    np.testing.assert_allclose(plain, special.logsumexp(X3, b=B3, axis=axis), rtol=1e-12)
+    assert (np.isnan(plain) == (np.asarray(want_sign) < 0)).all()
+
+
+def test_logsumexp_broadcast_weights_and_zero_weight_masks(xp):
+    x = np.array([[0.0, np.inf, 1.0], [np.nan, 2.0, 3.0]])
+    b = np.array([1.0, 0.0, 2.0])  # broadcast over the rows; the 0 removes the +inf
+    got = to_np(ce.logsumexp(asx(xp, x), b=asx(xp, b)))
+    np.testing.assert_allclose(got, special.logsumexp(x, b=b, axis=-1))
+    y = np.array([[np.inf, 0.0], [np.nan, 1.0]])
+    mask = np.array([[0.0, 1.0], [0.0, 1.0]])  # a zero weight removes an infinite or NaN term
+    np.testing.assert_allclose(to_np(ce.logsumexp(asx(xp, y), b=asx(xp, mask))), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("tail", [-1.0, -20.0, -40.0, -300.0])
+def test_logsumexp_keeps_the_tail_under_rounding(xp, tail):
+    """The maximum term split out with log1p (SciPy gh-18295): log(1 + e^-40) is not 0."""
+    got = to_np(ce.logsumexp(asx(xp, np.array([0.0, tail]))))
+    np.testing.assert_allclose(got, np.logaddexp(0.0, tail), rtol=1e-15, atol=0)
+    assert float(got) == pytest.approx(special.logsumexp([0.0, tail]), rel=1e-15, abs=0)
+    # the same value with return_sign (the weighted path) and over tied maxima
+    value, sign = ce.logsumexp(asx(xp, np.array([0.0, tail])), return_sign=True)
+    np.testing.assert_allclose(to_np(value), np.logaddexp(0.0, tail), rtol=1e-15, atol=0)
+    assert float(to_np(sign)) == 1.0
+    tied = to_np(ce.logsumexp(asx(xp, np.array([0.0, 0.0, tail]))))
+    np.testing.assert_allclose(tied, np.logaddexp(math.log(2.0), tail), rtol=1e-15)
+
+
+def test_logsumexp_fast_kernel_keeps_the_tail():
+    """The blocked NumPy kernel (large arrays) splits the maximum out of near-certain rows."""
+    from crossent import _fast
+
+    x = RNG.normal(size=(40000, 3)) - np.array([0.0, 45.0, 50.0])
+    x[1::2] -= x[1::2, :1]  # near-certain rows with maximum 0: m + tail keeps the tail
+    x[::2] = RNG.normal(size=(20000, 3))  # half the rows with comparable terms
+    assert _fast.applies(ce._primitives.namespace(x)[0], x)
+    got = ce.logsumexp(x)
+    np.testing.assert_allclose(got, special.logsumexp(x, axis=-1), rtol=1e-14, atol=1e-15)
+    # the near-certain rows: what lies above the maximum, e^-45 or so, to the last digits
+    tail = np.log1p(np.exp(x[1::2, 1] - x[1::2, 0]) + np.exp(x[1::2, 2] - x[1::2, 0]))
+    assert tail.max() < 1e-15
+    np.testing.assert_allclose(got[1::2], tail, rtol=1e-13)
+    x32 = x.astype(np.float32)
+    want32 = special.logsumexp(x32.astype(np.float64), axis=-1)
+    np.testing.assert_allclose(ce.logsumexp(x32), want32, rtol=2e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("axis", AXES)
+def test_softmax_and_log_softmax_over_axes_match_scipy(xp, axis):
+    x = asx(xp, X3)
+    np.testing.assert_allclose(
+        to_np(ce.softmax(x, axis=axis)), special.softmax(X3, axis=axis), rtol=1e-13, atol=1e-16
+    )
+    np.testing.assert_allclose(
+        to_np(ce.log_softmax(x, axis=axis)), special.log_softmax(X3, axis=axis), atol=1e-13
+    )
+
+
+def test_scalar_input_with_axis_none(xp):
+    x = asx(xp, 3.0)
+    assert float(to_np(ce.logsumexp(x, axis=None))) == 3.0
+    assert float(to_np(ce.softmax(x, axis=None))) == 1.0
+    assert float(to_np(ce.log_softmax(x, axis=None))) == 0.0
+
+
+def test_bad_axes_name_the_value():
+    with pytest.raises(ValueError, match=r"axis=\(0, 0\) repeats"):
+        ce.logsumexp(X3, axis=(0, 0))
+    with pytest.raises(ValueError, match="axis=3 is out of range"):
+        ce.softmax(X3, axis=(0, 3))
+    with pytest.raises(ValueError, match=r"axis=\(\) names no axis"):
+        ce.log_softmax(X3, axis=())
+    with pytest.raises(ValueError, match=r"b of shape \(4,\) does not broadcast to \(3, 4, 5\)"):
+        ce.logsumexp(X3, b=np.ones(4))
+
+
+@pytest.mark.parametrize(("lib", "name"), _low_precision_cases())
+@pytest.mark.parametrize("axis", [None, (0, 1)])
+def test_axes_and_weights_keep_the_input_dtype(lib, name, axis):
+    raw = RNG.normal(scale=3.0, size=(4, 6, 2))
+    x = _make(lib, name, raw)
+    x64 = _rounded(x)
+    b = _make(lib, name, RNG.choice([-1.5, -0.5, 0.0, 0.5, 1.0, 2.0], size=(4, 6, 2)))
+    b64 = _rounded(b)
+    tol = RESOLUTION[name]
+    value, sign = ce.logsumexp(x, b=b, axis=axis, return_sign=True)
+    want_value, want_sign = special.logsumexp(x64, b=b64, axis=axis, return_sign=True)
+    for got, want in [
+        (value, want_value),
+        (ce.logsumexp(x, axis=axis), special.logsumexp(x64, axis=axis)),
+        (ce.softmax(x, axis=axis), special.softmax(x64, axis=axis)),
+        (ce.log_softmax(x, axis=axis), special.log_softmax(x64, axis=axis)),
+    ]:
+        assert got.dtype == x.dtype
+        np.testing.assert_allclose(_rounded(got), want, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(_rounded(sign), want_sign)

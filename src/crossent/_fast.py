@@ -169,18 +169,31 @@ def map_blocks(
     return sum(sums) if total else out
 
 
-def row_logsumexp(z: np.ndarray) -> np.ndarray:
-    """log(sum(exp(z))) of each row of a 2-D array, shifted by the row max."""
+def row_logsumexp(z: np.ndarray, *, precise: bool = False) -> np.ndarray:
+    """log(sum(exp(z))) of each row of a 2-D array, shifted by the row max.
+
+    With ``precise``, a row whose other terms add up to less than its maximum's (sum of the
+    shifted exponentials < 2, so the maximum is unique) takes ``m + log1p(rest)``, the sum of
+    the other terms apart (SciPy after gh-18295): ``log(1 + 4e-18)`` would round to 0. Only
+    those rows are summed again, so a row with many comparable terms costs nothing more.
+    """
     rows, cols = z.shape
     out = np.empty(rows, dtype=z.dtype)
 
     def block(start: int, stop: int) -> None:
         work = _buffer(stop - start, cols, z.dtype)
         m = z[start:stop].max(axis=1, keepdims=True)
-        m[~np.isfinite(m)] = 0  # as the Array API path: a +-inf max shifts by 0, giving +-inf
+        finite = np.isfinite(m[:, 0])
+        m[~finite] = 0  # as the Array API path: a +-inf max shifts by 0, giving +-inf
         np.subtract(z[start:stop], m, out=work)
         np.exp(work, out=work)
-        out[start:stop] = np.log(work.sum(axis=1)) + m[:, 0]
+        total = work.sum(axis=1)
+        out[start:stop] = np.log(total) + m[:, 0]
+        close = (total < 2) & finite if precise else None
+        if close is not None and close.any():
+            near = work[close]
+            near[near == 1] = 0  # the maximum's own term exp(0) = 1, exactly
+            out[start:stop][close] = np.log1p(near.sum(axis=1)) + m[close, 0]
 
     with np.errstate(divide="ignore", invalid="ignore"):  # log(0) = -inf for all -inf rows
         _each_block(rows, cols, block)

@@ -13,6 +13,8 @@ from typing import Any
 
 from ._namespace import (
     Array,
+    as_dtype,
+    compute_dtype,
     is_concrete,
     namespace,
     quiet_numpy,
@@ -22,7 +24,7 @@ from ._namespace import (
 from ._semantics import limit_rows
 from ._semantics import sigmoid as _sigmoid
 from ._semantics import softplus as _softplus
-from ._validation import normalize_axis
+from ._validation import broadcast_weights, normalize_axes, normalize_axis
 
 __all__ = ["log_sigmoid", "log_softmax", "logsumexp", "sigmoid", "softmax", "softplus"]
 
@@ -93,43 +95,178 @@ def _along_axis(fn: Any, x: Array, axis: int) -> Array:
 # ---------------------------------------------------------------- public API
 
 
-@quiet_numpy
-def logsumexp(x: Array, /, *, axis: int = -1, keepdims: bool = False) -> Array:
-    r"""Log of the sum of exponentials, computed without overflow.
+Axes = int | tuple[int, ...] | None
 
-    .. math:: \operatorname{LSE}(x) = m + \log \sum_j e^{x_j - m}, \quad m = \max_j x_j
+
+def _merge_axes(xp: Any, x: Array, axes: tuple[int, ...]) -> Array:
+    """``x`` as a 2-D array: the other axes (in order) merged into rows, ``axes`` into columns.
+
+    A single trailing axis of a C-contiguous array is a view; anything else is one copy.
+    """
+    rest = tuple(a for a in range(x.ndim) if a not in axes)
+    if rest + axes != tuple(range(x.ndim)):
+        x = xp.permute_dims(x, rest + axes)
+    rows = math.prod(int(x.shape[a]) for a in range(len(rest)))
+    cols = math.prod(int(x.shape[a]) for a in range(len(rest), x.ndim))
+    return xp.reshape(x, (rows, cols))
+
+
+def _split_axes(xp: Any, y: Array, shape: tuple[int, ...], axes: tuple[int, ...]) -> Array:
+    """Inverse of :func:`_merge_axes` for an array of the merged shape."""
+    rest = tuple(a for a in range(len(shape)) if a not in axes)
+    order = rest + axes
+    y = xp.reshape(y, tuple(shape[a] for a in order))
+    if order == tuple(range(len(shape))):
+        return y
+    return xp.permute_dims(y, tuple(order.index(a) for a in range(len(shape))))
+
+
+def _reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple:
+    if keepdims:
+        return tuple(1 if a in axes else n for a, n in enumerate(shape))
+    return tuple(n for a, n in enumerate(shape) if a not in axes)
+
+
+def _lse_split(xp: Any, a: Array, b: Array | None) -> tuple[Array, Array]:
+    r"""``(log|sum_j b_j e^{a_j}|, sign of the sum)`` per row of a 2-D ``a`` (SciPy's method).
+
+    The maximum terms are taken out of the sum: with :math:`k = \sum_{a_j = m} b_j` and
+    :math:`s = \sum_{a_j < m} b_j e^{a_j - m} / k`, the result is
+    :math:`m + \log|k| + \log|1 + s|`, and ``log1p`` keeps a tail smaller than the
+    rounding of 1 (``logsumexp([0, -40])`` is 4.2e-18, not 0). A zero weight removes its
+    term even where ``a`` is infinite or NaN; a row of no terms is -inf with sign 0.
+    """
+    if b is not None:
+        a = xp.where(b == 0, xp.full_like(a, -math.inf), a)
+    m = xp.max(a, axis=-1, keepdims=True)
+    top = a == m
+    ones = xp.ones_like(a)
+    k = xp.sum(xp.where(top, ones if b is None else b, xp.zeros_like(a)), axis=-1, keepdims=True)
+    # a -inf maximum (nothing to add) would give -inf - -inf = NaN: shift those rows by 0
+    shift = xp.where(m == -math.inf, xp.zeros_like(m), m)
+    e = xp.exp(xp.where(top, xp.full_like(a, -math.inf), a) - shift)
+    s = xp.sum(e if b is None else b * e, axis=-1, keepdims=True)
+    s = xp.where(s == 0, s, s / xp.where(k == 0, ones[..., :1], k))
+    sign = xp.sign(s + 1) * xp.sign(k)
+    out = xp.log1p(xp.where(s < -1, -s - 2, s)) + xp.log(xp.abs(k)) + m
+    empty = m == -math.inf
+    out = xp.where(empty, xp.full_like(out, -math.inf), out)
+    sign = xp.where(empty, xp.zeros_like(sign), sign)
+    return out[..., 0], sign[..., 0]
+
+
+def _precise_lse(xp: Any, z: Array) -> Array:
+    """The log-sum-exp of each row of a 2-D ``z``, its maximum term split out with log1p."""
+    from . import _fast  # the dispatch layer's kernels import this module
+
+    if _fast.applies(xp, z):
+        return _fast.row_logsumexp(z, precise=True)
+    if z.shape[-1] == 0:
+        return xp.full(z.shape[:-1], -math.inf, dtype=z.dtype)
+    return _lse_split(xp, z, None)[0]
+
+
+@quiet_numpy
+def logsumexp(
+    x: Array,
+    /,
+    *,
+    axis: Axes = -1,
+    keepdims: bool = False,
+    b: Array | None = None,
+    return_sign: bool = False,
+) -> Array | tuple[Array, Array]:
+    r"""Log of the sum of exponentials, computed without overflow or lost small terms.
+
+    .. math:: \operatorname{LSE}(x) = \log \sum_j b_j e^{x_j}
+              = m + \log k + \operatorname{log1p}\Bigl(\frac{1}{k}
+                \sum_{x_j < m} b_j e^{x_j - m}\Bigr)
+
+    with :math:`m = \max_j x_j` and :math:`k = \sum_{x_j = m} b_j` (:math:`b = 1` by
+    default): the maximum terms are split out of the sum so ``log1p`` keeps a tail below
+    the rounding of 1 (SciPy's method since 1.15, gh-18295).
 
     Parameters
     ----------
     x : array
         Input values.
-    axis : int, default -1
-        Axis to reduce (SciPy's default ``axis=None`` flattens; crossent reduces the class axis).
+    axis : int, tuple of ints or None, default -1
+        Axis or axes to reduce; None reduces every axis (SciPy's default ``axis=None``
+        flattens; crossent reduces the class axis).
     keepdims : bool, default False
-        Keep the reduced axis with length 1.
+        Keep the reduced axes with length 1.
+    b : array, optional
+        Weights of the terms, broadcastable to ``x``; they may be negative, to subtract terms.
+        A zero weight removes its term, even where ``x`` is infinite or NaN.
+    return_sign : bool, default False
+        Also return the sign of the sum (+1, -1, or 0 for a zero sum) and give
+        ``log|sum|`` as the value.
 
     Returns
     -------
-    array
-        The log-sum-exp, in ``x``'s floating dtype. A +inf entry gives +inf; a row of -inf
-        (or an empty row) gives -inf.
+    array or (array, array)
+        The log-sum-exp, in ``x``'s floating dtype (the promoted one with ``b``); with
+        ``return_sign``, the pair ``(log|sum|, sign)``. A +inf entry gives +inf; a row of
+        -inf (or an empty row) gives -inf. Without ``return_sign`` a negative sum has no
+        real logarithm and gives NaN, as in SciPy: pass ``return_sign=True`` when weights
+        can be negative.
 
     Examples
     --------
     >>> import crossent as ce
     >>> print(float(ce.logsumexp([1000.0, 1000.0])))  # naive log(sum(exp)) overflows
     1000.6931471805599
+    >>> print(float(ce.logsumexp([0.0, -40.0])))  # log1p keeps e^-40; log(1 + e^-40) = 0
+    4.248354255291589e-18
+    >>> value, sign = ce.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)
+    >>> print(round(float(value), 4), float(sign))  # log|e - e^2|, and the sum is negative
+    1.5413 -1.0
+    >>> print(ce.logsumexp([[0.0, 1.0], [2.0, 3.0]], axis=None).round(4))
+    3.4402
     """
-    from ._dispatch import row_logsumexp  # the dispatch layer imports this module
+    xp, (x, b) = namespace(x, b)
+    if x.ndim == 0 and axis is None:
+        x = xp.reshape(x, (1,))
+    axes = normalize_axes(axis, x.ndim)
+    dtype = result_dtype(xp, x.dtype)
+    if b is not None and xp.isdtype(b.dtype, "real floating"):
+        dtype = xp.result_type(dtype, b.dtype)  # SciPy promotes x and b
+    z = as_dtype(xp, x, compute_dtype(xp, dtype))
+    shape = tuple(int(n) for n in z.shape)
+    flat = _merge_axes(xp, z, axes)
+    sign = None
+    if b is None and not return_sign:
+        out = _precise_lse(xp, flat)
+    elif flat.shape[-1] == 0:
+        out = xp.full(flat.shape[:-1], -math.inf, dtype=z.dtype)
+        sign = xp.zeros_like(out)
+    else:
+        w = None if b is None else broadcast_weights(xp, xp.astype(b, z.dtype), shape, "b")
+        out, sign = _lse_split(xp, flat, None if w is None else _merge_axes(xp, w, axes))
+    if sign is not None and not return_sign:
+        # a negative sum has no real logarithm (SciPy's rule; return_sign gives log|sum|)
+        out = xp.where(sign < 0, xp.full_like(out, math.nan), out)
+    reduced = _reduced_shape(shape, axes, keepdims)
+    out = xp.astype(xp.reshape(out, reduced), dtype)
+    if not return_sign:
+        return out
+    return out, xp.astype(xp.reshape(sign, reduced), dtype)
 
+
+def _over_axes(fn: Any, x: Array, axis: Axes) -> Array:
     xp, (x,) = namespace(x)
-    axis = normalize_axis(axis, x.ndim)
-    lse = row_logsumexp(xp, upcast(xp, x), axis=axis, keepdims=keepdims)
-    return xp.astype(lse, result_dtype(xp, x.dtype))
+    if x.ndim == 0 and axis is None:
+        return _along_axis(fn, xp.reshape(x, (1,)), 0)[0]
+    axes = normalize_axes(axis, x.ndim)
+    if len(axes) == 1:
+        return _along_axis(fn, x, axes[0])
+    shape = tuple(int(n) for n in x.shape)
+    out = fn(xp, _merge_axes(xp, upcast(xp, x), axes), -1)
+    return xp.astype(_split_axes(xp, out, shape, axes), result_dtype(xp, x.dtype))
 
 
 @quiet_numpy
-def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
+def log_softmax(x: Array, /, *, axis: Axes = -1) -> Array:
     r"""Logarithm of the softmax, computed as ``x - logsumexp(x)`` (never softmax-then-log).
 
     .. math:: \log \operatorname{softmax}(x)_i = x_i - \operatorname{LSE}(x)
@@ -138,8 +275,8 @@ def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
     ----------
     x : array
         Logits.
-    axis : int, default -1
-        The class axis.
+    axis : int, tuple of ints or None, default -1
+        The class axis, or axes taken together as one distribution (None: all of them).
 
     Returns
     -------
@@ -151,12 +288,15 @@ def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
     >>> import crossent as ce
     >>> print(ce.log_softmax([1000.0, 0.0, -1000.0]))
     [    0. -1000. -2000.]
+    >>> print(ce.log_softmax([[0.0, 0.0], [0.0, 0.0]], axis=None).round(4))  # one distribution
+    [[-1.3863 -1.3863]
+     [-1.3863 -1.3863]]
     """
-    return _along_axis(_log_softmax, x, axis)
+    return _over_axes(_log_softmax, x, axis)
 
 
 @quiet_numpy
-def softmax(x: Array, /, *, axis: int = -1) -> Array:
+def softmax(x: Array, /, *, axis: Axes = -1) -> Array:
     r"""Softmax, shifted by the row maximum so no exponential overflows.
 
     .. math:: \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}
@@ -165,8 +305,8 @@ def softmax(x: Array, /, *, axis: int = -1) -> Array:
     ----------
     x : array
         Logits.
-    axis : int, default -1
-        The class axis.
+    axis : int, tuple of ints or None, default -1
+        The class axis, or axes taken together as one distribution (None: all of them).
 
     Returns
     -------
@@ -179,8 +319,11 @@ def softmax(x: Array, /, *, axis: int = -1) -> Array:
     >>> import crossent as ce
     >>> print(ce.softmax([2.0, 1.0, 0.1]).round(4))
     [0.659  0.2424 0.0986]
+    >>> print(ce.softmax([[1.0, 1.0], [1.0, 1.0]], axis=(0, 1)))
+    [[0.25 0.25]
+     [0.25 0.25]]
     """
-    return _along_axis(_softmax, x, axis)
+    return _over_axes(_softmax, x, axis)
 
 
 @quiet_numpy

@@ -108,6 +108,31 @@ def denominator(count: Array, normalizer: Array | None) -> Array:
     return count if normalizer is None else normalizer
 
 
+NORMALIZERS = (None, "count")
+
+
+def weighted_count(
+    xp: Any, counts: Array, sample_weight: Array | None, normalizer: Any
+) -> tuple[Array, Array | None]:
+    r"""``(count, explicit normalizer)`` of a mean over samples weighted by ``sample_weight``.
+
+    ``counts`` holds what each sample counts for: :math:`c_i = w_{y_i}` with class weights
+    (1 without), 0 for an ignored or masked sample. The core losses' mean divides by
+
+    - ``normalizer=None``: :math:`\sum_i s_i c_i`, the weighted mean of scikit-learn's
+      ``sample_weight`` (and PyTorch's class-weighted mean, which it extends);
+    - ``normalizer="count"``: :math:`\sum_i c_i`, Keras' ``sum_over_batch_size`` (a mask
+      removes its samples from it) and the fused op's default (:func:`denominator`);
+    - a number: that number (gradient accumulation), as the fused op's ``normalizer``.
+    """
+    if isinstance(normalizer, str):
+        return xp.sum(counts), None
+    if normalizer is not None:
+        return xp.sum(counts), normalizer
+    total = xp.sum(counts if sample_weight is None else mul0(xp, sample_weight, counts))
+    return total, None
+
+
 def loss_row_scale(
     xp: Any,
     reduction: str,
@@ -349,6 +374,18 @@ def binary_ce_grad(xp: Any, z: Array, y: Array, pos_weight: Array | None) -> Arr
     return (1 - y) * sigmoid(xp, z) - (pos_weight * y) * sigmoid(xp, -z)
 
 
+# ---------------------------------------------------------------- KL divergence
+
+
+def kl_terms(xp: Any, p: Array, log_p: Array, log_q: Array) -> Array:
+    r"""The terms :math:`p_c (\log p_c - \log q_c)` of :math:`KL(p \| q)`, elementwise.
+
+    ``0 log 0 = 0``: a zero target probability removes its term, even where ``log q`` is
+    -inf (PyTorch's ``kl_div`` gives NaN there). Its gradient in ``log q`` is ``-p``.
+    """
+    return mul0(xp, p, log_p - log_q)
+
+
 # ---------------------------------------------------------------- distillation
 
 DISTILLATION_KINDS = ("forward", "reverse", "jsd")
@@ -386,7 +423,7 @@ def distillation_rows(
     p, q = xp.exp(log_p), xp.exp(log_q) if grad or kind != "forward" else None
     g = None
     if kind == "forward":
-        div = total(p, log_p - log_q)
+        div = xp.sum(kl_terms(xp, p, log_p, log_q), axis=axis, keepdims=True)
         if grad:
             g = q - p
     elif kind == "reverse":

@@ -89,6 +89,14 @@ def check_nonnegative(value: float, name: str) -> float:
     return value
 
 
+def check_finite(value: float, name: str) -> float:
+    """A finite Python float of either sign, else a ValueError naming it."""
+    value = float(value)
+    if not -math.inf < value < math.inf:  # comparisons only, as in check_fraction
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return value
+
+
 def check_positive(value: float, name: str) -> float:
     value = float(value)
     if not 0.0 < value < math.inf:  # comparisons only, as in check_fraction
@@ -271,3 +279,53 @@ def renamed(new: Any, old: Any, new_name: str, old_name: str, default: Any = Non
         stacklevel=3,
     )
     return old
+
+
+def normalize_axes(axis: int | tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    """``axis`` (an int, a tuple of ints, or None for every axis) as non-negative axes, in the
+    order given (a class index over several axes is a flat index in that order, as optax's).
+
+    A repeated axis is a ValueError (NumPy's rule), an empty tuple too: there is nothing to
+    reduce over.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, tuple):
+        return (normalize_axis(axis, ndim),)
+    if not axis:
+        raise ValueError("axis=() names no axis; pass an int, a non-empty tuple or None")
+    axes = tuple(normalize_axis(a, ndim) for a in axis)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis={axis} repeats an axis")
+    return axes
+
+
+def broadcast_weights(xp: Any, weights: Array, shape: tuple[int, ...], name: str) -> Array:
+    """``weights`` broadcast to ``shape`` (NumPy's trailing rule), else a ValueError naming both."""
+    fits = weights.ndim <= len(shape) and all(
+        int(n) in (1, m) for n, m in zip(reversed(weights.shape), reversed(shape), strict=False)
+    )
+    if not fits:
+        raise ValueError(f"{name} of shape {tuple(weights.shape)} does not broadcast to {shape}")
+    return xp.broadcast_to(weights, shape)
+
+
+def check_rows_sum_to_one(xp: Any, p: Array, name: str) -> None:
+    """Every row of ``p`` (classes last) sums to 1 within max(1e-3, sqrt(eps) of its dtype),
+    else a ValueError naming the first row and its sum (skipped where the data cannot be read).
+
+    The tolerance lets rounded probabilities (a float16 softmax) and a finite-difference step
+    through; what it catches is far off: sigmoid outputs of a multi-label model, logits.
+    """
+    if not is_concrete(p) or numel(p) == 0:
+        return
+    sums = xp.sum(p, axis=-1)
+    tol = max(1e-3, math.sqrt(float(xp.finfo(p.dtype).eps)))
+    found = first_bad(xp, xp.abs(sums - 1) > tol, sums)
+    if found is not None:
+        index, value = found
+        raise ValueError(
+            f"{name} must sum to 1 along the class axis; the row at index "
+            f"{format_index(index) if index else '()'} sums to {value:.6g} (pass "
+            f"renormalize=True to divide each row by its sum, as Keras does)"
+        )

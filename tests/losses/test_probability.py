@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import log_loss
 
 import crossent as ce
+from conftest import to_np
 
 from ._support import (
     REDUCTIONS,
@@ -246,3 +247,31 @@ def test_closed_form_equals_finite_differences(case):
 @params(CASES)
 def test_autograd_through_crossent_equals_closed_form(case):
     check_autograd_through_crossent_equals_closed_form(case)
+
+
+# ---------------------------------------------------- rows that do not sum to 1; renormalize
+
+
+def keras_categorical(p, q, eps):
+    """Keras' categorical_crossentropy(from_logits=False) in float64: p / sum, clip, -sum q log."""
+    r = np.clip(p / p.sum(-1, keepdims=True), eps, 1 - eps)
+    return -(q * np.log(r)).sum(-1)
+
+
+def test_rows_not_summing_to_one_raise_and_renormalize_reproduces_keras(xp):
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.01, 0.5, size=(6, 4))  # sigmoid-like outputs: rows sum to 0.04 .. 2
+    y = rng.integers(0, 4, size=6)
+    with pytest.raises(ValueError, match=r"probs must sum to 1 .* index 0 sums to .*renormalize"):
+        ce.categorical_cross_entropy(xp.asarray(p), xp.asarray(y))
+    eps = float(np.finfo(np.float64).eps)
+    got = ce.categorical_cross_entropy(xp.asarray(p), xp.asarray(y), renormalize=True,
+                                       reduction="none")  # fmt: skip
+    np.testing.assert_allclose(to_np(got), keras_categorical(p, np.eye(4)[y], eps), rtol=1e-13)
+    # gradient: through the division, against torch autograd of the float64 formula
+    z = torch.from_numpy(p.copy()).requires_grad_(True)
+    (
+        -(torch.from_numpy(np.eye(4)[y]) * torch.log(z / z.sum(-1, keepdim=True))).sum(-1)
+    ).mean().backward()
+    g = ce.grad.categorical_cross_entropy(xp.asarray(p), xp.asarray(y), renormalize=True)
+    np.testing.assert_allclose(to_np(g), z.grad.numpy(), rtol=1e-10, atol=1e-13)

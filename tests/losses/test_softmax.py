@@ -542,3 +542,19 @@ def test_closed_form_keeps_dtype(dtype):
     x = logits(3, 4).astype(dtype)
     g = ce.grad.softmax_cross_entropy(x, labels(3))
     assert g.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "poly_loss", "softmax_focal_loss"])
+def test_ignore_index_with_probability_targets_raises_as_torch(name):
+    z = RNG.normal(size=(3, K))
+    q = special.softmax(RNG.normal(size=(3, K)), axis=-1)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+        torch.nn.functional.cross_entropy(t64(z), t64(q), ignore_index=1)
+    if name == "softmax_focal_loss":  # takes class indices only
+        with pytest.raises(TypeError, match="integer class indices"):
+            ce.softmax_focal_loss(z, q, ignore_index=1)
+        return
+    with pytest.raises(ValueError, match="ignore_index=1 applies to class-index targets only"):
+        getattr(ce, name)(z, q, ignore_index=1)
+    # the default -100 is PyTorch's default too, and it accepts it with probabilities
+    close(ce.softmax_cross_entropy(z, q), torch_ce(z, q))

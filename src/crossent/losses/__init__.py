@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import binary, comparison, distillation, focal, probability, softmax
+from . import binary, comparison, distillation, focal, logspace, poly, probability, softmax
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ LOSSES: dict[str, Loss] = {
         *_family(probability, "categorical_cross_entropy", "binary_cross_entropy"),
         *_family(distillation, "distillation_loss"),
         *_family(comparison, "mse_loss", "hinge_loss"),
+        *_family(logspace, "nll_loss", "kl_div_loss"),
+        *_family(poly, "poly_loss"),
     ]
 }
 
@@ -42,7 +44,10 @@ binary_cross_entropy = probability.binary_cross_entropy
 categorical_cross_entropy = probability.categorical_cross_entropy
 distillation_loss = distillation.distillation_loss
 hinge_loss = comparison.hinge_loss
+kl_div_loss = logspace.kl_div_loss
 mse_loss = comparison.mse_loss
+nll_loss = logspace.nll_loss
+poly_loss = poly.poly_loss
 sigmoid_binary_cross_entropy = binary.sigmoid_binary_cross_entropy
 sigmoid_focal_loss = focal.sigmoid_focal_loss
 softmax_cross_entropy = softmax.softmax_cross_entropy

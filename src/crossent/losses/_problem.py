@@ -21,6 +21,7 @@ from .._validation import (
     check_nonnegative_array,
     check_same_shape,
     check_unit_interval,
+    normalize_axes,
     normalize_axis,
 )
 
@@ -49,8 +50,9 @@ class ClassProblem:
     targets: IndexTargets | Array
     class_weight: Array | None
     num_classes: int
-    axis: int
+    axis: int | tuple[int, ...]
     dtype: Any
+    class_shape: tuple[int, ...] = ()
 
     @cached_property
     def values(self) -> Array:
@@ -68,17 +70,50 @@ class ClassProblem:
 
     def restore(self, per_class: Array) -> Array:
         """Move the class axis of a per-class result back and cast it to the input dtype."""
-        return restore_axis(self.xp, per_class, self.axis, self.dtype)
+        return restore_axis(self.xp, per_class, self.axis, self.dtype, self.class_shape)
 
 
-def class_last(xp: Any, x: Array, axis: int) -> Array:
-    """``x`` with its (normalized) class ``axis`` moved last."""
+def class_axes(axis: int | tuple[int, ...], ndim: int) -> int | tuple[int, ...]:
+    """The class axis normalized, or several class axes (optax's ``axis=(...)``) as a tuple.
+
+    Several axes act as one class axis of their product's length, a class index being the
+    flat index over them in the order given (row-major, as ``ravel_multi_index``).
+    """
+    if isinstance(axis, tuple):
+        axes = normalize_axes(axis, ndim)
+        return axes[0] if len(axes) == 1 else axes
+    return normalize_axis(axis, ndim)
+
+
+def class_last(xp: Any, x: Array, axis: int | tuple[int, ...]) -> Array:
+    """``x`` with its (normalized) class ``axis`` moved last, several axes merged into one."""
+    if isinstance(axis, tuple):
+        rest = tuple(a for a in range(x.ndim) if a not in axis)
+        if rest + axis != tuple(range(x.ndim)):
+            x = xp.permute_dims(x, rest + axis)
+        batch = tuple(int(n) for n in x.shape[: len(rest)])
+        return xp.reshape(x, (*batch, math.prod(int(n) for n in x.shape[len(rest) :])))
     return x if axis == x.ndim - 1 else xp.moveaxis(x, axis, -1)
 
 
-def restore_axis(xp: Any, x: Array, axis: int, dtype: Any) -> Array:
-    """Inverse of :func:`class_last`, cast to ``dtype``: for per-class results (gradients)."""
-    if axis != x.ndim - 1:
+def restore_axis(
+    xp: Any,
+    x: Array,
+    axis: int | tuple[int, ...],
+    dtype: Any,
+    class_shape: tuple[int, ...] = (),
+) -> Array:
+    """Inverse of :func:`class_last`, cast to ``dtype``: for per-class results (gradients).
+
+    ``class_shape`` is the lengths of several class axes, in the order of ``axis``.
+    """
+    if isinstance(axis, tuple):
+        x = xp.reshape(x, (*x.shape[:-1], *class_shape))
+        ndim = x.ndim
+        order = tuple(a for a in range(ndim) if a not in axis) + axis
+        if order != tuple(range(ndim)):
+            x = xp.permute_dims(x, tuple(order.index(a) for a in range(ndim)))
+    elif axis != x.ndim - 1:
         x = xp.moveaxis(x, -1, axis)
     return as_dtype(xp, x, dtype)
 
@@ -145,7 +180,7 @@ def prepare_classes(
     values: Array,
     targets: Array,
     *,
-    axis: int,
+    axis: int | tuple[int, ...],
     class_weight: Array | None = None,
     ignore_index: int | None = -100,
     allow_probability_targets: bool = True,
@@ -156,7 +191,8 @@ def prepare_classes(
     xp, (values, targets, class_weight) = namespace(values, targets, class_weight)
     if values.ndim == 0:
         raise ValueError("expected an array with a class axis, got a 0-d array")
-    axis = normalize_axis(axis, values.ndim)
+    axis = class_axes(axis, values.ndim)
+    class_shape = tuple(int(values.shape[a]) for a in axis) if isinstance(axis, tuple) else ()
     dtype = result_dtype(xp, values.dtype)
     raw = class_last(xp, values, axis)
     compute = upcast(xp, xp.asarray(0, dtype=values.dtype)).dtype
@@ -176,7 +212,7 @@ def prepare_classes(
         targets = xp.astype(targets, default_int(xp))
         check_index_targets(xp, targets, num_classes, ignore_index)
         tg = index_target_data(xp, targets, w, ignore_index, compute)
-        return ClassProblem(xp, raw, tg, w, num_classes, axis, dtype)
+        return ClassProblem(xp, raw, tg, w, num_classes, axis, dtype, class_shape)
 
     if not xp.isdtype(targets.dtype, "real floating"):
         raise TypeError(
@@ -189,10 +225,16 @@ def prepare_classes(
         )
     if not allow_probability_targets:
         raise TypeError(f"targets must be integer class indices, got dtype {targets.dtype}")
+    if ignore_index not in (None, -100):
+        # PyTorch raises too: there is no index to compare with a row of probabilities
+        raise ValueError(
+            f"ignore_index={ignore_index} applies to class-index targets only; probability "
+            f"targets have no index to ignore (mask samples with where= instead)"
+        )
     check_same_shape(values, targets, ("input", "probability targets"))
     check_unit_interval(xp, targets, "probability targets")
     y = class_last(xp, targets, axis)
-    return ClassProblem(xp, raw, y, w, num_classes, axis, dtype)
+    return ClassProblem(xp, raw, y, w, num_classes, axis, dtype, class_shape)
 
 
 def index_targets(problem: ClassProblem) -> IndexTargets:

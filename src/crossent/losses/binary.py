@@ -22,6 +22,7 @@ from .._semantics import (
 )
 from .._validation import check_fraction, check_reduction, check_smoothing_convention
 from ._problem import BinaryProblem, gradient_of, prepare_binary
+from ._weighting import per_sample, per_sample_gradient
 
 __all__ = ["sigmoid_binary_cross_entropy", "sigmoid_binary_cross_entropy_grad"]
 
@@ -44,6 +45,7 @@ def prepare_sigmoid_bce(
 
 
 @quiet_numpy
+@per_sample()
 def sigmoid_binary_cross_entropy(
     logits: Array,
     targets: Array,
@@ -143,6 +145,7 @@ def elementwise_grad(
 
 @quiet_numpy
 @gradient_of(sigmoid_binary_cross_entropy)
+@per_sample_gradient(sigmoid_binary_cross_entropy)
 def sigmoid_binary_cross_entropy_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.sigmoid_binary_cross_entropy` with respect to the logits.
 

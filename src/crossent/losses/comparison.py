@@ -20,6 +20,7 @@ from ._problem import (
     prepare_binary,
     prepare_classes,
 )
+from ._weighting import per_sample, per_sample_gradient
 
 __all__ = ["hinge_loss", "hinge_loss_grad", "mse_loss", "mse_loss_grad"]
 
@@ -31,6 +32,7 @@ def _dense_targets(problem: ClassProblem) -> Array:
 
 
 @quiet_numpy
+@per_sample()
 def mse_loss(
     logits: Array,
     targets: Array,
@@ -89,6 +91,7 @@ def mse_loss(
 
 @quiet_numpy
 @gradient_of(mse_loss)
+@per_sample_gradient(mse_loss)
 def mse_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.mse_loss` with respect to the logits.
 
@@ -143,6 +146,7 @@ def hinge_parts(
 
 
 @quiet_numpy
+@per_sample()
 def hinge_loss(
     logits: Array,
     targets: Array,
@@ -192,6 +196,7 @@ def hinge_loss(
 
 @quiet_numpy
 @gradient_of(hinge_loss)
+@per_sample_gradient(hinge_loss)
 def hinge_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""(Sub)gradient of :func:`crossent.hinge_loss` with respect to the logits.
 

@@ -12,6 +12,7 @@ from .._primitives import _log_softmax
 from .._semantics import distillation_rows, element_count, reduce
 from .._validation import check_positive, check_reduction, check_same_shape, normalize_axis
 from ._problem import class_last, gradient_of, restore_axis
+from ._weighting import per_sample, per_sample_gradient
 
 __all__ = ["distillation_loss", "distillation_loss_grad"]
 
@@ -30,6 +31,7 @@ def prepare_distillation(
 
 
 @quiet_numpy
+@per_sample()
 def distillation_loss(
     student_logits: Array,
     teacher_logits: Array,
@@ -85,6 +87,7 @@ def distillation_loss(
 
 @quiet_numpy
 @gradient_of(distillation_loss)
+@per_sample_gradient(distillation_loss)
 def distillation_loss_grad(student_logits: Array, teacher_logits: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.distillation_loss` with respect to the student logits.
 

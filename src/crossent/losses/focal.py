@@ -34,6 +34,7 @@ from ._problem import (
     safe_log,
     take_per_class,
 )
+from ._weighting import per_sample, per_sample_gradient
 
 __all__ = [
     "sigmoid_focal_loss",
@@ -50,7 +51,7 @@ def prepare_softmax_focal(
     logits: Array,
     targets: Array,
     *,
-    axis: int,
+    axis: int | tuple[int, ...],
     alpha: float | Array | None,
     gamma: float,
     ignore_index: int,
@@ -80,12 +81,13 @@ def _valid_count(xp: Any, problem: ClassProblem) -> Array:
 
 
 @quiet_numpy
+@per_sample()
 def softmax_focal_loss(
     logits: Array,
     targets: Array,
     /,
     *,
-    axis: int = -1,
+    axis: int | tuple[int, ...] = -1,
     alpha: float | Array | None = None,
     gamma: float = 2.0,
     ignore_index: int = -100,
@@ -106,8 +108,8 @@ def softmax_focal_loss(
         Unnormalized scores, classes along ``axis``.
     targets : array
         Integer class indices.
-    axis : int, default -1
-        The class axis.
+    axis : int or tuple of ints, default -1
+        The class axis, or several axes taken as one (optax; flat class index in their order).
     alpha : float or array, optional
         A scalar weight, or one weight per class (shape (K,)). None means 1.
     gamma : float, default 2
@@ -148,6 +150,7 @@ def softmax_focal_loss(
 
 @quiet_numpy
 @gradient_of(softmax_focal_loss)
+@per_sample_gradient(softmax_focal_loss)
 def softmax_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.softmax_focal_loss` with respect to the logits.
 
@@ -247,6 +250,7 @@ def sigmoid_focal_grad_rule(
 
 
 @quiet_numpy
+@per_sample()
 def sigmoid_focal_loss(
     logits: Array,
     targets: Array,
@@ -319,6 +323,7 @@ def sigmoid_focal_loss(
 
 @quiet_numpy
 @gradient_of(sigmoid_focal_loss)
+@per_sample_gradient(sigmoid_focal_loss)
 def sigmoid_focal_loss_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.sigmoid_focal_loss` with respect to the logits.
 

@@ -7,11 +7,12 @@ cross-entropy's, from the same rules (:mod:`crossent._semantics`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 from .._dispatch import elementwise, subtract_at, torch_functions
-from .._namespace import Array, as_dtype, numel, quiet_numpy
+from .._namespace import Array, as_dtype, numel, quiet_numpy, upcast
 from .._semantics import (
     SoftmaxCE,
     element_count,
@@ -24,6 +25,7 @@ from .._semantics import softmax_ce_loss as _softmax_ce_loss
 from .._validation import (
     check_fraction,
     check_reduction,
+    check_rows_sum_to_one,
     check_smoothing_convention,
     check_unit_interval,
     renamed,
@@ -32,11 +34,13 @@ from ._problem import (
     BinaryProblem,
     ClassProblem,
     IndexTargets,
+    class_last,
     gather,
     gradient_of,
     prepare_binary,
     prepare_classes,
 )
+from ._weighting import per_sample, per_sample_gradient
 from .softmax import count
 
 __all__ = [
@@ -66,7 +70,7 @@ def _prepare_categorical(
     probs: Array,
     targets: Array,
     *,
-    axis: int,
+    axis: int | tuple[int, ...],
     eps: float | None,
     class_weight: Array | None,
     weight: Array | None,
@@ -74,8 +78,10 @@ def _prepare_categorical(
     label_smoothing: float,
     smoothing_convention: str,
     reduction: str,
+    renormalize: bool,
 ) -> tuple[ClassProblem, SoftmaxCE, float]:
-    """Problem, options and the clip of a categorical loss on probabilities."""
+    """Problem, options and the clip of a categorical loss on probabilities (each row divided
+    by its sum with ``renormalize``: the problem's values are then those quotients)."""
     check_reduction(reduction)
     e = check_fraction(label_smoothing, "label_smoothing")
     convention = check_smoothing_convention(smoothing_convention)
@@ -85,6 +91,11 @@ def _prepare_categorical(
     )
     xp = problem.xp
     check_unit_interval(xp, problem.values, "probs")
+    if renormalize:
+        total = xp.sum(problem.values, axis=-1, keepdims=True)
+        problem = replace(problem, raw=problem.values / total)
+    else:
+        check_rows_sum_to_one(xp, problem.values, "probs")
     clip = clip_eps(xp, problem.values.dtype, eps)
     rule = SoftmaxCE(problem.num_classes, e, convention)
     return problem, rule, clip
@@ -104,12 +115,13 @@ def _target_distribution(problem: ClassProblem, rule: SoftmaxCE) -> Array:
 
 
 @quiet_numpy
+@per_sample()
 def categorical_cross_entropy(
     probs: Array,
     targets: Array,
     /,
     *,
-    axis: int = -1,
+    axis: int | tuple[int, ...] = -1,
     eps: float | None = None,
     class_weight: Array | None = None,
     ignore_index: int = -100,
@@ -117,6 +129,7 @@ def categorical_cross_entropy(
     smoothing_convention: str = "uniform",
     reduction: str = "mean",
     weight: Array | None = None,
+    renormalize: bool = False,
 ) -> Array:
     r"""Cross-entropy of predicted probabilities, clipped to [eps, 1 - eps] before the log.
 
@@ -124,7 +137,9 @@ def categorical_cross_entropy(
 
     with the same target distribution :math:`q` (weights, smoothing, ignore_index, mean
     normalizer) as :func:`softmax_cross_entropy`. Prefer logits when you have them: a clip
-    always caps the loss (here at :math:`-\log\epsilon`). Rows are not renormalized.
+    always caps the loss (here at :math:`-\log\epsilon`). Rows that do not sum to 1 (within
+    1e-3; float16: :math:`\sqrt{\text{eps}}`) are an error, unless ``renormalize=True``
+    divides each by its sum first, as Keras' ``categorical_crossentropy`` does.
 
     Parameters
     ----------
@@ -132,8 +147,8 @@ def categorical_cross_entropy(
         Predicted probabilities in [0, 1], classes along ``axis``.
     targets : array
         Integer class indices, or probabilities with the shape of ``probs``.
-    axis : int, default -1
-        The class axis.
+    axis : int or tuple of ints, default -1
+        The class axis, or several axes taken as one (optax; flat class index in their order).
     eps : float, optional
         The clip; default the machine epsilon of the dtype (scikit-learn's ``log_loss``).
     class_weight : array, optional
@@ -148,6 +163,9 @@ def categorical_cross_entropy(
         How per-sample losses are combined.
     weight : array, optional
         Deprecated name of ``class_weight``.
+    renormalize : bool, default False
+        Divide each row by its sum before the clip (Keras); the gradient includes that
+        division.
 
     Returns
     -------
@@ -159,11 +177,16 @@ def categorical_cross_entropy(
     >>> import crossent as ce
     >>> print(round(float(ce.categorical_cross_entropy([[0.2, 0.7, 0.1]], [1])), 4))
     0.3567
+    >>> # Keras divides by the row sum: the same probabilities, halved
+    >>> p2 = [[0.1, 0.35, 0.05]]
+    >>> print(round(float(ce.categorical_cross_entropy(p2, [1], renormalize=True)), 4))
+    0.3567
     """
     problem, rule, clip = _prepare_categorical(
         probs, targets, axis=axis, eps=eps, class_weight=class_weight, weight=weight,
         ignore_index=ignore_index, label_smoothing=label_smoothing,
         smoothing_convention=smoothing_convention, reduction=reduction,
+        renormalize=renormalize,
     )  # fmt: skip
     xp, tg, p = problem.xp, problem.targets, problem.values
     if isinstance(tg, IndexTargets) and rule.smoothing.per_class == 0:
@@ -188,6 +211,7 @@ def categorical_cross_entropy(
 
 @quiet_numpy
 @gradient_of(categorical_cross_entropy)
+@per_sample_gradient(categorical_cross_entropy)
 def categorical_cross_entropy_grad(probs: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.categorical_cross_entropy` with respect to the probabilities.
 
@@ -201,17 +225,30 @@ def categorical_cross_entropy_grad(probs: Array, targets: Array, /, **options: A
     [[-2. -0.]]
     """
     problem, rule, clip = _prepare_categorical(probs, targets, **options)
-    xp, tg, p = problem.xp, problem.targets, problem.values
+    xp, p = problem.xp, problem.values
     scale = mean_scale(xp, count(problem)) if options["reduction"] == "mean" else 1.0
+    g = _categorical_gradient(problem, rule, clip, scale)
+    if options["renormalize"]:
+        # through r = p / S: dr_c / dp_j = (delta_cj - r_c) / S, with S from the raw rows
+        total = xp.sum(upcast(xp, class_last(xp, xp.asarray(probs), problem.axis)), axis=-1)
+        g = (g - xp.sum(g * p, axis=-1, keepdims=True)) / total[..., None]
+    return problem.restore(g)
+
+
+def _categorical_gradient(
+    problem: ClassProblem, rule: SoftmaxCE, clip: float, scale: Array | float
+) -> Array:
+    """d loss / d p of the problem's (classes-last) probabilities."""
+    xp, tg, p = problem.xp, problem.targets, problem.values
     if isinstance(tg, IndexTargets) and rule.smoothing.per_class == 0:
         # q is one-hot: the gradient is -w_t / p_t at the target, 0 elsewhere.
         p_t = gather(xp, p, tg.index)
         inside = xp.astype((p_t >= clip) & (p_t <= 1 - clip), p.dtype)
         at_target = tg.w_t * inside / xp.clip(p_t, clip, 1 - clip) * scale
-        return problem.restore(subtract_at(xp, xp.zeros_like(p), tg.index, at_target))
+        return subtract_at(xp, xp.zeros_like(p), tg.index, at_target)
     clipped = xp.clip(p, clip, 1 - clip)
     inside = xp.astype(clipped == p, p.dtype)
-    return problem.restore(-_target_distribution(problem, rule) / clipped * inside * scale)
+    return -_target_distribution(problem, rule) / clipped * inside * scale
 
 
 def _prepare_binary_probs(
@@ -243,6 +280,7 @@ def binary_grad_rule(
 
 
 @quiet_numpy
+@per_sample()
 def binary_cross_entropy(
     probs: Array,
     targets: Array,
@@ -280,10 +318,15 @@ def binary_cross_entropy(
 
     Examples
     --------
+    >>> import numpy as np
     >>> import crossent as ce
     >>> ones = [1.0, 1.0, 1.0]
     >>> print(ce.binary_cross_entropy([0.99, 0.01, 0.5], ones, reduction="none").round(4))
     [0.0101 4.6052 0.6931]
+    >>> # scikit-learn's log_loss(y, p, sample_weight=[2, 1, 1]): (2 * 0.0101 + 4.6052 + 0.6931) / 4
+    >>> w = np.array([2.0, 1.0, 1.0])
+    >>> print(round(float(ce.binary_cross_entropy([0.99, 0.01, 0.5], ones, sample_weight=w)), 4))
+    1.3296
     """
     problem, clip = _prepare_binary_probs(
         probs, targets, eps=eps, weight=weight, reduction=reduction
@@ -306,6 +349,7 @@ def binary_cross_entropy(
 
 @quiet_numpy
 @gradient_of(binary_cross_entropy)
+@per_sample_gradient(binary_cross_entropy)
 def binary_cross_entropy_grad(probs: Array, targets: Array, /, **options: Any) -> Any:
     r"""Gradient of :func:`crossent.binary_cross_entropy` with respect to the probabilities.
 

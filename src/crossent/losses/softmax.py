@@ -39,6 +39,7 @@ from .._validation import (
     renamed,
 )
 from ._problem import ClassProblem, IndexTargets, gather, gradient_of, prepare_classes
+from ._weighting import per_sample, per_sample_gradient
 
 __all__ = ["softmax_cross_entropy", "softmax_cross_entropy_grad"]
 
@@ -47,7 +48,7 @@ def prepare_softmax_ce(
     logits: Array,
     targets: Array,
     *,
-    axis: int,
+    axis: int | tuple[int, ...],
     class_weight: Array | None,
     weight: Array | None,
     ignore_index: int,
@@ -175,12 +176,13 @@ def _row_scale(problem: ClassProblem, reduction: str) -> Array:
 
 
 @quiet_numpy
+@per_sample()
 def softmax_cross_entropy(
     logits: Array,
     targets: Array,
     /,
     *,
-    axis: int = -1,
+    axis: int | tuple[int, ...] = -1,
     class_weight: Array | None = None,
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
@@ -217,8 +219,10 @@ def softmax_cross_entropy(
     targets : array
         Integer class indices with the shape of ``logits`` without ``axis``, or probabilities
         with the shape of ``logits``.
-    axis : int, default -1
-        The class axis (PyTorch uses 1: pass ``axis=1`` for (N, C, d1, ...) inputs).
+    axis : int or tuple of ints, default -1
+        The class axis (PyTorch uses 1: pass ``axis=1`` for (N, C, d1, ...) inputs). Several
+        axes act as one class axis (optax), a class index being the flat index over them in
+        the order given.
     class_weight : array, optional
         Non-negative weight per class, shape (K,) (PyTorch's ``weight``).
     ignore_index : int, default -100
@@ -255,6 +259,20 @@ def softmax_cross_entropy(
     0.417
     >>> print(ce.softmax_cross_entropy([[1000.0, 0.0, -1000.0]], [2], reduction="none"))
     [2000.]
+
+    Per-sample weights and a mask: the weighted mean :math:`\sum s_i \ell_i / \sum s_i`
+    over unmasked samples (scikit-learn), or Keras' division by their count:
+
+    >>> import numpy as np
+    >>> z, y = np.array([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), np.array([0, 0, 1])
+    >>> s, keep = np.array([1.0, 3.0, 2.0]), np.array([True, True, False])
+    >>> print(ce.softmax_cross_entropy(z, y, reduction="none").round(4))
+    [0.1269 2.1269 0.6931]
+    >>> print(round(float(ce.softmax_cross_entropy(z, y, sample_weight=s, where=keep)), 4))
+    1.6269
+    >>> print(round(float(ce.softmax_cross_entropy(z, y, sample_weight=s, where=keep,
+    ...                                            normalizer="count")), 4))  # (0.127 + 6.381) / 2
+    3.2538
     """
     problem, rule = prepare_softmax_ce(
         logits, targets, axis=axis, class_weight=class_weight, weight=weight,
@@ -275,6 +293,7 @@ def softmax_cross_entropy(
 
 @quiet_numpy
 @gradient_of(softmax_cross_entropy)
+@per_sample_gradient(softmax_cross_entropy)
 def softmax_cross_entropy_grad(
     logits: Array, targets: Array, /, *, with_loss: bool = False, **options: Any
 ) -> Any:
