@@ -730,3 +730,19 @@ def test_classwise_error_per_class(norm: str) -> None:
     if norm == "l2":
         want = np.sqrt(want)
     np.testing.assert_allclose(per_class, want, rtol=1e-12)
+
+
+def test_n_bins_has_a_range_and_a_cost_linear_in_it() -> None:
+    """n_bins=10**9 once asked for 24 GB, 10**7 took minutes in Python loops over the bins:
+    the range is validated, and inside it the edges are computed without a loop."""
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(4), 500)
+    y = rng.integers(0, 4, 500)
+    for bad in (0, 100_001, 10**9):
+        with pytest.raises(ValueError, match=f"from 1 to 100,000, got {bad}"):
+            cal.expected_calibration_error(p, y, n_bins=bad)
+    many = cal.reliability_curve(p, y, n_bins=100_000, binning="quantile")
+    assert int(np.asarray(many.counts).sum()) == 500
+    edges = np.asarray(cal.bin_edges(p.max(1), n_bins=100_000, binning="quantile"))
+    reference = np.percentile(p.max(1), np.linspace(0, 1, 100_001) * 100)
+    np.testing.assert_array_equal(edges.ravel(), reference)

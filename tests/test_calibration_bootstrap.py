@@ -180,7 +180,7 @@ def test_percentile_intervals_cover_the_population_value() -> None:
         ({"metrics": "ece"}, TypeError, "metrics must be a sequence of names"),
         ({"metrics": []}, ValueError, "metrics is empty"),
         ({"binning": "equal"}, ValueError, "binning must be one of"),
-        ({"n_bins": 0}, ValueError, "n_bins must be a positive integer, got 0"),
+        ({"n_bins": 0}, ValueError, "n_bins must be an integer from 1 to 100,000, got 0"),
     ],
 )
 def test_bad_options_are_named(kwargs: dict, error: type, match: str) -> None:

@@ -181,3 +181,96 @@ def test_random_parquet_files(tmp_path, monkeypatch, capsys, spec, n):
     table = pa.Table.from_arrays([make[kind]() for _, kind in spec], names=[c for c, _ in spec])
     pq.write_table(table, tmp_path / "p.parquet")
     _report(monkeypatch, capsys, tmp_path, "p.parquet")
+
+
+# ---------------------------------------------------------------- sizes, special files, memory
+
+
+def _zip_bomb(path, rows: int, cols: int) -> None:
+    """A .npz whose predictions inflate to rows x cols float64 zeros from a few kB on disk,
+    written in pieces (never in memory whole here either)."""
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (rows, cols)}
+    )
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("predictions.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            zeros = bytes(1 << 20)
+            for _ in range(rows * cols * 8 >> 20):
+                member.write(zeros)
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros(rows, dtype=np.int64))
+        z.writestr("labels.npy", buffer.getvalue())
+
+
+def test_a_file_that_inflates_past_the_limit_is_refused_before_reading(
+    tmp_path, monkeypatch, capsys
+):
+    _zip_bomb(tmp_path / "bomb.npz", 1 << 15, 64)  # 16 MB inflated, 20 kB on disk
+    assert (tmp_path / "bomb.npz").stat().st_size < 100_000
+    monkeypatch.setattr(sys, "argv", ["crossent", "report", str(tmp_path / "bomb.npz"),
+                                      "--no-html", "--max-bytes", "4M"])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert "would take 17.0 MB of memory, over the limit of 4.0 MB" in err, err
+
+
+def test_max_bytes_holds_for_every_format(tmp_path):
+    from crossent.errors import UsageError
+    from crossent.report import write_report
+
+    for name, data in VALID.items():
+        (tmp_path / name).write_bytes(data)
+        np.save(tmp_path / "labels.npy", np.zeros(40, dtype=np.int64))
+        labels = tmp_path / "labels.npy" if name.endswith(".npy") else None
+        write_report(tmp_path / name, labels=labels, html=False, resamples=0)  # fits
+        with pytest.raises(UsageError, match="over the limit of 100 bytes"):
+            write_report(tmp_path / name, labels=labels, html=False, max_bytes=100)
+    with pytest.raises(UsageError, match="max_bytes is a positive whole number"):
+        write_report(tmp_path / "p.npz", html=False, max_bytes=0)
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "lots", "1e30", ""])
+def test_a_bad_max_bytes_is_one_line(tmp_path, monkeypatch, capsys, size):
+    (tmp_path / "p.npz").write_bytes(VALID["p.npz"])
+    monkeypatch.setattr(sys, "argv", ["crossent", "report", str(tmp_path / "p.npz"),
+                                      "--no-html", "--max-bytes", size])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2 and "--max-bytes takes a size" in capsys.readouterr().err
+
+
+def test_a_fifo_is_refused_instead_of_read_forever(tmp_path, monkeypatch, capsys):
+    import os
+
+    for name in ("p.npz", "p.csv"):
+        os.mkfifo(tmp_path / name)  # nobody writes: opening it for reading would block
+        code, err = _report(monkeypatch, capsys, tmp_path, name)
+        assert code == 2 and "is not a regular file" in err
+    (tmp_path / "q.npy").write_bytes(VALID["p.npy"])
+    os.mkfifo(tmp_path / "labels.npy")
+    monkeypatch.setattr(sys, "argv", ["crossent", "report", str(tmp_path / "q.npy"), "--labels",
+                                      str(tmp_path / "labels.npy"), "--no-html"])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2 and "is not a regular file" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    from crossent.report import _load
+
+    def exhausted(*args, **kwargs):  # NumPy's message, as np.empty(1 << 40) gives it
+        raise MemoryError(
+            "Unable to allocate 8.00 TiB for an array with shape (1099511627776,) and data "
+            "type float64"
+        )
+
+    (tmp_path / "p.npz").write_bytes(VALID["p.npz"])
+    monkeypatch.setattr(_load, "from_arrays", exhausted)
+    code, err = _report(monkeypatch, capsys, tmp_path, "p.npz")
+    assert code == 2 and err.startswith("crossent: error: out of memory (Unable to allocate")

@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .. import _dispatch, _fast
 from .._namespace import Array, _is_array, default_int, namespace, upcast
 from .._validation import check_index_targets, check_unit_interval
@@ -41,9 +43,14 @@ SCOPES = ("top_label", "classwise")
 NORMS = ("l1", "l2", "max")
 
 
+MAX_BINS = 100_000
+"""Most bins any binned statistic takes: every bin costs memory per class (three sums), and
+more bins than this are more than any calibration set can fill."""
+
+
 def _check_n_bins(n_bins: int) -> int:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or not 1 <= n_bins <= MAX_BINS:
+        raise ValueError(f"n_bins must be an integer from 1 to {MAX_BINS:,}, got {n_bins!r}")
     return n_bins
 
 
@@ -64,20 +71,23 @@ def _check_binning_options(
     _check_edge_options(right_closed, ones_in_own_bin)
 
 
-def _inner_positions(n: int, n_bins: int) -> list[float]:
+def _inner_positions(n: int, n_bins: int) -> np.ndarray:
     """Virtual indices of the quantiles ``i / B`` into ``n`` sorted values, as NumPy computes them.
 
     ``np.percentile(x, np.linspace(0, 1, B + 1) * 100)`` (scikit-learn's quantile strategy) goes
-    through ``i * (1 / B) * 100 / 100 * (n - 1)``; the same float steps give the same edges.
+    through ``i * (1 / B) * 100 / 100 * (n - 1)``; the same float64 steps (elementwise IEEE
+    operations, vectorized: no Python loop over the bins) give the same edges.
     """
-    step = 1.0 / n_bins
-    qs = [i * step for i in range(n_bins)] + [1.0]
-    return [((q * 100.0) / 100.0) * (n - 1) for q in qs]
+    qs = np.arange(n_bins + 1, dtype=np.float64) * (1.0 / n_bins)
+    qs[-1] = 1.0
+    return ((qs * 100.0) / 100.0) * (n - 1)
 
 
 def _uniform_edges(xp: Any, n_bins: int, dtype: Any, device: Any = None) -> Array:
-    """``[0, 1/B, ..., 1]`` rounded once to ``dtype`` (the edges every equal-width bin uses)."""
-    return xp.asarray([i / n_bins for i in range(n_bins + 1)], dtype=dtype, device=device)
+    """``[0, 1/B, ..., 1]`` rounded once to ``dtype`` (the edges every equal-width bin uses):
+    ``i / B`` in float64 (correctly rounded, as Python's ``i / B``), then cast."""
+    edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
+    return xp.asarray(xp.asarray(edges), dtype=dtype, device=device)
 
 
 def _bin_edges(xp: Any, conf: Array, n_bins: int, binning: str) -> Array:
@@ -90,16 +100,19 @@ def _bin_edges(xp: Any, conf: Array, n_bins: int, binning: str) -> Array:
     # default). Ties collapse edges, leaving some bins empty, as in scikit-learn.
     s = xp.sort(conf, axis=0)
     n = int(s.shape[0])
-    rows = []
-    for v in _inner_positions(n, n_bins):
-        lo = math.floor(v)
-        t = v - lo
-        a = s[lo, :]
-        b = s[min(lo + 1, n - 1), :]
-        d = b - a
-        # NumPy's _lerp: a + d t below t = 0.5 and b - d (1 - t) above, exact at both ends.
-        rows.append(a + d * t if t < 0.5 else b - d * (1.0 - t))
-    return xp.stack(rows, axis=-1)
+    v = _inner_positions(n, n_bins)
+    lo = np.floor(v)
+    t = v - lo  # float64, as NumPy's; rounded to the data's dtype where it meets the data
+    device = getattr(conf, "device", None)
+    index = xp.asarray(lo.astype(np.int64), device=device)
+    a = xp.take(s, index, axis=0)
+    b = xp.take(s, xp.asarray(np.minimum(lo + 1, n - 1).astype(np.int64), device=device), axis=0)
+    d = b - a
+    below = xp.asarray(t < 0.5, device=device)[:, None]
+    t_low = xp.asarray(t, dtype=s.dtype, device=device)[:, None]
+    t_high = xp.asarray(1.0 - t, dtype=s.dtype, device=device)[:, None]
+    # NumPy's _lerp: a + d t below t = 0.5 and b - d (1 - t) above, exact at both ends.
+    return xp.permute_dims(xp.where(below, a + d * t_low, b - d * t_high), (1, 0))
 
 
 # ---------------------------------------------------------------- the sufficient statistics

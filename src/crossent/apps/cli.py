@@ -67,3 +67,7 @@ def main() -> None:
     except (ValueError, TypeError, OSError) as error:  # crossent.errors.UsageError among them
         typer.echo(f"crossent: error: {error}", err=True)
         sys.exit(2)
+    except MemoryError as error:  # NumPy's says what it could not allocate
+        detail = str(error).splitlines()[0] if str(error) else "an allocation failed"
+        typer.echo(f"crossent: error: out of memory ({detail})", err=True)
+        sys.exit(2)

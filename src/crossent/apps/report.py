@@ -106,6 +106,23 @@ def _comparison_table(comparison: Comparison) -> Any:
     return table
 
 
+_UNITS = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _size(text: str) -> int:
+    """``500M``, ``4G``, ``1.5G`` or a number of bytes, as an int."""
+    value, scale = text.strip().upper().removesuffix("B"), 1
+    if value[-1:] in _UNITS:
+        value, scale = value[:-1], _UNITS[value[-1]]
+    try:
+        size = float(value) * scale
+    except ValueError:
+        size = -1
+    if not 1 <= size < 1e18:
+        raise UsageError(f"--max-bytes takes a size such as 500M, 4G or 1000000, not {text!r}")
+    return int(size)
+
+
 def report(
     paths: Annotated[
         list[Path] | None,
@@ -197,6 +214,16 @@ def report(
             "and ECE. Detected (and said) when the labels have the predictions' 2-D shape.",
         ),
     ] = False,
+    max_bytes: Annotated[
+        str | None,
+        typer.Option(
+            "--max-bytes",
+            metavar="SIZE",
+            help="Most memory a file's contents may take when read whole (500M, 4G, or "
+            "bytes), checked from its header before reading; default half the machine's "
+            "memory. A .npy of predictions is memory-mapped and not held to it.",
+        ),
+    ] = None,
     binning: Annotated[
         str,
         typer.Option(
@@ -242,6 +269,7 @@ def report(
         raise UsageError(
             f"--resamples takes a whole number, 0 (none) or at least 2, not {resamples!r}"
         ) from None
+    limit = None if max_bytes is None else _size(max_bytes)
     err = Console(stderr=True)
     out = Console()
     progress = Progress(
@@ -276,6 +304,7 @@ def report(
         "resamples": n_resamples,
         "class_names": names,
         "weights": weights,
+        "max_bytes": limit,
         "step": step,
     }
     if paths and len(paths) > 1:

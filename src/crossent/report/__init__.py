@@ -92,6 +92,14 @@ def _output_path(output: Path | None, source: Path, force: bool) -> Path:
     return path
 
 
+def _check_max_bytes(max_bytes: int | None) -> int | None:
+    if max_bytes is not None and (
+        isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+    ):
+        raise UsageError(f"max_bytes is a positive whole number of bytes, not {max_bytes!r}")
+    return max_bytes
+
+
 def _check_options(
     kind: str, n_bins: int, binning: str, resamples: int, intervals: str = "given"
 ) -> None:
@@ -131,6 +139,7 @@ def write_report(
     class_names: Sequence[str] | None = None,
     weights: Any = None,
     multilabel: bool | None = None,
+    max_bytes: int | None = None,
     step: Callable[[str], Any] | None = None,
 ) -> tuple[Report | MultilabelReport, Path | None]:
     """Score a file of predictions and write the HTML report on it.
@@ -187,6 +196,11 @@ def write_report(
         example and the labels an ``(N, K)`` array of 0/1 (:class:`MultilabelReport`:
         per-label and pooled BCE, Brier and ECE); None (default) detects it from labels of
         the predictions' 2-D shape, and says so in the notes.
+    max_bytes : int, optional
+        Most bytes a file's contents may take when read whole (a ``.npz`` member, the labels,
+        a CSV file, a parquet row group), computed from the header or metadata before it is
+        read; default half the machine's memory. A ``.npy`` of predictions is memory-mapped
+        and not held to it.
     step : callable, optional
         Called with a description at each stage, once the file is read (for a progress bar).
 
@@ -226,6 +240,7 @@ def write_report(
         class_names=None if class_names is None else [str(c) for c in class_names],
         weights=weights,
         multilabel=multilabel,
+        max_bytes=_check_max_bytes(max_bytes),
     )
     step = step or (lambda _: None)
     provenance = EXAMPLE_PROVENANCE if path is None else ""
@@ -275,6 +290,7 @@ def write_comparison(
     resamples: int = RESAMPLES,
     class_names: Sequence[str] | None = None,
     weights: Any = None,
+    max_bytes: int | None = None,
     step: Callable[[str], Any] | None = None,
 ) -> tuple[Comparison, Path | None]:
     """Compare several prediction files of the same labels on one page.
@@ -326,6 +342,7 @@ def write_comparison(
             label_key=label_key,
             class_names=None if class_names is None else [str(c) for c in class_names],
             weights=weights,
+            max_bytes=_check_max_bytes(max_bytes),
         )
         for s in sources
     ]

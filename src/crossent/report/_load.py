@@ -3,6 +3,12 @@
 Every problem a file can have (unreadable, a missing array or column, a wrong shape, NaN, labels
 out of range) ends in a :class:`crossent.errors.UsageError` whose message is a single line.
 
+Size: before anything is read whole, the bytes it would take are computed from the file's
+header or metadata (a ``.npy`` header's shape and dtype, inside a ``.npz`` too, without
+decompressing; a parquet file's row-group metadata; a CSV file's size) and checked against
+``max_bytes`` (default: half the machine's memory); a file that is not a regular file (a pipe,
+a device) is refused before it is opened.
+
 Memory: a ``.npz`` member and a CSV file are read whole (the array is in memory once); a
 ``.npy`` file is read through a memory map and a parquet file one row group at a time
 (:class:`MappedRows`, :class:`ParquetRows`), so their predictions are never in memory whole:
@@ -14,6 +20,8 @@ kept.
 from __future__ import annotations
 
 import mmap
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +40,58 @@ BLOCK_VALUES = 1 << 17  # values in a block of rows read at a time (512 kB of fl
 RELEASE_BYTES = 1 << 24  # bytes of a memory-mapped file read between two releases of its pages
 RELEASE_MARGIN = 1 << 18  # and from how far before them (the kernel maps pages around a fault)
 DIAGNOSE_ROWS = 4096  # crossent.diagnose looks at the first rows only (it copies to float64)
+
+
+def default_max_bytes() -> int:
+    """Half the machine's physical memory (8 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def size_text(nbytes: int) -> str:
+    """Bytes for a message: ``3.2 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def _check_bytes(nbytes: int, what: str, max_bytes: int) -> None:
+    if nbytes > max_bytes:
+        raise _error(
+            f"{what} would take {size_text(nbytes)} of memory, over the limit of "
+            f"{size_text(max_bytes)} (--max-bytes / max_bytes=)"
+        )
+
+
+def _regular_file(path: Path) -> None:
+    """Refuse a missing path, a folder, and anything that is not a regular file (a FIFO would
+    block the read forever, a device never ends)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise _error(f"no such file: {path}") from None
+    except OSError as error:
+        raise _error(f"cannot read {path}: {error.strerror or error}") from None
+    if stat.S_ISDIR(mode):
+        raise _error(f"{path} is a directory; give a .npz, .npy, .csv or .parquet file")
+    if not stat.S_ISREG(mode):
+        raise _error(f"{path} is not a regular file (a pipe, a device or a socket)")
+
+
+def _npy_bytes(stream: Any) -> int | None:
+    """The bytes of the array whose ``.npy`` header starts ``stream`` (None: not readable
+    here; np.load then says what is wrong)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(stream)
+        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+        shape, _, dtype = read[version](stream)
+    except Exception:  # a header np.load will refuse with its own message
+        return None
+    return int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
 
 
 def _float_block(block: np.ndarray) -> np.ndarray:
@@ -202,7 +262,12 @@ def _pick(names: list[str], wanted: str | None, candidates: tuple[str, ...], wha
 
 
 def _read_npz(
-    path: Path, pred_key: str | None, label_key: str | None, weight_key: str | None = None
+    path: Path,
+    pred_key: str | None,
+    label_key: str | None,
+    weight_key: str | None = None,
+    *,
+    max_bytes: int,
 ) -> tuple[Any, Any, str, Any]:
     import zipfile
 
@@ -213,9 +278,13 @@ def _read_npz(
             names = list(data.files)
             pk = _pick(names, pred_key, PREDICTION_KEYS, "array of predictions")
             lk = _pick(names, label_key, LABEL_KEYS, "array of labels")
-            weights = None
-            if weight_key is not None:
-                weights = np.asarray(data[_pick(names, weight_key, (), "array of weights")])
+            wk = None if weight_key is None else _pick(names, weight_key, (), "array of weights")
+            total = 0
+            for name in filter(None, (pk, lk, wk)):  # the headers only: nothing inflated yet
+                with data.zip.open(f"{name}.npy") as member:
+                    total += _npy_bytes(member) or 0
+            _check_bytes(total, f"the arrays of {path.name}", max_bytes)
+            weights = None if wk is None else np.asarray(data[wk])
             return np.asarray(data[pk]), np.asarray(data[lk]), pk, weights
     except Exception as error:
         if isinstance(error, UsageError):
@@ -223,14 +292,23 @@ def _read_npz(
         raise _error(f"cannot read {path} as .npz: {_first_line(error)}") from None
 
 
-def _read_npy(path: Path, *, mapped: bool = False) -> Any:
-    """The array of a ``.npy`` file: loaded, or (``mapped``) a :class:`MappedRows` when 2-D."""
+def _read_npy(path: Path, *, max_bytes: int, mapped: bool = False) -> Any:
+    """The array of a ``.npy`` file: loaded, or (``mapped``) a :class:`MappedRows` when 2-D
+    (then never in memory whole, so not held to ``max_bytes``)."""
+    _regular_file(path)
     try:
+        with open(path, "rb") as f:
+            nbytes = _npy_bytes(f) or 0
+        if not mapped:  # checked before the read
+            _check_bytes(nbytes, f"the array of {path.name}", max_bytes)
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
+    except UsageError:
+        raise
     except Exception as error:
         raise _error(f"cannot read {path} as .npy: {_first_line(error)}") from None
     if mapped and array.ndim == 2 and _numeric(array.dtype):
         return MappedRows(array)
+    _check_bytes(nbytes, f"the array of {path.name}", max_bytes)  # a map read whole
     return np.asarray(array)
 
 
@@ -301,7 +379,7 @@ def _table_values(table: Any, columns: list[str], list_column: bool) -> np.ndarr
 
 
 def _read_table(
-    path: Path, label_col: str | None, weight_col: str | None = None
+    path: Path, label_col: str | None, weight_col: str | None = None, *, max_bytes: int
 ) -> tuple[Any, np.ndarray, list[str], str, np.ndarray | None]:
     """Predictions (an array, or parquet rows read by row group), labels, column names, key,
     and the weight column (None without ``weight_col``)."""
@@ -311,12 +389,19 @@ def _read_table(
 
             file = pq.ParquetFile(path)
             schema = file.schema_arrow
+            meta = file.metadata  # read at most: a row group whole, and a few columns of all rows
+            largest = max((meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
+                          default=0)  # fmt: skip
+            _check_bytes(max(largest, 16 * meta.num_rows), f"a row group of {path.name}", max_bytes)
         else:
             import pyarrow.csv as pcsv
 
+            # read whole: its numbers take about as many bytes as their text, times two while
+            # pyarrow parses
+            _check_bytes(2 * path.stat().st_size, f"the table {path.name}", max_bytes)
             table = pcsv.read_csv(path)
             schema = table.schema
-    except ModuleNotFoundError:
+    except (ModuleNotFoundError, UsageError):
         raise
     except Exception as error:
         raise _error(f"cannot read {path}: {_first_line(error)}") from None
@@ -569,17 +654,17 @@ def load_predictions(
     class_names: list[str] | None = None,
     weights: Any = None,
     multilabel: bool | None = None,
+    max_bytes: int | None = None,
 ) -> Predictions:
     """Read and validate predictions and labels (see the module notes); ``class_names`` (in
-    the order of the prediction columns) replaces the names of a table's columns.
+    the order of the prediction columns) replaces the names of a table's columns; nothing
+    is read whole that would take more than ``max_bytes`` (default :func:`default_max_bytes`).
 
     ``weights``: per-example weights, an array, or a string: a ``.npy`` file (the one way for
     ``.npy`` predictions), else the array of a ``.npz`` or the column of a table of that name.
     """
-    if not path.exists():
-        raise _error(f"no such file: {path}")
-    if path.is_dir():
-        raise _error(f"{path} is a directory; give a .npz, .npy, .csv or .parquet file")
+    _regular_file(path)
+    limit = default_max_bytes() if max_bytes is None else max_bytes
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise _error(
@@ -593,24 +678,27 @@ def load_predictions(
             if not Path(weights).is_file():
                 raise _error(f"no such file: {weights} (the weights: a .npy file, or for a "
                              ".npz or a table the name of an array or column)")  # fmt: skip
-            weights = _read_npy(Path(weights))
+            weights = _read_npy(Path(weights), max_bytes=limit)
         else:
             weight_key, weights = str(weights), None
     if suffix == ".npz":
         if labels_path is not None:
             raise _error("--labels is for .npy predictions; a .npz file holds its labels")
-        values, labels, key, in_file = _read_npz(path, pred_key, label_key, weight_key)
+        values, labels, key, in_file = _read_npz(
+            path, pred_key, label_key, weight_key, max_bytes=limit
+        )
     elif suffix == ".npy":
         if labels_path is None:
             raise _error(f"{path.name} holds one array: give the labels with --labels LABELS.npy")
-        if not labels_path.exists():
-            raise _error(f"no such file: {labels_path}")
-        values, labels = _read_npy(path, mapped=True), _read_npy(labels_path)
+        values = _read_npy(path, max_bytes=limit, mapped=True)
+        labels = _read_npy(labels_path, max_bytes=limit)
         key = path.stem
     else:
         if labels_path is not None:
             raise _error("--labels is for .npy predictions; a table holds its label column")
-        values, labels, names, key, in_file = _read_table(path, label_key, weight_key)
+        values, labels, names, key, in_file = _read_table(
+            path, label_key, weight_key, max_bytes=limit
+        )
     if weight_key is not None:
         weights = in_file
     if class_names is not None:
