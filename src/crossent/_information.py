@@ -17,9 +17,11 @@ from ._validation import check_base, check_same_shape, check_unit_interval, norm
 __all__ = ["cross_entropy", "entropy", "js_divergence", "kl_divergence", "perplexity"]
 
 
-def _prepare(p: Array, q: Array | None, axis: int, base: float | None) -> tuple[Any, ...]:
+def _prepare(
+    p: Array, q: Array | None, axis: int, base: float | None, *, q_optional: bool = False
+) -> tuple[Any, ...]:
     """Validate once for every measure: namespace, shapes, [0, 1] range, axis, base, dtype."""
-    xp, (p, q) = namespace(p, q)
+    xp, (p, q) = namespace(p, q, names=("p", "q?" if q_optional else "q"))
     log_base = math.log(b) if (b := check_base(base)) is not None else 1.0
     arrays = [p] if q is None else [p, q]
     if q is not None:
@@ -68,7 +70,7 @@ def entropy(p: Array, /, *, axis: int = -1, base: float | None = None) -> Array:
     >>> print(ce.entropy([[0.5, 0.5], [0.9, 0.1], [1.0, 0.0]], base=2).round(2))
     [1.   0.47 0.  ]
     """
-    xp, (p,), axis, log_base, dtype = _prepare(p, None, axis, base)
+    xp, (p,), axis, log_base, dtype = _prepare(p, None, axis, base, q_optional=True)
     return xp.astype((0.0 - xp.sum(_xlogy(xp, p, p), axis=axis)) / log_base, dtype)
 
 
@@ -201,7 +203,7 @@ def perplexity(p: Array, q: Array | None = None, /, *, axis: int = -1) -> Array:
     >>> print(float(ce.perplexity([0.25, 0.25, 0.25, 0.25])))
     4.0
     """
-    xp, arrays, axis, _, dtype = _prepare(p, q, axis, None)
+    xp, arrays, axis, _, dtype = _prepare(p, q, axis, None, q_optional=True)
     p = arrays[0]
     h = -xp.sum(_xlogy(xp, p, arrays[-1]), axis=axis)
     return xp.astype(xp.exp(h), dtype)

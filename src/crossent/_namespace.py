@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import array_api_compat
@@ -39,18 +39,45 @@ def quiet_numpy(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def namespace(*arrays: Any) -> tuple[Any, list[Any]]:
+def namespace(*arrays: Any, names: Sequence[str] = ()) -> tuple[Any, list[Any]]:
     """Return the common array namespace of ``arrays`` and the arrays converted to it.
 
     Python lists, tuples and scalars are read as NumPy arrays, so ``ce.entropy([0.5, 0.5])``
-    works. ``None`` entries stay ``None``.
+    works. ``None`` entries stay ``None``. ``names`` (one per array, for the messages) makes
+    the errors say which argument is wrong: a name ending in ``?`` may be None, any other must
+    be an array; arrays of two libraries, and NumPy arrays of an ``ml_dtypes`` dtype (which
+    NumPy's math cannot compute with), are refused naming the arguments.
     """
+    labels = [n.rstrip("?") for n in names] or [f"argument {i + 1}" for i in range(len(arrays))]
+    for name, a, label in zip(names, arrays, labels, strict=False):
+        if a is None and not name.endswith("?"):
+            raise TypeError(f"{label} must be an array, got None")
+    for a, label in zip(arrays, labels, strict=True):
+        if isinstance(a, np.ndarray) and a.dtype.kind == "V":
+            raise TypeError(
+                f"{label} is a NumPy array of dtype {a.dtype} (ml_dtypes), which NumPy's math "
+                "cannot compute with: convert it (.astype(np.float32)), or pass a torch or JAX "
+                "array of that dtype"
+            )
     present = [a for a in arrays if a is not None]
     if present and all(_is_torch(a) for a in present):
         # Decided without array_api_compat's cached type checks, which torch.compile warns on.
         return _torch_namespace(), list(arrays)
     arrays_only = [a for a in present if _is_array(a)]
-    xp = array_api_compat.array_namespace(*arrays_only) if arrays_only else _numpy_namespace()
+    try:
+        xp = array_api_compat.array_namespace(*arrays_only) if arrays_only else _numpy_namespace()
+    except TypeError as error:
+        if "Multiple namespaces" not in str(error):
+            raise
+        kinds = ", ".join(
+            f"{label} is a {type(a).__module__.split('.')[0]}.{type(a).__name__}"
+            for a, label in zip(arrays, labels, strict=True)
+            if a is not None and _is_array(a)
+        )
+        raise TypeError(
+            f"the arrays come from different libraries ({kinds}); convert them to one "
+            "(torch.as_tensor(x), jnp.asarray(x), np.asarray(x))"
+        ) from None
     converted = [a if a is None or _is_array(a) else xp.asarray(a) for a in arrays]
     return xp, converted
 

@@ -82,12 +82,12 @@ def _xlogy(xp: Any, x: Array, y: Array) -> Array:
 
 
 def _elementwise(fn: Any, x: Array) -> Array:
-    xp, (x,) = namespace(x)
+    xp, (x,) = namespace(x, names=("x",))
     return xp.astype(fn(xp, upcast(xp, x)), result_dtype(xp, x.dtype))
 
 
 def _along_axis(fn: Any, x: Array, axis: int) -> Array:
-    xp, (x,) = namespace(x)
+    xp, (x,) = namespace(x, names=("x",))
     axis = normalize_axis(axis, x.ndim)
     return xp.astype(fn(xp, upcast(xp, x), axis), result_dtype(xp, x.dtype))
 
@@ -224,7 +224,7 @@ def logsumexp(
     >>> print(ce.logsumexp([[0.0, 1.0], [2.0, 3.0]], axis=None).round(4))
     3.4402
     """
-    xp, (x, b) = namespace(x, b)
+    xp, (x, b) = namespace(x, b, names=("x", "b?"))
     if x.ndim == 0 and axis is None:
         x = xp.reshape(x, (1,))
     axes = normalize_axes(axis, x.ndim)
@@ -254,7 +254,7 @@ def logsumexp(
 
 
 def _over_axes(fn: Any, x: Array, axis: Axes) -> Array:
-    xp, (x,) = namespace(x)
+    xp, (x,) = namespace(x, names=("x",))
     if x.ndim == 0 and axis is None:
         return _along_axis(fn, xp.reshape(x, (1,)), 0)[0]
     axes = normalize_axes(axis, x.ndim)

@@ -489,7 +489,7 @@ def bin_edges(confidence: Array, /, *, n_bins: int = 15, binning: str = "uniform
     """
     _check_n_bins(n_bins)
     _choice(binning, BINNINGS, "binning")
-    xp, (confidence,) = namespace(confidence)
+    xp, (confidence,) = namespace(confidence, names=("confidence",))
     conf = _as_confidence(xp, confidence)
     if binning == "quantile" and int(conf.shape[0]) == 0:
         raise ValueError("quantile bin edges need at least one confidence; got none")
@@ -559,7 +559,7 @@ def bin_statistics(
     [1. 3.] [0.3 2.6] [1. 2.]
     """
     _check_edge_options(right_closed, ones_in_own_bin)
-    xp, (confidence, hits) = namespace(confidence, hits)
+    xp, (confidence, hits) = namespace(confidence, hits, names=("confidence", "hits"))
     conf = _as_confidence(xp, confidence)
     device = getattr(conf, "device", None)
     if not _is_array(edges):

@@ -36,7 +36,7 @@ def _prepare(values: Array, labels: Array, *, name: str = "probs") -> tuple[Any,
 
     Labels are checked to be integers in [0, K); values are not range-checked here.
     """
-    xp, (values, labels) = namespace(values, labels)
+    xp, (values, labels) = namespace(values, labels, names=(name, "labels"))
     if not xp.isdtype(values.dtype, "real floating"):
         if xp.isdtype(values.dtype, "integral") or values.dtype == xp.bool:
             values = xp.astype(values, xp.asarray(0.0).dtype)

@@ -333,7 +333,9 @@ class StreamingCalibration:
             the message names the first offending value. The state is unchanged.
         """
         if ignore_index is not None:
-            xp, (predictions, labels, weights) = namespace(predictions, labels, weights)
+            xp, (predictions, labels, weights) = namespace(
+                predictions, labels, weights, names=("predictions", "labels", "weights?")
+            )
             keep = labels != ignore_index
             if int(xp.sum(xp.astype(keep, default_int(xp)))) == 0:
                 return

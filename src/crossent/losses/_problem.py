@@ -188,7 +188,9 @@ def prepare_classes(
     """Validate logits/probabilities and targets of a K-class problem; move the class axis last."""
     if targets is None:
         raise TypeError("targets must be an array of class indices or probabilities, got None")
-    xp, (values, targets, class_weight) = namespace(values, targets, class_weight)
+    xp, (values, targets, class_weight) = namespace(
+        values, targets, class_weight, names=("predictions", "targets", "class_weight?")
+    )
     if values.ndim == 0:
         raise ValueError("expected an array with a class axis, got a 0-d array")
     axis = class_axes(axis, values.ndim)
@@ -269,7 +271,9 @@ def prepare_binary(
     """Validate an element-wise binary problem (targets in [0, 1], weights finite and >= 0)."""
     if targets is None:
         raise TypeError(f"{names[1]} must be an array of the {names[0]}' shape, got None")
-    xp, (logits, targets, weight, pos_weight) = namespace(logits, targets, weight, pos_weight)
+    xp, (logits, targets, weight, pos_weight) = namespace(
+        logits, targets, weight, pos_weight, names=(*names, "weight?", "pos_weight?")
+    )
     check_same_shape(logits, targets, names)
     dtype = result_dtype(xp, logits.dtype)
     z = upcast(xp, logits)

@@ -100,7 +100,9 @@ class _Weighted:
                 f"reduction={self.reduction!r}"
             )
         raw = loss(x, t, **{**options, "reduction": "none"})
-        xp, (x, t, where, sample_weight) = namespace(x, t, where, sample_weight)
+        xp, (x, t, where, sample_weight) = namespace(
+            x, t, where, sample_weight, names=("input", "targets", "where?", "sample_weight?")
+        )
         self.xp, self.x, self.dtype = xp, x, raw.dtype
         self.terms = terms
         # per-sample values of the input's shape are element-wise; else a class axis was reduced

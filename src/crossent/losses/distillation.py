@@ -22,7 +22,9 @@ def prepare_distillation(
 ) -> tuple[Any, Array, Array, float, int, Any]:
     """(xp, log p_teacher, log q_student, T, axis, dtype), the class axis moved last."""
     t = check_positive(temperature, "temperature")
-    xp, (s, te) = namespace(student_logits, teacher_logits)
+    xp, (s, te) = namespace(
+        student_logits, teacher_logits, names=("student_logits", "teacher_logits")
+    )
     check_same_shape(s, te, ("student_logits", "teacher_logits"))
     axis = normalize_axis(axis, s.ndim)
     dtype = result_dtype(xp, s.dtype)

@@ -143,7 +143,7 @@ def _prepare_kl(
     check_reduction(reduction)
     if target is None:
         raise TypeError("target must be an array of the input's shape, got None")
-    xp, (x, t) = namespace(log_input, target)
+    xp, (x, t) = namespace(log_input, target, names=("log_input", "target"))
     check_same_shape(x, t, ("log_input", "target"))
     if x.ndim == 0:
         raise ValueError("expected an array with a class axis, got a 0-d array")
