@@ -110,7 +110,10 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_static_path: list[str] = []
+# the top-level pages have no section to navigate (and the tables want the width)
+html_sidebars = {"index": [], "guides/*": [], "semantics": [], "benchmarks": []}
+html_static_path = ["_static"]
+html_css_files = ["wide.css"]
 html_show_sourcelink = False
 
 
