@@ -10,6 +10,7 @@ to other projects' types are listed in ``nitpick_ignore_regex`` instead of being
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import inspect
 import logging
@@ -96,9 +97,7 @@ import numpy as np
 import crossent as ce
 """
 doctest_default_flags = (
-    __import__("doctest").ELLIPSIS
-    | __import__("doctest").NORMALIZE_WHITESPACE
-    | __import__("doctest").DONT_ACCEPT_TRUE_FOR_1
+    doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE | doctest.DONT_ACCEPT_TRUE_FOR_1
 )
 
 html_theme = "pydata_sphinx_theme"
