@@ -1,4 +1,5 @@
-# Two entry points for a fresh clone: `make demo` (the main job) and `make test` (the suite).
+# Two entry points for a fresh clone: `make demo` (the main job) and `make test` (the suite);
+# `make docs` builds the documentation site.
 # Each builds .venv on first use. torch is pinned to 2.13.0 first so pip takes the CPU wheel
 # that lies on these machines instead of a multi-GB CUDA build.
 PYTHON ?= python3
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench dist clean
+.PHONY: demo test docs lint bench dist clean
 
 $(VENV)/.demo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ $(VENV)/.test: pyproject.toml $(VENV)/.demo
 	$(PIP) -e '.[test]'
 	touch $@
 
+$(VENV)/.docs: pyproject.toml $(VENV)/.demo
+	$(PIP) $(TORCH)
+	$(PIP) -e '.[docs]'
+	touch $@
+
 # The main job: train on scikit-learn's digits with crossent's gradients (measuring the seeds'
 # claims), then write the HTML report on the cross-entropy model's held-out predictions. The
 # last line printed is the report's path. `crossent tour` runs the seeds' worked examples.
@@ -29,10 +35,20 @@ demo: $(VENV)/.demo
 	$(VENV)/bin/crossent report out/demo/predictions-ce.npz --output out/demo/report.html --force
 
 test: $(VENV)/.test
-	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks docs
+	$(PY) -m ruff format --check src tests benchmarks docs
 	$(PY) -m mypy
 	$(PY) -m pytest -q
+
+# The documentation site, into docs/_build/html: warnings are errors, the guides' examples run
+# (the doctest builder, first; the HTML build then reuses its parsed pages), and the figures are
+# drawn from the package. Built from scratch each time, so no stale page or figure survives.
+SPHINX := $(PY) -m sphinx -W --keep-going -q -d docs/_build/doctrees
+docs: $(VENV)/.docs
+	rm -rf docs/_build docs/_generated docs/api/generated
+	$(SPHINX) -b doctest docs docs/_build/doctest
+	$(SPHINX) -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/core.py
@@ -46,4 +62,4 @@ dist: $(VENV)/.test
 	$(PY) -m twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist docs/_build docs/_generated docs/api/generated *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

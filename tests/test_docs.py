@@ -1,0 +1,76 @@
+"""The documentation site builds as ``make docs`` builds it, and documents every public name.
+
+The build runs in a copy of ``docs/`` in a temporary folder (so the source tree gets no
+generated pages or figures), with the doctest builder (every example of the guides is run) and
+then the HTML builder, both with warnings as errors. The list of names to find is not taken from
+the docs' configuration: every public submodule of the package is found by walking it, so a
+module or a name added to an ``__all__`` without a page fails here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import crossent
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+# the command implementations are documented as commands (the guides), not as an API
+NOT_API = {"apps"}
+# crossent.explore is the explorer's package; its API is the server's two entry points
+EXPLORE = ["crossent.explore.server.create_app", "crossent.explore.server.serve"]
+# what the build writes into docs/ (git-ignored), not copied into the temporary source
+GENERATED = ("_build", "_generated", "generated")
+
+
+def public_names() -> list[str]:
+    """Every ``module.name`` of ``crossent.__all__`` and of each public submodule's ``__all__``."""
+    modules = [crossent.__name__] + [
+        f"crossent.{info.name}"
+        for info in pkgutil.iter_modules(crossent.__path__)
+        if not info.name.startswith("_") and info.name not in NOT_API
+    ]
+    names = list(EXPLORE)
+    for name in modules:
+        module = importlib.import_module(name)
+        names += [f"{name}.{item}" for item in getattr(module, "__all__", [])]
+    return names
+
+
+def sphinx(builder: str, source: Path, out: Path) -> None:
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder]
+    done = subprocess.run(
+        [*command, "-d", str(out / "doctrees"), str(source), str(out / builder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # the warnings, each with its file and line, are the message of a failed build
+    assert done.returncode == 0, f"sphinx -b {builder} failed:\n{done.stderr[-6000:]}"
+
+
+@pytest.mark.slow
+def test_docs_build_with_every_public_name(tmp_path: Path) -> None:
+    pytest.importorskip("sphinx", reason="the docs extra is not installed")
+    pytest.importorskip("numpydoc", reason="the docs extra is not installed")
+    source = tmp_path / "docs"
+    shutil.copytree(DOCS, source, ignore=shutil.ignore_patterns(*GENERATED))
+    sphinx("doctest", source, tmp_path)
+    sphinx("html", source, tmp_path)
+
+    html = tmp_path / "html"
+    names = public_names()
+    assert "crossent.softmax_cross_entropy" in names  # the walk found the package's names
+    missing = [n for n in names if not (html / "api" / "generated" / f"{n}.html").is_file()]
+    assert not missing, f"public names without a page: {missing}"
+    for guide in ("losses", "training", "evaluating", "teaching"):
+        assert (html / "guides" / f"{guide}.html").is_file()
+    # the figures drawn at build time reached the site
+    images = {p.name for p in (html / "_images").iterdir()}
+    assert {"reliability.svg", "curves.png", "calibration.png"} <= images
