@@ -1,0 +1,433 @@
+"""Fused linear cross-entropy for JAX: the loss of softmax(hidden @ weight.T + bias), by chunks.
+
+The same operation as :func:`crossent.torch.linear_cross_entropy`, with the same options and
+the same rules (:mod:`crossent._semantics`, :mod:`crossent._linear_common`). The rows are cut
+into chunks of equal size (the last one padded with ignored rows of zeros) and visited by
+``lax.scan``: each chunk's (rows, V) logits exist only inside one step, so neither the forward
+nor the backward ever holds N x V numbers.
+
+The ``jax.custom_vjp`` is a map from (hidden, weight, bias) to per-row statistics: the loss of
+each row (before reduction), the log-probability of the target, the log-sum-exp and the
+entropy. Its backward takes one upstream gradient per row and statistic and writes every
+chunk's gradient with respect to the logits from per-row coefficients,
+
+.. math:: \\frac{\\partial}{\\partial z} = A\\, p + E\\, p \\log p - B\\, e_t - R\\, w,
+
+recomputing the chunk's logits from the saved log-sum-exp (four matrix products per chunk in
+all) and accumulating the gradients of weight and bias in the scan's carry, in a fixed order
+(deterministic). Reductions, per-token weights, the normalizer and ``shift`` are plain JAX
+around it (the rules of :mod:`crossent._semantics`), so autodiff composes them: the gradient
+of the per-token weights, ``vmap`` and ``jit`` come for free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._linear_common import (
+    LinearCEOutput,
+    assemble,
+    balanced_chunk,
+    check_outputs,
+    statistics,
+    validate_head,
+    validate_targets,
+)
+from .._semantics import (
+    SoftmaxCE,
+    denominator,
+    reduce,
+    softmax_ce_coefficients,
+    softmax_ce_loss,
+    z_loss_rows,
+)
+from .._validation import (
+    check_fraction,
+    check_index_targets,
+    check_nonnegative,
+    check_normalizer,
+    check_positive,
+    check_reduction,
+    check_sample_weight,
+    check_smoothing_convention,
+    check_softcap,
+)
+from ..losses._problem import index_target_data
+
+__all__ = ["linear_cross_entropy"]
+
+jax.tree_util.register_dataclass(
+    LinearCEOutput,
+    data_fields=[
+        "loss", "logprob", "entropy", "prediction", "correct", "accuracy", "confidence", "lse",
+        "z_loss",
+    ],
+    meta_fields=[],
+)  # fmt: skip
+
+
+class _Static(NamedTuple):
+    """The hashable options of one sweep (``nondiff_argnums`` of the custom_vjp)."""
+
+    rule: SoftmaxCE
+    temperature: float
+    chunk: int
+    entropy: bool  # compute the entropy of each row
+    top: bool  # compute the top logit and its class
+    mm_dtype: Any  # the dtype of the matrix products' operands
+
+
+class _Rows(NamedTuple):
+    """Per-row target data, (N,) each: the class index (0 where ignored), whether the row is
+    scored, the target's class weight (0 where ignored); and the class weights (V,) or None."""
+
+    index: Any
+    valid: Any
+    w_t: Any
+    class_weight: Any
+
+
+def _zero_cotangent(x: Any) -> Any:
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros_like(x)
+    return np.zeros(x.shape, dtype=jax.dtypes.float0)
+
+
+def _compute_dtype(dtype: Any) -> Any:
+    return jnp.float64 if dtype == jnp.float64 else jnp.float32
+
+
+def _chunks(x: Any, chunk: int) -> Any:
+    """(N, ...) -> (N / chunk, chunk, ...), the rows padded with zeros to whole chunks."""
+    pad = -x.shape[0] % chunk
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+    return x.reshape(-1, chunk, *x.shape[1:])
+
+
+def _unchunk(x: Any, n: int) -> Any:
+    return x.reshape(-1, *x.shape[2:])[:n]
+
+
+def _logits(st: _Static, h: Any, weight: Any, bias: Any) -> tuple[Any, Any]:
+    """(z, tanh) of one chunk: z = softcap(h W^T + b) / T in the compute dtype, (rows, V);
+    ``weight`` is already in the products' dtype (cast once, outside the loop)."""
+    dtype = _compute_dtype(h.dtype)
+    z = jnp.dot(h.astype(st.mm_dtype), weight.T, preferred_element_type=dtype)
+    if bias is not None:
+        z = z + bias.astype(dtype)
+    th = None
+    cap = st.rule.softcap
+    if cap is not None:
+        th = jnp.tanh(z / cap)
+        z = th * cap
+    if st.temperature != 1.0:
+        z = z / st.temperature
+    return z, th
+
+
+def _chunk_forward(st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, xs: Any) -> Any:
+    """Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk."""
+    h, index, valid, w_t = xs
+    z, _ = _logits(st, h, weight, bias)
+    top = jnp.max(z, axis=1)
+    m = jnp.where(jnp.isfinite(top), top, 0.0)  # a row without a finite max: shift 0
+    zs = z - m[:, None]
+    e = jnp.exp(zs)
+    sum_exp = jnp.sum(e, axis=1)
+    log_sum = jnp.log(sum_exp)
+    lse = m + log_sum
+    nll_t = log_sum - jnp.take_along_axis(zs, index[:, None], axis=1)[:, 0]
+    smooth_nll = None
+    if st.rule.smoothing.per_class > 0:
+        # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m): no cancellation
+        zw = jnp.sum(zs, axis=1) if cw is None else zs @ cw
+        smooth_nll = w_sum * log_sum - zw
+    loss = softmax_ce_loss(
+        jnp, st.rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse, w_t=w_t, valid=valid
+    )
+    logprob = jnp.where(valid, -nll_t, 0.0)
+    zeros = jnp.zeros_like(lse)
+    # H = lse - sum_c p_c z_c = log(sum exp) - sum_c e_c (z_c - m) / sum exp
+    entropy = log_sum - jnp.sum(e * zs, axis=1) / sum_exp if st.entropy else zeros
+    argmax = jnp.argmax(z, axis=1).astype(index.dtype) if st.top else jnp.zeros_like(index)
+    return loss, logprob, lse, entropy, top if st.top else zeros, argmax
+
+
+def _forward(st: _Static, hidden: Any, weight: Any, bias: Any, rows: _Rows) -> tuple[Any, ...]:
+    n = hidden.shape[0]
+    w_sum = weight.shape[0] if rows.class_weight is None else jnp.sum(rows.class_weight)
+    xs = tuple(_chunks(a, st.chunk) for a in (hidden, rows.index, rows.valid, rows.w_t))
+    step = partial(_chunk_forward, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
+    # a scan without a carry: XLA keeps one chunk's logits live at a time
+    _, out = lax.scan(lambda c, x: (c, step(x)), None, xs)
+    return tuple(_unchunk(a, n) for a in out)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _sweep(st: _Static, hidden: Any, weight: Any, bias: Any, rows: _Rows) -> tuple[Any, ...]:
+    """(loss rows, log p_t, lse, entropy, top logit, argmax), each (N,); differentiable in
+    the first four."""
+    return _forward(st, hidden, weight, bias, rows)
+
+
+def _sweep_fwd(
+    st: _Static, hidden: Any, weight: Any, bias: Any, rows: _Rows
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    out = _forward(st, hidden, weight, bias, rows)
+    return out, (hidden, weight, bias, rows, out[2], out[3])
+
+
+def _chunk_backward(
+    st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, carry: Any, xs: Any
+) -> tuple[Any, Any]:
+    """Add one chunk's gradients of weight and bias to the carry; return that of hidden."""
+    gw, gb = carry
+    h, index, valid, w_t, lse, entropy, g_loss, g_lp, g_lse, g_h = xs
+    z, th = _logits(st, h, weight, bias)
+    log_p = z - lse[:, None]
+    p = jnp.exp(log_p)
+    a, b, r = softmax_ce_coefficients(jnp, st.rule, lse=lse, w_t=w_t, valid=valid, w_sum=w_sum)
+    a, b = g_loss * a, g_loss * b
+    u = jnp.where(valid, g_lp, 0.0)  # d log p_t / dz = e_t - p; an ignored row's is constant
+    a, b = a - u + g_lse, b - u  # d lse / dz = p
+    g = a[:, None] * p
+    if st.entropy:  # d H / dz = -p (log p + H)
+        g = g - (g_h * entropy)[:, None] * p - g_h[:, None] * (p * log_p)
+    # the one-hot term as a compare with a class iota: XLA fuses it into the elementwise chain
+    onehot = jnp.arange(z.shape[1])[None, :] == index[:, None]
+    g = g - jnp.where(onehot, b[:, None], 0.0)
+    if r is not None:
+        r = g_loss * r
+        g = g - r[:, None] * (1.0 if cw is None else cw[None, :])
+    if st.temperature != 1.0:
+        g = g / st.temperature
+    if th is not None:
+        g = g * (1 - th * th)  # d s tanh(x / s) / dx
+    gm = g.astype(st.mm_dtype)
+    gh = jnp.dot(gm, weight, preferred_element_type=g.dtype)
+    gw = gw + jnp.dot(gm.T, h.astype(st.mm_dtype), preferred_element_type=g.dtype)
+    gb = None if gb is None else gb + jnp.sum(g, axis=0)
+    return (gw, gb), gh
+
+
+def _sweep_bwd(st: _Static, saved: tuple[Any, ...], grads: tuple[Any, ...]) -> tuple[Any, ...]:
+    hidden, weight, bias, rows, lse, entropy = saved
+    g_loss, g_lp, g_lse, g_h = (g.astype(lse.dtype) for g in grads[:4])
+    n = hidden.shape[0]
+    w_sum = weight.shape[0] if rows.class_weight is None else jnp.sum(rows.class_weight)
+    per_row = (hidden, rows.index, rows.valid, rows.w_t, lse, entropy, g_loss, g_lp, g_lse, g_h)
+    xs = tuple(_chunks(a, st.chunk) for a in per_row)  # padded rows have zero upstream
+    dtype = lse.dtype
+    carry = (
+        jnp.zeros(weight.shape, dtype),
+        None if bias is None else jnp.zeros(bias.shape, dtype),
+    )
+    step = partial(_chunk_backward, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
+    (gw, gb), gh = lax.scan(step, carry, xs)
+    # the target data has no gradient (the caller stops it); integer leaves take float0
+    zero_rows = _Rows(*(None if x is None else _zero_cotangent(x) for x in rows))
+    return (
+        _unchunk(gh, n).astype(hidden.dtype),
+        gw.astype(weight.dtype),
+        None if gb is None else gb.astype(bias.dtype),
+        zero_rows,
+    )
+
+
+_sweep.defvjp(_sweep_fwd, _sweep_bwd)
+
+
+def _shift(x: Any, fill: Any) -> Any:
+    """x[..., t + 1] at position t, the last position filled (the target travels with its
+    weight: the last position of each sequence is unscored)."""
+    pad = jnp.full_like(x[..., :1], fill)
+    return jnp.concatenate([x[..., 1:], pad], axis=-1)
+
+
+def linear_cross_entropy(
+    hidden: Any,
+    weight: Any,
+    targets: Any,
+    /,
+    *,
+    bias: Any = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    smoothing_convention: str = "uniform",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    class_weight: Any = None,
+    sample_weight: Any = None,
+    reduction: str = "mean",
+    normalizer: Any = None,
+    temperature: float = 1.0,
+    shift: bool = False,
+    chunk_size: int | None = None,
+    return_lse: bool = False,
+    outputs: Sequence[str] | None = None,
+    entropy_grad: bool = False,
+) -> Any:
+    r"""Cross-entropy of ``softmax(hidden @ weight.T + bias)`` without materializing the logits.
+
+    The JAX form of :func:`crossent.torch.linear_cross_entropy`, with its options and its
+    definition: with :math:`z = s \tanh((h W^\top + b)/s) / T` (or without the cap), class
+    weights :math:`w`, per-token weights :math:`s_i`, smoothing :math:`e` over :math:`V`
+    classes and z-loss :math:`\zeta`,
+
+    .. math::
+
+        \ell_i = (1-e)\, w_{y_i} (\operatorname{LSE}(z_i) - z_{i y_i})
+                 + \frac{e}{V} \sum_c w_c (\operatorname{LSE}(z_i) - z_{ic})
+                 + \zeta\, w_{y_i} \operatorname{LSE}(z_i)^2,
+        \qquad \text{mean} = \frac{\sum_i s_i \ell_i}{D},
+        \quad D = \text{normalizer, else} \sum_i w_{y_i}
+
+    over non-ignored rows ("sum": :math:`\sum_i s_i \ell_i`; "none": :math:`s_i \ell_i`),
+    0 with zero gradients when :math:`D = 0`. It runs under ``jax.jit``, ``jax.grad``,
+    ``jax.value_and_grad`` and ``jax.vmap``; only one (chunk, V) block of logits is live at a
+    time, in the forward and in the backward (memory :math:`O(\text{chunk} \cdot V + N + V D)`
+    instead of the N x V logits and their gradient). Deterministic; bfloat16/float16 inputs
+    accumulate in float32 (on CPU the products run in float32).
+
+    Parameters
+    ----------
+    hidden : jax.Array
+        Hidden states, shape (N, D) or (B, T, D).
+    weight : jax.Array
+        The classifier (unembedding) matrix, shape (V, D), same dtype as ``hidden``.
+    targets : jax.Array
+        Integer class indices of shape ``hidden.shape[:-1]``.
+    bias, ignore_index, label_smoothing, smoothing_convention, z_loss, softcap, class_weight
+        As in :func:`crossent.torch.linear_cross_entropy`. ``class_weight`` gets no gradient.
+    sample_weight : jax.Array, optional
+        A finite real weight per token (the targets' shape), shifted with the targets under
+        ``shift``; differentiable (:math:`\partial/\partial s_i = \ell_i / D`).
+    reduction : {"mean", "sum", "none"}
+        ``"none"`` returns one loss per position (0 where ignored).
+    normalizer : float or jax.Array, optional
+        With ``reduction="mean"``: the denominator :math:`D` (no gradient).
+    temperature : float, default 1
+        Divide the (soft-capped) logits by T > 0.
+    shift : bool, default False
+        Score position t against target t + 1; with ``reduction="none"`` the result has one
+        position less along the sequence.
+    chunk_size : int, optional
+        Rows per chunk (the last chunk is padded); default: a logits block of about 128 MiB
+        on CPU, 256 MiB on accelerators.
+    return_lse : bool, default False
+        Also return the log-sum-exp of each scored row (no gradient).
+    outputs : sequence of str, optional
+        Per-token outputs from the same sweep: "logprob" (differentiable), "entropy",
+        "prediction", "correct", "accuracy", "confidence", "lse", "z_loss"; the result is then
+        a :class:`~crossent.torch.LinearCEOutput` (a pytree).
+    entropy_grad : bool, default False
+        Let gradients flow through the "entropy" output; off, it is a constant.
+
+    Returns
+    -------
+    jax.Array, (jax.Array, jax.Array) or LinearCEOutput
+        The loss in ``hidden``'s dtype; with ``return_lse`` also the log-sum-exp; with
+        ``outputs`` the loss and the outputs asked for.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from crossent.jax import linear_cross_entropy
+    >>> k1, k2 = jax.random.split(jax.random.key(0))
+    >>> h = jax.random.normal(k1, (6, 4))
+    >>> w = jax.random.normal(k2, (10, 4))
+    >>> y = jnp.array([1, 3, 5, 2, 9, 0])
+    >>> loss = jax.jit(lambda h, w: linear_cross_entropy(h, w, y, chunk_size=4))(h, w)
+    >>> ref = optax.softmax_cross_entropy_with_integer_labels(h @ w.T, y).mean()
+    >>> bool(jnp.allclose(loss, ref, rtol=1e-5))
+    True
+    >>> gh, gw = jax.grad(lambda h, w: linear_cross_entropy(h, w, y), argnums=(0, 1))(h, w)
+    >>> gh.shape, gw.shape
+    ((6, 4), (10, 4))
+    """
+    validate_head(jnp, hidden, weight, bias, chunk_size, devices=False)
+    validate_targets(jnp, hidden, weight, targets, class_weight, devices=False)
+    check_reduction(reduction)
+    names = check_outputs(outputs, entropy_grad=entropy_grad, return_lse=return_lse)
+    if sample_weight is not None:
+        check_sample_weight(jnp, sample_weight, tuple(targets.shape))
+    check_normalizer(normalizer)
+    if normalizer is not None and reduction != "mean":
+        raise ValueError(
+            f"normalizer is the denominator of reduction='mean'; got reduction={reduction!r}"
+        )
+    vocab = weight.shape[0]
+    rule = SoftmaxCE(
+        vocab,
+        label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
+        smoothing_convention=check_smoothing_convention(smoothing_convention),
+        z_loss=check_nonnegative(z_loss, "z_loss"),
+        softcap=check_softcap(softcap),
+    )
+    rule.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
+    check_index_targets(jnp, targets, vocab, int(ignore_index))
+    want = statistics(names)
+    dtype = _compute_dtype(hidden.dtype)
+    batch_shape = tuple(targets.shape)
+    if shift:
+        targets = _shift(targets, ignore_index)
+        sample_weight = None if sample_weight is None else _shift(sample_weight, 0)
+    h2 = hidden.reshape(-1, hidden.shape[-1])
+    n = h2.shape[0]
+    platform = "cpu" if jax.default_backend() == "cpu" else "default"
+    # On CPU the products run in float32 (there is no faster low-precision path to lose);
+    # on accelerators in the input dtype, accumulating in float32.
+    mm_dtype = dtype if platform == "cpu" else hidden.dtype
+    st = _Static(
+        rule=rule,
+        temperature=check_positive(temperature, "temperature"),
+        chunk=chunk_size or balanced_chunk(n, vocab, platform),
+        entropy="entropy" in want,
+        top="max" in want,
+        mm_dtype=mm_dtype,
+    )
+    cw = None if class_weight is None else lax.stop_gradient(class_weight.astype(dtype))
+    tg = index_target_data(jnp, targets.reshape(-1), cw, int(ignore_index), dtype)
+    rows = _Rows(tg.index, tg.valid, tg.w_t, cw)
+    loss_rows, logprob, lse, entropy, top, argmax = _sweep(st, h2, weight, bias, rows)
+    lse, top = lax.stop_gradient(lse), lax.stop_gradient(top)
+    if "entropy" in want and not entropy_grad:
+        entropy = lax.stop_gradient(entropy)
+    sw = None if sample_weight is None else sample_weight.reshape(-1).astype(dtype)
+    norm = None if normalizer is None else lax.stop_gradient(jnp.asarray(normalizer, dtype))
+    count = jnp.sum(tg.w_t)
+    d = denominator(count, norm)
+    loss = reduce(jnp, loss_rows, reduction, d, sample_weight=sw).astype(hidden.dtype)
+
+    def per_position(x: Any) -> Any:
+        """A per-row result in the targets' shape, without the unscored last position."""
+        x = x.reshape(batch_shape)
+        return x[..., :-1] if shift else x
+
+    if reduction == "none":
+        loss = per_position(loss)
+    if names is None:
+        return (loss, per_position(lse)) if return_lse else loss
+    z_out = None
+    if "z_loss" in want:
+        z_rows = z_loss_rows(jnp, rule, lse=lse, w_t=tg.w_t, valid=tg.valid)
+        z_out = lax.stop_gradient(reduce(jnp, z_rows, reduction, d, sample_weight=sw))
+        z_out = per_position(z_out) if reduction == "none" else z_out
+    stats = {
+        "lse": per_position(lse),
+        "logprob": per_position(logprob) if "logprob" in want else None,
+        "entropy": per_position(entropy) if "entropy" in want else None,
+        "argmax": per_position(argmax) if "max" in want else None,
+        "top_logit": per_position(top) if "max" in want else None,
+        "z_loss": z_out,
+    }
+    scored = per_position(targets)
+    return assemble(jnp, names, loss, stats, targets=scored, ignore_index=int(ignore_index))
