@@ -15,9 +15,14 @@ chunk's gradient with respect to the logits from per-row coefficients,
 
 recomputing the chunk's logits from the saved log-sum-exp (four matrix products per chunk in
 all) and accumulating the gradients of weight and bias in the scan's carry, in a fixed order
-(deterministic). Reductions, per-token weights, the normalizer and ``shift`` are plain JAX
-around it (the rules of :mod:`crossent._semantics`), so autodiff composes them: the gradient
-of the per-token weights, ``vmap`` and ``jit`` come for free.
+(deterministic). The per-row reduction is plain JAX around it (the rules of
+:mod:`crossent._semantics`), so autodiff composes it with anything.
+
+The common case, a reduced loss with no differentiable per-token output, takes a second
+``custom_vjp`` (:func:`_reduced`), as the torch op does: there the upstream gradient is one
+scalar and the per-row scale ``d reduce / d l_i`` is known in the forward, so its forward rule
+computes the gradients in the same sweep (three products per chunk) and the backward only
+scales them. Without differentiation (the primal function) it computes the loss alone.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from .._linear_common import (
 from .._semantics import (
     SoftmaxCE,
     denominator,
+    loss_row_scale,
     reduce,
     softmax_ce_coefficients,
     softmax_ce_loss,
@@ -82,6 +88,7 @@ class _Static(NamedTuple):
     entropy: bool  # compute the entropy of each row
     top: bool  # compute the top logit and its class
     mm_dtype: Any  # the dtype of the matrix products' operands
+    dtype: Any  # the inputs' dtype (of the gradients)
 
 
 class _Rows(NamedTuple):
@@ -136,7 +143,11 @@ def _logits(st: _Static, h: Any, weight: Any, bias: Any) -> tuple[Any, Any]:
 def _chunk_forward(st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, xs: Any) -> Any:
     """Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk."""
     h, index, valid, w_t = xs
-    z, _ = _logits(st, h, weight, bias)
+    return _stats(st, _logits(st, h, weight, bias)[0], index, valid, w_t, w_sum, cw)
+
+
+def _stats(st: _Static, z: Any, index: Any, valid: Any, w_t: Any, w_sum: Any, cw: Any) -> Any:
+    """Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk's logits."""
     top = jnp.max(z, axis=1)
     m = jnp.where(jnp.isfinite(top), top, 0.0)  # a row without a finite max: shift 0
     zs = z - m[:, None]
@@ -185,21 +196,22 @@ def _sweep_fwd(
     return out, (hidden, weight, bias, rows, out[2], out[3])
 
 
-def _chunk_backward(
-    st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, carry: Any, xs: Any
-) -> tuple[Any, Any]:
-    """Add one chunk's gradients of weight and bias to the carry; return that of hidden."""
-    gw, gb = carry
-    h, index, valid, w_t, lse, entropy, g_loss, g_lp, g_lse, g_h = xs
-    z, th = _logits(st, h, weight, bias)
+def _dlogits(
+    st: _Static, z: Any, th: Any, xs: Any, w_sum: Any, cw: Any, entropy: Any = None,
+    g_lp: Any = None, g_lse: Any = None, g_h: Any = None,
+) -> Any:  # fmt: skip
+    """d/dz of one chunk, ``A p + E p log p - B e_t - R w`` (module docstring), from the row
+    statistics and the upstream gradients of the loss rows (``g_loss``) and of the outputs."""
+    index, valid, w_t, lse, g_loss = xs
     log_p = z - lse[:, None]
     p = jnp.exp(log_p)
     a, b, r = softmax_ce_coefficients(jnp, st.rule, lse=lse, w_t=w_t, valid=valid, w_sum=w_sum)
     a, b = g_loss * a, g_loss * b
-    u = jnp.where(valid, g_lp, 0.0)  # d log p_t / dz = e_t - p; an ignored row's is constant
-    a, b = a - u + g_lse, b - u  # d lse / dz = p
+    if g_lp is not None:
+        u = jnp.where(valid, g_lp, 0.0)  # d log p_t / dz = e_t - p; an ignored row's: 0
+        a, b = a - u + g_lse, b - u  # d lse / dz = p
     g = a[:, None] * p
-    if st.entropy:  # d H / dz = -p (log p + H)
+    if st.entropy and g_h is not None:  # d H / dz = -p (log p + H)
         g = g - (g_h * entropy)[:, None] * p - g_h[:, None] * (p * log_p)
     # the one-hot term as a compare with a class iota: XLA fuses it into the elementwise chain
     onehot = jnp.arange(z.shape[1])[None, :] == index[:, None]
@@ -211,11 +223,33 @@ def _chunk_backward(
         g = g / st.temperature
     if th is not None:
         g = g * (1 - th * th)  # d s tanh(x / s) / dx
+    return g
+
+
+def _products(st: _Static, weight: Any, h: Any, g: Any, carry: Any) -> tuple[Any, Any]:
+    """Add a chunk's d/dz ``g`` into the carried gradients of weight and bias; return the
+    gradient of the chunk's hidden states."""
+    gw, gb = carry
     gm = g.astype(st.mm_dtype)
     gh = jnp.dot(gm, weight, preferred_element_type=g.dtype)
     gw = gw + jnp.dot(gm.T, h.astype(st.mm_dtype), preferred_element_type=g.dtype)
     gb = None if gb is None else gb + jnp.sum(g, axis=0)
     return (gw, gb), gh
+
+
+def _chunk_backward(
+    st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, carry: Any, xs: Any
+) -> tuple[Any, Any]:
+    """The recomputing backward of one chunk (the logits again, from the saved lse)."""
+    h, index, valid, w_t, lse, entropy, g_loss, g_lp, g_lse, g_h = xs
+    z, th = _logits(st, h, weight, bias)
+    g = _dlogits(st, z, th, (index, valid, w_t, lse, g_loss), w_sum, cw, entropy, g_lp, g_lse,
+                 g_h)  # fmt: skip
+    return _products(st, weight, h, g, carry)
+
+
+def _gradient_carry(weight: Any, bias: Any, dtype: Any) -> tuple[Any, Any]:
+    return jnp.zeros(weight.shape, dtype), None if bias is None else jnp.zeros(bias.shape, dtype)
 
 
 def _sweep_bwd(st: _Static, saved: tuple[Any, ...], grads: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -225,11 +259,7 @@ def _sweep_bwd(st: _Static, saved: tuple[Any, ...], grads: tuple[Any, ...]) -> t
     w_sum = weight.shape[0] if rows.class_weight is None else jnp.sum(rows.class_weight)
     per_row = (hidden, rows.index, rows.valid, rows.w_t, lse, entropy, g_loss, g_lp, g_lse, g_h)
     xs = tuple(_chunks(a, st.chunk) for a in per_row)  # padded rows have zero upstream
-    dtype = lse.dtype
-    carry = (
-        jnp.zeros(weight.shape, dtype),
-        None if bias is None else jnp.zeros(bias.shape, dtype),
-    )
+    carry = _gradient_carry(weight, bias, lse.dtype)
     step = partial(_chunk_backward, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
     (gw, gb), gh = lax.scan(step, carry, xs)
     # the target data has no gradient (the caller stops it); integer leaves take float0
@@ -243,6 +273,65 @@ def _sweep_bwd(st: _Static, saved: tuple[Any, ...], grads: tuple[Any, ...]) -> t
 
 
 _sweep.defvjp(_sweep_fwd, _sweep_bwd)
+
+
+# The reduced loss, differentiated: its gradients are computed during the forward pass (three
+# matrix products per chunk instead of four) for the per-row scale d reduce / d l_i, known
+# there, and the backward only multiplies them by the scalar upstream gradient.
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _reduced(
+    st: _Static, reduction: str, hidden: Any, weight: Any, bias: Any, rows: _Rows, sw: Any,
+    d: Any,
+) -> tuple[Any, ...]:  # fmt: skip
+    """(reduced loss, then the (N,) statistics of :func:`_sweep`, not differentiable)."""
+    out = _forward(st, hidden, weight, bias, rows)
+    return (reduce(jnp, out[0], reduction, d, sample_weight=sw), *out[1:])
+
+
+def _chunk_fused(
+    st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, carry: Any, xs: Any
+) -> tuple[Any, Any]:
+    """One chunk's statistics and gradients (for the per-row scale of the loss) in one go."""
+    h, index, valid, w_t, scale = xs
+    z, th = _logits(st, h, weight, bias)
+    stats = _stats(st, z, index, valid, w_t, w_sum, cw)
+    g = _dlogits(st, z, th, (index, valid, w_t, stats[2], scale), w_sum, cw)
+    carry, gh = _products(st, weight, h, g, carry)
+    return carry, (stats, gh)
+
+
+def _reduced_fwd(
+    st: _Static, reduction: str, hidden: Any, weight: Any, bias: Any, rows: _Rows, sw: Any,
+    d: Any,
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:  # fmt: skip
+    n = hidden.shape[0]
+    dtype = _compute_dtype(hidden.dtype)
+    w_sum = weight.shape[0] if rows.class_weight is None else jnp.sum(rows.class_weight)
+    scale = jnp.broadcast_to(loss_row_scale(jnp, reduction, d, sample_weight=sw), (n,))
+    per_row = (hidden, rows.index, rows.valid, rows.w_t, scale.astype(dtype))
+    xs = tuple(_chunks(a, st.chunk) for a in per_row)  # padded rows have scale 0
+    step = partial(_chunk_fused, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
+    (gw, gb), (stats, gh) = lax.scan(step, _gradient_carry(weight, bias, dtype), xs)
+    out = tuple(_unchunk(a, n) for a in stats)
+    loss = reduce(jnp, out[0], reduction, d, sample_weight=sw)
+    grads = (_unchunk(gh, n), gw, gb)
+    return (loss, *out[1:]), (grads, out[0] if sw is not None else None, rows, sw, d)
+
+
+def _reduced_bwd(st: _Static, reduction: str, saved: tuple[Any, ...], grads: Any) -> tuple:
+    (gh, gw, gb), loss_rows, rows, sw, d = saved
+    g = grads[0].astype(gh.dtype)
+    out = tuple(None if x is None else (x * g).astype(st.dtype) for x in (gh, gw, gb))
+    g_sw = None
+    if sw is not None:  # d reduce / d s_i = l_i (over the mean's denominator)
+        g_sw = (g * loss_rows * loss_row_scale(jnp, reduction, d)).astype(sw.dtype)
+    zero_rows = _Rows(*(None if x is None else _zero_cotangent(x) for x in rows))
+    return (*out, zero_rows, g_sw, jnp.zeros_like(d))
+
+
+_reduced.defvjp(_reduced_fwd, _reduced_bwd)
 
 
 def _shift(x: Any, fill: Any) -> Any:
@@ -393,19 +482,26 @@ def linear_cross_entropy(
         entropy="entropy" in want,
         top="max" in want,
         mm_dtype=mm_dtype,
+        dtype=hidden.dtype,
     )
     cw = None if class_weight is None else lax.stop_gradient(class_weight.astype(dtype))
     tg = index_target_data(jnp, targets.reshape(-1), cw, int(ignore_index), dtype)
     rows = _Rows(tg.index, tg.valid, tg.w_t, cw)
-    loss_rows, logprob, lse, entropy, top, argmax = _sweep(st, h2, weight, bias, rows)
+    sw = None if sample_weight is None else sample_weight.reshape(-1).astype(dtype)
+    norm = None if normalizer is None else jnp.asarray(normalizer, dtype)
+    d = lax.stop_gradient(denominator(jnp.sum(tg.w_t), norm))
+    if reduction != "none" and not ("logprob" in want or entropy_grad):
+        # one scalar upstream gradient: the gradients are computed in the forward sweep
+        loss, logprob, lse, entropy, top, argmax = _reduced(
+            st, reduction, h2, weight, bias, rows, sw, d
+        )
+    else:  # an upstream gradient per row: the backward sweep recomputes the logits
+        loss_rows, logprob, lse, entropy, top, argmax = _sweep(st, h2, weight, bias, rows)
+        loss = reduce(jnp, loss_rows, reduction, d, sample_weight=sw)
+    loss = loss.astype(hidden.dtype)
     lse, top = lax.stop_gradient(lse), lax.stop_gradient(top)
     if "entropy" in want and not entropy_grad:
         entropy = lax.stop_gradient(entropy)
-    sw = None if sample_weight is None else sample_weight.reshape(-1).astype(dtype)
-    norm = None if normalizer is None else lax.stop_gradient(jnp.asarray(normalizer, dtype))
-    count = jnp.sum(tg.w_t)
-    d = denominator(count, norm)
-    loss = reduce(jnp, loss_rows, reduction, d, sample_weight=sw).astype(hidden.dtype)
 
     def per_position(x: Any) -> Any:
         """A per-row result in the targets' shape, without the unscored last position."""
