@@ -13,6 +13,7 @@ these folders are not packages.)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -361,3 +362,68 @@ def test_errors_name_the_value(kwargs, error, match):
             args[key] = jnp.asarray(kwargs.pop(key))
     with pytest.raises(error, match=match):
         linear_cross_entropy(args["hidden"], args["weight"], args["targets"], **kwargs)
+
+
+SHARDED = r"""
+import json
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+jax.config.update("jax_enable_x64", True)
+from crossent.jax import linear_cross_entropy
+assert jax.device_count() == 2, jax.devices()
+mesh = jax.make_mesh((2,), ("v",))
+rng = np.random.default_rng(0)
+N, D, V = 14, 8, 38
+h = jnp.asarray(rng.normal(size=(N, D)))
+w = jnp.asarray(rng.normal(size=(V, D)))
+b = jnp.asarray(rng.normal(size=V))
+cw = jnp.asarray(rng.uniform(0.2, 2.0, V))
+y = jnp.asarray(rng.integers(0, V, N)).at[3].set(-100)
+names = ("logprob", "entropy", "prediction", "accuracy", "lse", "z_loss", "confidence")
+CASES = [
+    ({}, None),  # the reduced loss: gradients in the forward sweep
+    ({"label_smoothing": 0.1, "z_loss": 1e-2, "class_weight": True, "bias": True}, None),
+    ({"softcap": 2.0, "temperature": 1.3, "reduction": "none", "bias": True}, names),
+    ({"label_smoothing": 0.2, "class_weight": True}, names),
+]
+put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))
+worst = {}
+for i, (case, outputs) in enumerate(CASES):
+    opts = {k: v for k, v in case.items() if k not in ("bias", "class_weight")}
+
+    def f(h, w, b, cw, axis=None):
+        out = linear_cross_entropy(
+            h, w, y, bias=b if case.get("bias") else None,
+            class_weight=cw if case.get("class_weight") else None, chunk_size=4,
+            vocab_axis=axis, outputs=outputs, **opts)
+        loss = out if outputs is None else out.loss
+        scalar = jnp.sum(loss * (1 + jnp.arange(loss.size).reshape(loss.shape)))
+        if outputs is not None:
+            scalar = scalar + jnp.sum(out.logprob)
+        return scalar, out
+
+    sharded = jax.shard_map(lambda *a: f(*a, axis="v"), mesh=mesh,
+                            in_specs=(P(), P("v"), P("v"), P("v")), out_specs=(P(), P()))
+    grad = jax.value_and_grad(sharded, argnums=(0, 1, 2), has_aux=True)
+    (v1, o1), g1 = jax.jit(grad)(put(h, P()), put(w, P("v")), put(b, P("v")), put(cw, P("v")))
+    (v2, o2), g2 = jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)(h, w, b, cw)
+    diffs = [abs(float(v1 - v2))] + [float(jnp.max(jnp.abs(a - c))) for a, c in zip(g1, g2)]
+    for leaf1, leaf2 in zip(jax.tree_util.tree_leaves(o1), jax.tree_util.tree_leaves(o2)):
+        diffs.append(float(jnp.max(jnp.abs(jnp.asarray(leaf1, float) - leaf2))))
+    worst[i] = max(diffs)
+print(json.dumps(worst))
+"""
+
+
+def test_sharded_over_the_vocabulary_equals_unsharded():
+    """Under shard_map with weight, bias and class weights sharded by classes over 2 (CPU)
+    devices: loss, gradients and outputs equal the unsharded op's (itself checked above)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    worst = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(worst) == 4
+    assert all(d < 1e-12 for d in worst.values()), worst

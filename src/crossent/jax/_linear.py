@@ -89,6 +89,7 @@ class _Static(NamedTuple):
     top: bool  # compute the top logit and its class
     mm_dtype: Any  # the dtype of the matrix products' operands
     dtype: Any  # the inputs' dtype (of the gradients)
+    axis: str | None = None  # the mesh axis the classes are sharded over (see _Static docs)
 
 
 class _Rows(NamedTuple):
@@ -140,6 +141,19 @@ def _logits(st: _Static, h: Any, weight: Any, bias: Any) -> tuple[Any, Any]:
     return z, th
 
 
+def _classes(st: _Static, vocab: int) -> Any:
+    """The class index of each of this device's ``vocab`` columns (an offset when sharded)."""
+    iota = jnp.arange(vocab)
+    return iota if st.axis is None else iota + lax.axis_index(st.axis) * vocab
+
+
+def _w_sum(st: _Static, weight: Any, cw: Any) -> Any:
+    """sum_c w_c over every class (V without class weights), summed over the shards."""
+    if cw is None:
+        return weight.shape[0] * (1 if st.axis is None else lax.axis_size(st.axis))
+    return jnp.sum(cw) if st.axis is None else lax.psum(jnp.sum(cw), st.axis)
+
+
 def _chunk_forward(st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, xs: Any) -> Any:
     """Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk."""
     h, index, valid, w_t = xs
@@ -148,33 +162,52 @@ def _chunk_forward(st: _Static, weight: Any, bias: Any, w_sum: Any, cw: Any, xs:
 
 def _stats(st: _Static, z: Any, index: Any, valid: Any, w_t: Any, w_sum: Any, cw: Any) -> Any:
     """Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk's logits."""
-    top = jnp.max(z, axis=1)
+    top = top_here = jnp.max(z, axis=1)
+    if st.axis is not None:  # the first of the two collectives per row: the max
+        top = lax.pmax(top_here, st.axis)
     m = jnp.where(jnp.isfinite(top), top, 0.0)  # a row without a finite max: shift 0
     zs = z - m[:, None]
     e = jnp.exp(zs)
-    sum_exp = jnp.sum(e, axis=1)
+    sums = [jnp.sum(e, axis=1)]
+    if st.axis is None:
+        sums.append(jnp.take_along_axis(zs, index[:, None], axis=1)[:, 0])
+    else:  # the target's logit is on one shard: 0 elsewhere
+        onehot = _classes(st, z.shape[1])[None, :] == index[:, None]
+        sums.append(jnp.sum(jnp.where(onehot, zs, 0.0), axis=1))
+    smoothing = st.rule.smoothing.per_class > 0
+    if smoothing:  # sum_c w_c (z_c - m)
+        sums.append(jnp.sum(zs, axis=1) if cw is None else zs @ cw)
+    if st.entropy:  # sum_c e_c (z_c - m)
+        sums.append(jnp.sum(e * zs, axis=1))
+    if st.axis is not None:  # the second: every per-row sum at once
+        sums = list(lax.psum(jnp.stack(sums), st.axis))
+    sum_exp, zs_t = sums[0], sums[1]
     log_sum = jnp.log(sum_exp)
     lse = m + log_sum
-    nll_t = log_sum - jnp.take_along_axis(zs, index[:, None], axis=1)[:, 0]
+    nll_t = log_sum - zs_t
     smooth_nll = None
-    if st.rule.smoothing.per_class > 0:
+    if smoothing:
         # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m): no cancellation
-        zw = jnp.sum(zs, axis=1) if cw is None else zs @ cw
-        smooth_nll = w_sum * log_sum - zw
+        smooth_nll = w_sum * log_sum - sums[2]
     loss = softmax_ce_loss(
         jnp, st.rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse, w_t=w_t, valid=valid
     )
     logprob = jnp.where(valid, -nll_t, 0.0)
     zeros = jnp.zeros_like(lse)
     # H = lse - sum_c p_c z_c = log(sum exp) - sum_c e_c (z_c - m) / sum exp
-    entropy = log_sum - jnp.sum(e * zs, axis=1) / sum_exp if st.entropy else zeros
-    argmax = jnp.argmax(z, axis=1).astype(index.dtype) if st.top else jnp.zeros_like(index)
+    entropy = log_sum - sums[-1] / sum_exp if st.entropy else zeros
+    argmax = jnp.zeros_like(index)
+    if st.top:
+        argmax = _classes(st, z.shape[1])[jnp.argmax(z, axis=1)].astype(index.dtype)
+        if st.axis is not None:  # the first class holding the max, over the shards
+            beyond = jnp.iinfo(index.dtype).max
+            argmax = lax.pmin(jnp.where(top_here == top, argmax, beyond), st.axis)
     return loss, logprob, lse, entropy, top if st.top else zeros, argmax
 
 
 def _forward(st: _Static, hidden: Any, weight: Any, bias: Any, rows: _Rows) -> tuple[Any, ...]:
     n = hidden.shape[0]
-    w_sum = weight.shape[0] if rows.class_weight is None else jnp.sum(rows.class_weight)
+    w_sum = _w_sum(st, weight, rows.class_weight)
     xs = tuple(_chunks(a, st.chunk) for a in (hidden, rows.index, rows.valid, rows.w_t))
     step = partial(_chunk_forward, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
     # a scan without a carry: XLA keeps one chunk's logits live at a time
@@ -214,7 +247,7 @@ def _dlogits(
     if st.entropy and g_h is not None:  # d H / dz = -p (log p + H)
         g = g - (g_h * entropy)[:, None] * p - g_h[:, None] * (p * log_p)
     # the one-hot term as a compare with a class iota: XLA fuses it into the elementwise chain
-    onehot = jnp.arange(z.shape[1])[None, :] == index[:, None]
+    onehot = _classes(st, z.shape[1])[None, :] == index[:, None]
     g = g - jnp.where(onehot, b[:, None], 0.0)
     if r is not None:
         r = g_loss * r
@@ -232,6 +265,8 @@ def _products(st: _Static, weight: Any, h: Any, g: Any, carry: Any) -> tuple[Any
     gw, gb = carry
     gm = g.astype(st.mm_dtype)
     gh = jnp.dot(gm, weight, preferred_element_type=g.dtype)
+    if st.axis is not None:  # each shard's classes contribute to every hidden state
+        gh = lax.psum(gh, st.axis)
     gw = gw + jnp.dot(gm.T, h.astype(st.mm_dtype), preferred_element_type=g.dtype)
     gb = None if gb is None else gb + jnp.sum(g, axis=0)
     return (gw, gb), gh
@@ -249,14 +284,16 @@ def _chunk_backward(
 
 
 def _gradient_carry(weight: Any, bias: Any, dtype: Any) -> tuple[Any, Any]:
-    return jnp.zeros(weight.shape, dtype), None if bias is None else jnp.zeros(bias.shape, dtype)
+    # zeros_like: the carry varies over a mesh axis wherever the weight does (shard_map)
+    gb = None if bias is None else jnp.zeros_like(bias, dtype=dtype)
+    return jnp.zeros_like(weight, dtype=dtype), gb
 
 
 def _sweep_bwd(st: _Static, saved: tuple[Any, ...], grads: tuple[Any, ...]) -> tuple[Any, ...]:
     hidden, weight, bias, rows, lse, entropy = saved
     g_loss, g_lp, g_lse, g_h = (g.astype(lse.dtype) for g in grads[:4])
     n = hidden.shape[0]
-    w_sum = weight.shape[0] if rows.class_weight is None else jnp.sum(rows.class_weight)
+    w_sum = _w_sum(st, weight, rows.class_weight)
     per_row = (hidden, rows.index, rows.valid, rows.w_t, lse, entropy, g_loss, g_lp, g_lse, g_h)
     xs = tuple(_chunks(a, st.chunk) for a in per_row)  # padded rows have zero upstream
     carry = _gradient_carry(weight, bias, lse.dtype)
@@ -308,7 +345,7 @@ def _reduced_fwd(
 ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:  # fmt: skip
     n = hidden.shape[0]
     dtype = _compute_dtype(hidden.dtype)
-    w_sum = weight.shape[0] if rows.class_weight is None else jnp.sum(rows.class_weight)
+    w_sum = _w_sum(st, weight, rows.class_weight)
     scale = jnp.broadcast_to(loss_row_scale(jnp, reduction, d, sample_weight=sw), (n,))
     per_row = (hidden, rows.index, rows.valid, rows.w_t, scale.astype(dtype))
     xs = tuple(_chunks(a, st.chunk) for a in per_row)  # padded rows have scale 0
@@ -363,6 +400,7 @@ def linear_cross_entropy(
     return_lse: bool = False,
     outputs: Sequence[str] | None = None,
     entropy_grad: bool = False,
+    vocab_axis: str | None = None,
 ) -> Any:
     r"""Cross-entropy of ``softmax(hidden @ weight.T + bias)`` without materializing the logits.
 
@@ -419,6 +457,13 @@ def linear_cross_entropy(
         a :class:`~crossent.torch.LinearCEOutput` (a pytree).
     entropy_grad : bool, default False
         Let gradients flow through the "entropy" output; off, it is a constant.
+    vocab_axis : str, optional
+        Inside ``jax.shard_map``: the mesh axis over which ``weight`` (and ``bias``,
+        ``class_weight``) are sharded by classes, each device holding V / P rows, while
+        ``hidden``, ``targets`` and ``sample_weight`` are replicated over it. Each row then
+        takes two small collectives in the forward (``pmax`` of the row max, one ``psum`` of
+        the per-row sums), the backward one ``psum`` of the gradient of ``hidden``; the
+        result equals the unsharded one and is the same on every device.
 
     Returns
     -------
@@ -453,7 +498,8 @@ def linear_cross_entropy(
         raise ValueError(
             f"normalizer is the denominator of reduction='mean'; got reduction={reduction!r}"
         )
-    vocab = weight.shape[0]
+    shards = 1 if vocab_axis is None else lax.axis_size(vocab_axis)
+    vocab = weight.shape[0] * shards  # every class, over the shards
     rule = SoftmaxCE(
         vocab,
         label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
@@ -478,18 +524,27 @@ def linear_cross_entropy(
     st = _Static(
         rule=rule,
         temperature=check_positive(temperature, "temperature"),
-        chunk=chunk_size or balanced_chunk(n, vocab, platform),
+        chunk=chunk_size or balanced_chunk(n, weight.shape[0], platform),
         entropy="entropy" in want,
         top="max" in want,
         mm_dtype=mm_dtype,
         dtype=hidden.dtype,
+        axis=vocab_axis,
     )
     cw = None if class_weight is None else lax.stop_gradient(class_weight.astype(dtype))
-    tg = index_target_data(jnp, targets.reshape(-1), cw, int(ignore_index), dtype)
-    rows = _Rows(tg.index, tg.valid, tg.w_t, cw)
+    tg = index_target_data(
+        jnp, targets.reshape(-1), cw if vocab_axis is None else None, int(ignore_index), dtype
+    )
+    w_t = tg.w_t
+    if cw is not None and vocab_axis is not None:  # w[y] lives on the shard holding class y
+        local = tg.index - lax.axis_index(vocab_axis) * weight.shape[0]
+        here = (local >= 0) & (local < weight.shape[0])
+        w_y = jnp.where(here, cw[jnp.clip(local, 0, weight.shape[0] - 1)], 0.0)
+        w_t = jnp.where(tg.valid, lax.psum(w_y, vocab_axis), 0.0)
+    rows = _Rows(tg.index, tg.valid, w_t, cw)
     sw = None if sample_weight is None else sample_weight.reshape(-1).astype(dtype)
     norm = None if normalizer is None else jnp.asarray(normalizer, dtype)
-    d = lax.stop_gradient(denominator(jnp.sum(tg.w_t), norm))
+    d = lax.stop_gradient(denominator(jnp.sum(w_t), norm))
     if reduction != "none" and not ("logprob" in want or entropy_grad):
         # one scalar upstream gradient: the gradients are computed in the forward sweep
         loss, logprob, lse, entropy, top, argmax = _reduced(
@@ -514,7 +569,7 @@ def linear_cross_entropy(
         return (loss, per_position(lse)) if return_lse else loss
     z_out = None
     if "z_loss" in want:
-        z_rows = z_loss_rows(jnp, rule, lse=lse, w_t=tg.w_t, valid=tg.valid)
+        z_rows = z_loss_rows(jnp, rule, lse=lse, w_t=w_t, valid=tg.valid)
         z_out = lax.stop_gradient(reduce(jnp, z_rows, reduction, d, sample_weight=sw))
         z_out = per_position(z_out) if reduction == "none" else z_out
     stats = {
