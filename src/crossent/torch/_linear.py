@@ -26,14 +26,20 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._linear_common import (
+    CHUNK_BYTES,
+    LinearCEOutput,
+    assemble,
+    check_outputs,
+    statistics,
+    validate_head,
+    validate_targets,
+)
 from .._namespace import is_concrete
 from .._semantics import SoftmaxCE, denominator, loss_row_scale, reduce, z_loss_rows
 from .._validation import (
-    check_class_vector,
-    check_floating,
     check_fraction,
     check_index_targets,
-    check_integer,
     check_nonnegative,
     check_normalizer,
     check_positive,
@@ -46,8 +52,7 @@ from .._validation import (
 from . import _linear_parallel as _parallel
 from . import _linear_sweep as _sweep
 from ._functions import _xp, compute_dtype
-from ._linear_outputs import LinearCEOutput, assemble, check_outputs, statistics
-from ._linear_sweep import CHUNK_BYTES, Options, Sweep, Targets, Upstream, default_chunk_size
+from ._linear_sweep import Options, Sweep, Targets, Upstream, default_chunk_size
 
 __all__ = [
     "CHUNK_BYTES",
@@ -217,41 +222,7 @@ def _validate_head(
     chunk_size: int | None,
     prefix: str = "",
 ) -> None:
-    """Check one head: hidden (..., D), weight (V, D) of its dtype, bias (V,), the chunk size;
-    ``prefix`` names the head in the messages ("student_", "teacher_")."""
-    xp = _xp()
-    h_name, w_name, b_name = (prefix + name for name in ("hidden", "weight", "bias"))
-    check_floating(xp, hidden, h_name)
-    check_floating(xp, weight, w_name)
-    if hidden.ndim < 2:
-        raise ValueError(
-            f"{h_name} must have shape (N, D) or (B, T, D); got shape {tuple(hidden.shape)}"
-        )
-    if weight.ndim != 2:
-        raise ValueError(
-            f"{w_name} must have shape (V, D), one row per class; got shape {tuple(weight.shape)}"
-        )
-    if weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(
-            f"{w_name} has {weight.shape[1]} features per class (shape {tuple(weight.shape)}) "
-            f"but {h_name} has {hidden.shape[-1]} (shape {tuple(hidden.shape)}); they must be "
-            "equal"
-        )
-    if weight.shape[0] == 0:
-        raise ValueError(f"{w_name} has 0 rows: need at least one class")
-    if weight.dtype != hidden.dtype:
-        raise TypeError(
-            f"{h_name} and {w_name} must have the same dtype; got {hidden.dtype} and {weight.dtype}"
-        )
-    check_same_device(weight, w_name, hidden)
-    if bias is not None:
-        check_floating(xp, bias, b_name)
-        check_same_device(bias, b_name, hidden)
-        check_class_vector(xp, bias, weight.shape[0], b_name, bias.dtype, nonnegative=False)
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}")
+    validate_head(_xp(), hidden, weight, bias, chunk_size, prefix)
 
 
 def _validate(
@@ -263,21 +234,8 @@ def _validate(
     chunk_size: int | None,
     vocab: int,
 ) -> None:
-    xp = _xp()
     _validate_head(hidden, weight, bias, chunk_size)
-    check_integer(xp, targets, "targets")
-    if tuple(targets.shape) != tuple(hidden.shape[:-1]):
-        raise ValueError(
-            f"targets must have shape {tuple(hidden.shape[:-1])} (hidden's shape "
-            f"{tuple(hidden.shape)} without the last dimension); got {tuple(targets.shape)}"
-        )
-    check_same_device(targets, "targets", hidden)
-    if class_weight is not None:
-        check_floating(xp, class_weight, "class_weight")
-        check_same_device(class_weight, "class_weight", hidden)
-        check_class_vector(
-            xp, class_weight, vocab, "class_weight", class_weight.dtype, nonnegative=True
-        )
+    validate_targets(_xp(), hidden, targets, class_weight, vocab)
 
 
 def _weighting(
@@ -552,7 +510,7 @@ def linear_cross_entropy(
             for k, v in zip(keys, stats, strict=True)}  # fmt: skip
     scored = per_position(targets)
     assert scored is not None
-    return assemble(names, loss, rows, targets=scored, ignore_index=opts.ignore_index)
+    return assemble(_xp(), names, loss, rows, targets=scored, ignore_index=opts.ignore_index)
 
 
 class LinearCrossEntropyLoss(torch.nn.Module):

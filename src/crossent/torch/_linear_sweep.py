@@ -25,24 +25,15 @@ from dataclasses import dataclass
 
 import torch
 
+from .._linear_common import balanced_chunk
 from .._semantics import SoftmaxCE, softmax_ce_coefficients, softmax_ce_loss
 from ..losses._problem import IndexTargets, index_target_data
 from ._functions import _xp, compute_dtype
 
-#: Bytes of the per-chunk logits buffer when ``chunk_size`` is None.
-CHUNK_BYTES = {"cpu": 128 * 2**20, "default": 256 * 2**20}
-
 
 def default_chunk_size(num_rows: int, vocab: int, device: torch.device) -> int:
-    """Rows per chunk: a logits buffer of at most ``CHUNK_BYTES`` (float32), chunks balanced.
-
-    The rows are split into equal chunks (the last one no smaller than the others by more than
-    the number of chunks), so no chunk is a thin sliver that runs its products slowly.
-    """
-    budget = CHUNK_BYTES.get(device.type, CHUNK_BYTES["default"])
-    rows = max(1, min(max(budget // (4 * max(vocab, 1)), 16), num_rows))
-    chunks = -(-num_rows // rows) if num_rows else 1
-    return max(1, -(-num_rows // chunks))
+    """Rows per chunk on ``device`` (see :func:`crossent._linear_common.balanced_chunk`)."""
+    return balanced_chunk(num_rows, vocab, device.type)
 
 
 def _mm_dtype(hidden: torch.Tensor) -> torch.dtype:
