@@ -373,6 +373,7 @@ def _fsdp_worker(rank: int, world: int, store: str) -> None:
             out.loss.backward()
             grads = {n: p.grad.full_tensor() for n, p in model.named_parameters()}
             assert_same((out.loss.detach(), grads), (refs[rank][0], mean_grads))
+        dist.barrier()  # every rank done before any tears gloo down (see test_linear_parallel)
     finally:
         dist.destroy_process_group()
 

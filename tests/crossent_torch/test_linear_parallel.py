@@ -258,6 +258,10 @@ def _worker(rank, world, store_path):
             _data_parallel_case(rank, world, counter)
             _dtensor_case(rank, world, counter)
         _errors(rank, world)
+        # every rank done before any tears gloo down: a rank that exits while a peer is still
+        # in a collective or in destroy_process_group aborted once under load ("terminate
+        # called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
