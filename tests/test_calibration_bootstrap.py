@@ -170,7 +170,8 @@ def test_percentile_intervals_cover_the_population_value() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"n_resamples": 1}, ValueError, "n_resamples must be an integer >= 2, got 1"),
+        ({"n_resamples": 1}, ValueError, "n_resamples must be an integer from 2 to 100,000, got 1"),
+        ({"n_resamples": 10**9}, ValueError, "from 2 to 100,000, got 1000000000"),
         ({"n_resamples": 10.0}, ValueError, "got 10.0"),
         ({"confidence_level": 1.0}, ValueError, r"confidence_level must be a number in \(0, 1\)"),
         ({"confidence_level": 95}, ValueError, "got 95"),

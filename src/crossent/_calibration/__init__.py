@@ -17,6 +17,7 @@ reduces one batch where it lives).
 from __future__ import annotations
 
 from ._binning import BINNINGS as BINNINGS
+from ._binning import MAX_BINS as MAX_BINS
 from ._binning import NORMS as NORMS
 from ._binning import SCOPES as SCOPES
 from ._binning import BinStatistics as BinStatistics
@@ -30,6 +31,7 @@ from ._binning import _inner_positions as _inner_positions
 from ._binning import _scope_statistics as _scope_statistics
 from ._binning import bin_edges as bin_edges
 from ._binning import bin_statistics as bin_statistics
+from ._bootstrap import MAX_RESAMPLES as MAX_RESAMPLES
 from ._bootstrap import METRICS as METRICS
 from ._bootstrap import BootstrapResult as BootstrapResult
 from ._bootstrap import Interval as Interval
@@ -77,6 +79,8 @@ from ._temperature import fit_temperature as fit_temperature
 from ._temperature import log_loss_decomposition as log_loss_decomposition
 
 __all__ = [
+    "MAX_BINS",
+    "MAX_RESAMPLES",
     "METRICS",
     "BinStatistics",
     "BootstrapResult",

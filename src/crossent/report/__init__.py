@@ -32,6 +32,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from crossent.calibration import MAX_RESAMPLES
 from crossent.errors import UsageError
 from crossent.files import path_taken, write_output
 
@@ -112,10 +113,12 @@ def _check_options(
     if (
         isinstance(resamples, bool)
         or not isinstance(resamples, int)
-        or resamples < 0
+        or not 0 <= resamples <= MAX_RESAMPLES
         or resamples == 1
     ):
-        raise UsageError(f"the number of resamples is 0 (none) or at least 2, not {resamples!r}")
+        raise UsageError(
+            f"the number of resamples is 0 (none) or from 2 to {MAX_RESAMPLES:,}, not {resamples!r}"
+        )
     if intervals not in INTERVALS:
         raise UsageError(f"intervals is 'given' or 'both', not {intervals!r}")
 
