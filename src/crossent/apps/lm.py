@@ -241,18 +241,19 @@ def figure(runs: list[dict[str, Any]], path: Path) -> None:
     """The two loss curves (and their difference) beside the reliability diagram."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    ax_loss, ax_cal = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    fig = Figure(figsize=(14, 4), layout="constrained")
+    ax_loss, ax_diff, ax_cal = fig.subplots(1, 3, width_ratios=(1.4, 1, 1))
     own, fused = (np.asarray(r["losses"]) for r in runs)
     steps = np.arange(1, len(own) + 1)
     ax_loss.plot(steps, own, color="#aab7b8", linewidth=3, label="model's own loss")
     ax_loss.plot(steps, fused, color="#2471a3", linewidth=1, label="crossent.transformers.patch")
     ax_loss.set(xlabel="step", ylabel="training loss (nats / token)", title="training loss")
     ax_loss.legend(loc="upper right")
-    ax_diff = ax_loss.twinx()
-    ax_diff.plot(steps, np.abs(fused - own) / own, color="#c0392b", linewidth=0.7)
-    ax_diff.set_ylabel("|difference| / loss", color="#c0392b")
-    ax_diff.set_yscale("log")
+    ax_diff.plot(steps, np.abs(fused - own) / own, color="#c0392b", linewidth=0.8)
+    ax_diff.axhline(np.finfo(np.float32).eps, color="k", linestyle=":", label="float32 epsilon")
+    ax_diff.set(xlabel="step", ylabel="|patched - own| / own", title="relative difference")
+    ax_diff.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    ax_diff.legend(loc="upper left")
     held = runs[1]["held_out"]
     curve = held["curve"]
     edges = np.asarray(curve["edges"])
