@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
 
@@ -33,6 +34,7 @@ COMMAND_MODULES = (
     "crossent.apps.report",
     "crossent.apps.train",
     "crossent.apps.explore",
+    "crossent.apps.lm",
 )
 
 for _name in COMMAND_MODULES:
@@ -46,13 +48,35 @@ EXTRAS = {
     "sklearn": ("scikit-learn", "report"),
     "starlette": ("starlette", "explore"),
     "uvicorn": ("uvicorn", "explore"),
+    # crossent lm: torch, transformers and tokenizers all come with the transformers extra
+    "torch": ("torch", "transformers"),
+    "transformers": ("transformers", "transformers"),
+    "tokenizers": ("tokenizers", "transformers"),
 }
+
+
+# click's UsageError (BadParameter, NoSuchOption, ...): typer >= 0.2x vendors click as
+# typer._click, older typer uses click itself; typer exports BadParameter either way
+ClickUsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line on stderr and exit code 2."""
     try:
-        app()
+        # not standalone: click's own errors (a bad option value) come back here, to be told in
+        # one line like every other user error rather than in click's usage box
+        code = app(standalone_mode=False)
+    except ClickUsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # plain `crossent`: the help
+            error.show()
+            sys.exit(error.exit_code)
+        where = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+        message = " ".join(error.format_message().split())
+        typer.echo(f"crossent: error: {message}{where}", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
     except ModuleNotFoundError as error:
         top = (error.name or "").split(".")[0]
         if top not in EXTRAS:
@@ -71,3 +95,4 @@ def main() -> None:
         detail = str(error).splitlines()[0] if str(error) else "an allocation failed"
         typer.echo(f"crossent: error: out of memory ({detail})", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
