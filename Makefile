@@ -41,7 +41,7 @@ $(VENV)/.lm: pyproject.toml $(VENV)/.demo
 
 # A small GPT-2 learns the standard library's pydoc topics twice, with its own loss and under
 # crossent.transformers.patch: the two loss curves, each run's peak memory, held-out perplexity
-# and token calibration (the two runs at once, ~6 CPU-minutes). The last line printed is the
+# and token calibration (the two runs at once, about 3 minutes on 2 cores). The last line printed is the
 # picture.
 lm: $(VENV)/.lm
 	$(VENV)/bin/crossent lm --out out/lm --force
