@@ -521,3 +521,26 @@ def test_benchmark_script_runs(tmp_path):
     assert rows["torch"]["status"] == rows["crossent"]["status"] == "ok"
     assert rows["liger"]["status"].startswith("skipped")
     assert abs(rows["torch"]["loss"] - rows["crossent"]["loss"]) < 1e-5
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_overflowing_logits_are_refused_not_nan(reduction, path):
+    """From finite inputs, logits of +-inf in float32 made every loss and gradient of the row
+    NaN (inf - inf) where the materialized core loss gives inf: now a ValueError naming the
+    row; inputs that hold NaN themselves still propagate it, as PyTorch does."""
+    from crossent.torch import linear_distillation_loss
+
+    gen = torch.Generator().manual_seed(4)
+    h, w = torch.randn(6, 8, generator=gen), torch.randn(11, 8, generator=gen) * 1e3
+    y = torch.arange(6)
+    big = h.clone()
+    big[3] *= 1e36  # finite, but its logits (~1e39) are not
+    with pytest.raises(ValueError, match=r"logits of row 3 overflow torch\.float32"):
+        linear_cross_entropy(big, w, y, reduction=reduction, chunk_size=4)
+    with pytest.raises(ValueError, match=r"overflow torch\.float32 \(temperature 1e-300\)"):
+        linear_cross_entropy(h, w, y, temperature=1e-300, reduction=reduction)
+    with pytest.raises(ValueError, match="logits of row 3 overflow"):
+        linear_distillation_loss(h, w, big, w, reduction=reduction)
+    nan = h.clone()
+    nan[2, 0] = float("nan")
+    assert torch.isnan(linear_cross_entropy(nan, w, y, reduction=reduction)).any()

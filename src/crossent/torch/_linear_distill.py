@@ -34,7 +34,7 @@ from .._semantics import (
 from .._validation import check_positive, check_reduction, check_same_device
 from ._functions import _xp, compute_dtype
 from ._linear import _validate_head, _weighting
-from ._linear_sweep import Head, _host_shortcuts, default_chunk_size
+from ._linear_sweep import Head, _host_shortcuts, check_overflow, default_chunk_size
 
 __all__ = ["linear_distillation_loss"]
 
@@ -131,6 +131,8 @@ class _LinearDistill(torch.autograd.Function):
         teacher = Head(t_hidden.detach(), t_weight.detach(), _detach(t_bias), dtype)
         rows, stash = _sweep(student, teacher, valid, opts, scale=scale, need=need, rows_out=True)
         assert rows is not None
+        inputs = (s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias)
+        check_overflow(rows, inputs, opts.temperature)
         ctx.opts = opts
         ctx.stash = stash if precompute else None
         ctx.save_for_backward(s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias, valid, d)
