@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from ._namespace import Array, is_concrete
 from ._semantics import mean_scale
 from ._validation import (
     check_class_vector,
@@ -24,7 +27,6 @@ from ._validation import (
 
 __all__ = ["CHUNK_BYTES", "OUTPUTS", "LinearCEOutput", "balanced_chunk"]
 
-Array = Any
 
 #: Bytes of the per-chunk logits buffer when ``chunk_size`` is None.
 CHUNK_BYTES = {"cpu": 128 * 2**20, "default": 256 * 2**20}
@@ -242,3 +244,22 @@ def assemble(
         count = xp.sum(xp.astype(valid, dtype))
         fields["accuracy"] = xp.sum(xp.astype(correct, dtype)) * mean_scale(xp, count)
     return LinearCEOutput(loss, **{n: v for n, v in fields.items() if n in names})
+
+
+def check_overflow(
+    xp: Any, rows: Array, inputs: Sequence[Array | None], temperature: float
+) -> None:
+    """Refuse logits that overflow the compute dtype: from finite ``inputs``, a per-row
+    log-sum-exp (or loss) that is not finite means some ``h W^T / T`` was +-inf, and the loss
+    and every gradient of its row NaN (inf - inf). Checked where the host reads for free
+    (``is_concrete``: on the CPU, not traced); inputs holding NaN or inf themselves propagate,
+    as in PyTorch."""
+    if not is_concrete(rows) or bool(xp.all(xp.isfinite(rows))):
+        return
+    if not all(t is None or bool(xp.all(xp.isfinite(t))) for t in inputs):
+        return
+    row = int(np.flatnonzero(~np.asarray(xp.isfinite(rows)))[0])
+    raise ValueError(
+        f"the logits of row {row} overflow {rows.dtype} (temperature {temperature:g}): scale "
+        "the hidden states or the weight down, raise the temperature, or compute in float64"
+    )

@@ -427,3 +427,14 @@ def test_sharded_over_the_vocabulary_equals_unsharded():
     worst = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(worst) == 4
     assert all(d < 1e-12 for d in worst.values()), worst
+
+
+def test_overflowing_logits_are_refused_outside_jit():
+    """Finite inputs whose logits overflow float32 gave a NaN row: refused naming the row where
+    the values can be read (eager); under jit they cannot, and the row stays NaN."""
+    rng = np.random.default_rng(4)
+    h = rng.normal(size=(6, 8)).astype(np.float32)
+    w = (rng.normal(size=(11, 8)) * 1e3).astype(np.float32)
+    h[3] *= 1e36  # finite, but its logits (~1e39) are not
+    with pytest.raises(ValueError, match=r"logits of row 3 overflow float32"):
+        linear_cross_entropy(jnp.asarray(h), jnp.asarray(w), jnp.arange(6), reduction="none")

@@ -22,6 +22,7 @@ from .._linear_common import (
     assemble,
     balanced_chunk,
     check_outputs,
+    check_overflow,
     statistics,
     validate_head,
     validate_targets,
@@ -235,6 +236,7 @@ def linear_cross_entropy(
     else:  # an upstream gradient per row: the backward sweep recomputes the logits
         loss_rows, logprob, lse, entropy, top, argmax = sweep(st, h2, weight, bias, rows)
         loss = reduce(jnp, loss_rows, reduction, d, sample_weight=sw)
+    check_overflow(jnp, lse, (h2, weight, bias), st.temperature)
     loss = loss.astype(hidden.dtype)
     lse, top = lax.stop_gradient(lse), lax.stop_gradient(top)
     if "entropy" in want and not entropy_grad:

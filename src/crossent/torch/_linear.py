@@ -31,6 +31,7 @@ from .._linear_common import (
     LinearCEOutput,
     assemble,
     check_outputs,
+    check_overflow,
     statistics,
     validate_head,
     validate_targets,
@@ -111,7 +112,7 @@ class _LinearCE(torch.autograd.Function):
             w_sum = float(shard.vocab) if class_weight is None else class_weight.to(dtype).sum()
             res = _parallel.vocab_parallel_sweep(hidden, weight, bias, tgt, opts, shard, w_sum)
         assert res.loss is not None
-        _sweep.check_overflow(res.lse, (hidden, weight, bias), opts.temperature)
+        check_overflow(xp, res.lse, (hidden, weight, bias), opts.temperature)
         out = reduce(xp, res.loss, opts.reduction, d, sample_weight=sw)
         z_out = None
         if "z_loss" in opts.want:

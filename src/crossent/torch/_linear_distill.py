@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._linear_common import check_overflow
 from .._semantics import (
     DISTILLATION_KINDS,
     denominator,
@@ -34,7 +35,7 @@ from .._semantics import (
 from .._validation import check_positive, check_reduction, check_same_device
 from ._functions import _xp, compute_dtype
 from ._linear import _validate_head, _weighting
-from ._linear_sweep import Head, _host_shortcuts, check_overflow, default_chunk_size
+from ._linear_sweep import Head, _host_shortcuts, default_chunk_size
 
 __all__ = ["linear_distillation_loss"]
 
@@ -132,7 +133,7 @@ class _LinearDistill(torch.autograd.Function):
         rows, stash = _sweep(student, teacher, valid, opts, scale=scale, need=need, rows_out=True)
         assert rows is not None
         inputs = (s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias)
-        check_overflow(rows, inputs, opts.temperature)
+        check_overflow(xp, rows, inputs, opts.temperature)
         ctx.opts = opts
         ctx.stash = stash if precompute else None
         ctx.save_for_backward(s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias, valid, d)

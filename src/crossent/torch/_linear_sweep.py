@@ -21,13 +21,11 @@ reading is free, branches on two flags (see :func:`_host_shortcuts`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .._linear_common import balanced_chunk
-from .._namespace import is_concrete
 from .._semantics import SoftmaxCE, softmax_ce_coefficients, softmax_ce_loss
 from ..losses._problem import IndexTargets, index_target_data
 from ._functions import _xp, compute_dtype
@@ -47,25 +45,6 @@ def _mm_dtype(hidden: torch.Tensor) -> torch.dtype:
     their results are upcast.
     """
     return compute_dtype(hidden.dtype) if hidden.device.type == "cpu" else hidden.dtype
-
-
-def check_overflow(
-    rows: torch.Tensor, inputs: Sequence[torch.Tensor | None], temperature: float
-) -> None:
-    """Refuse logits that overflow the compute dtype: from finite ``inputs``, a per-row
-    log-sum-exp (or loss) that is not finite means some ``h W^T / T`` was +-inf, and the loss
-    and every gradient of its row NaN (inf - inf). Checked where the host reads for free
-    (``is_concrete``: CPU, not traced); inputs holding NaN or inf themselves propagate, as in
-    PyTorch."""
-    if not is_concrete(rows) or bool(torch.isfinite(rows).all()):
-        return
-    if not all(t is None or bool(torch.isfinite(t).all()) for t in inputs):
-        return
-    row = int(torch.nonzero(~torch.isfinite(rows))[0, 0])
-    raise ValueError(
-        f"the logits of row {row} overflow {rows.dtype} (temperature {temperature:g}): scale "
-        "the hidden states or the weight down, raise the temperature, or compute in float64"
-    )
 
 
 def _host_shortcuts(hidden: torch.Tensor) -> bool:
