@@ -10,6 +10,7 @@ them never materializes the N x V logits. See :func:`crossent.torch.linear_cross
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -263,3 +264,14 @@ def check_overflow(
         f"the logits of row {row} overflow {rows.dtype} (temperature {temperature:g}): scale "
         "the hidden states or the weight down, raise the temperature, or compute in float64"
     )
+
+
+def check_shift(shift: Any) -> int:
+    """``shift`` as the number k of positions a target is ahead of its hidden state: False is 0,
+    True is 1 (causal language modelling), an integer k >= 0 is Cut Cross-Entropy's ``shift``;
+    anything else (2.0, -1, "1") is refused rather than read as True."""
+    if isinstance(shift, bool):
+        return int(shift)
+    if isinstance(shift, numbers.Integral) and int(shift) >= 0:
+        return int(shift)
+    raise ValueError(f"shift must be a bool or an integer >= 0, got {shift!r}")

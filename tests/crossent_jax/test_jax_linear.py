@@ -438,3 +438,21 @@ def test_overflowing_logits_are_refused_outside_jit():
     h[3] *= 1e36  # finite, but its logits (~1e39) are not
     with pytest.raises(ValueError, match=r"logits of row 3 overflow float32"):
         linear_cross_entropy(jnp.asarray(h), jnp.asarray(w), jnp.arange(6), reduction="none")
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_an_integer_shift_equals_slicing(k):
+    """shift=k scores position t against target t + k: the loss, the per-position losses and
+    the hidden gradient equal the call on hidden[..., :-k, :] and targets[..., k:]."""
+    rng = np.random.default_rng(k)
+    h = jnp.asarray(rng.normal(size=(2, 7, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(11, 8)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 11, (2, 7)))
+    rows = linear_cross_entropy(h, w, y, shift=k, reduction="none")
+    sliced = linear_cross_entropy(h[:, :-k], w, y[:, k:], reduction="none")
+    np.testing.assert_allclose(np.asarray(rows), np.asarray(sliced), rtol=1e-6)
+    gh = jax.grad(lambda h: linear_cross_entropy(h, w, y, shift=k))(h)
+    gs = jax.grad(lambda h: linear_cross_entropy(h[:, :-k], w, y[:, k:]))(h)
+    np.testing.assert_allclose(np.asarray(gh), np.asarray(gs), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"shift must be a bool or an integer >= 0, got 2\.0"):
+        linear_cross_entropy(h, w, y, shift=2.0)

@@ -46,8 +46,8 @@ def reference(h, w, y, *, bias=None, class_weight=None, smoothing=0.0, z_loss=0.
         z = z + bias
     if softcap is not None:
         z = softcap * torch.tanh(z / softcap)
-    if shift:
-        z, y = z[..., :-1, :], y[..., 1:]
+    if shift:  # True is 1; an integer k: position t scores target t + k
+        z, y = z[..., : -int(shift), :], y[..., int(shift) :]
     batch = y.shape
     z, y = z.reshape(-1, z.shape[-1]), y.reshape(-1)
     valid = y != ignore_index
@@ -544,3 +544,29 @@ def test_overflowing_logits_are_refused_not_nan(reduction, path):
     nan = h.clone()
     nan[2, 0] = float("nan")
     assert torch.isnan(linear_cross_entropy(nan, w, y, reduction=reduction)).any()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_an_integer_shift_scores_target_t_plus_k(k, reduction, path):
+    """shift=k (Cut Cross-Entropy's integer shift) against the materialized reference on
+    hidden[..., :-k, :] and targets[..., k:], gradients included; shift=True is shift=1."""
+    ours, theirs, y, gen = inputs(30 + k)
+    cw = torch.rand(ours[1].shape[0], generator=gen, dtype=F64) + 0.2
+    out = linear_cross_entropy(ours[0], ours[1], y, bias=ours[2], shift=k, chunk_size=3,
+                               class_weight=cw.float(), label_smoothing=0.1,
+                               reduction=reduction)  # fmt: skip
+    ref = reference(theirs[0], theirs[1], y, bias=theirs[2], shift=k, class_weight=cw,
+                    smoothing=0.1, reduction=reduction)  # fmt: skip
+    _check(out, ref, ours, theirs, gen)
+    h, w = (t.detach() for t in ours[:2])
+    assert torch.equal(linear_cross_entropy(h, w, y, shift=True),
+                       linear_cross_entropy(h, w, y, shift=1))  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [2.0, -1, "1", 1.5, None])
+def test_a_shift_that_is_not_a_count_is_refused(bad):
+    """shift=2 was silently read as shift=True (any truthy value)."""
+    (h, w, _), _, y, _ = inputs(5)
+    with pytest.raises(ValueError, match=r"shift must be a bool or an integer >= 0, got"):
+        linear_cross_entropy(h, w, y, shift=bad)

@@ -23,6 +23,7 @@ from .._linear_common import (
     balanced_chunk,
     check_outputs,
     check_overflow,
+    check_shift,
     statistics,
     validate_head,
     validate_targets,
@@ -54,11 +55,10 @@ jax.tree_util.register_dataclass(
 )  # fmt: skip
 
 
-def _shift(x: Any, fill: Any) -> Any:
-    """x[..., t + 1] at position t, the last position filled (the target travels with its
-    weight: the last position of each sequence is unscored)."""
-    pad = jnp.full_like(x[..., :1], fill)
-    return jnp.concatenate([x[..., 1:], pad], axis=-1)
+def _shift(x: Any, k: int, fill: Any) -> Any:
+    """x[..., t + k] at position t, the last k positions filled (the target travels with its
+    weight: the last k positions of each sequence are unscored)."""
+    return jnp.concatenate([x[..., k:], jnp.full_like(x[..., :k], fill)], axis=-1)
 
 
 def linear_cross_entropy(
@@ -78,7 +78,7 @@ def linear_cross_entropy(
     reduction: str = "mean",
     normalizer: Any = None,
     temperature: float = 1.0,
-    shift: bool = False,
+    shift: bool | int = False,
     chunk_size: int | None = None,
     return_lse: bool = False,
     outputs: Sequence[str] | None = None,
@@ -126,9 +126,10 @@ def linear_cross_entropy(
         With ``reduction="mean"``: the denominator :math:`D` (no gradient).
     temperature : float, default 1
         Divide the (soft-capped) logits by T > 0.
-    shift : bool, default False
-        Score position t against target t + 1; with ``reduction="none"`` the result has one
-        position less along the sequence.
+    shift : bool or int, default False
+        Score position t against target t + k: True is k = 1, an integer k >= 0 as Cut
+        Cross-Entropy's ``shift``; with ``reduction="none"`` the result has k positions less
+        along the sequence.
     chunk_size : int, optional
         Rows per chunk (the last chunk is padded); default: a logits block of about 128 MiB
         on CPU, 256 MiB on accelerators.
@@ -195,9 +196,10 @@ def linear_cross_entropy(
     want = statistics(names)
     dtype = compute_dtype(hidden.dtype)
     batch_shape = tuple(targets.shape)
-    if shift:
-        targets = _shift(targets, ignore_index)
-        sample_weight = None if sample_weight is None else _shift(sample_weight, 0)
+    k = check_shift(shift)
+    if k:
+        targets = _shift(targets, k, ignore_index)
+        sample_weight = None if sample_weight is None else _shift(sample_weight, k, 0)
     h2 = hidden.reshape(-1, hidden.shape[-1])
     n = h2.shape[0]
     platform = "cpu" if jax.default_backend() == "cpu" else "default"
@@ -243,9 +245,9 @@ def linear_cross_entropy(
         entropy = lax.stop_gradient(entropy)
 
     def per_position(x: Any) -> Any:
-        """A per-row result in the targets' shape, without the unscored last position."""
+        """A per-row result in the targets' shape, without the k unscored last positions."""
         x = x.reshape(batch_shape)
-        return x[..., :-1] if shift else x
+        return x[..., : max(x.shape[-1] - k, 0)] if k else x
 
     if reduction == "none":
         loss = per_position(loss)

@@ -32,6 +32,7 @@ from .._linear_common import (
     assemble,
     check_outputs,
     check_overflow,
+    check_shift,
     statistics,
     validate_head,
     validate_targets,
@@ -206,15 +207,10 @@ def _targets(
     )
 
 
-def _shift_targets(targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
-    """targets[..., t + 1] at position t; the last position of each sequence is ignored."""
-    pad = torch.full_like(targets[..., :1], ignore_index)
-    return torch.cat([targets[..., 1:], pad], dim=-1)
-
-
-def _shift_weights(sample_weight: torch.Tensor) -> torch.Tensor:
-    """sample_weight[..., t + 1] at position t (the weight travels with its target)."""
-    return torch.cat([sample_weight[..., 1:], torch.zeros_like(sample_weight[..., :1])], dim=-1)
+def _shift(x: torch.Tensor, k: int, fill: float) -> torch.Tensor:
+    """x[..., t + k] at position t, the last k positions filled (an ignored target, a weight of
+    0: the weight travels with its target)."""
+    return torch.cat([x[..., k:], torch.full_like(x[..., :k], fill)], dim=-1)
 
 
 def _validate_head(
@@ -286,7 +282,7 @@ def linear_cross_entropy(
     reduction: str = "mean",
     normalizer: torch.Tensor | float | None = None,
     temperature: float = 1.0,
-    shift: bool = False,
+    shift: bool | int = False,
     chunk_size: int | None = None,
     return_lse: bool = False,
     smoothing_convention: str = "uniform",
@@ -360,10 +356,11 @@ def linear_cross_entropy(
     temperature : float, default 1
         Divide the (soft-capped) logits by T > 0 before everything else: the loss and every
         output are those of :math:`\operatorname{softmax}(z / T)` (sampling temperature).
-    shift : bool, default False
-        Score position t against target t + 1 (causal language modelling): equals passing
-        ``hidden[..., :-1, :]`` and ``targets[..., 1:]``. With ``reduction="none"`` the result
-        has one position less along the sequence.
+    shift : bool or int, default False
+        Score position t against target t + k along the last axis of ``targets``: True is
+        k = 1 (causal language modelling), an integer k >= 0 as Cut Cross-Entropy's ``shift``;
+        equals passing ``hidden[..., :-k, :]`` and ``targets[..., k:]``. With
+        ``reduction="none"`` (and the per-token outputs) the result has k positions less.
     chunk_size : int, optional
         Rows per chunk; default: a logits buffer of about 128 MiB on CPU, 256 MiB elsewhere.
     return_lse : bool, default False
@@ -486,9 +483,10 @@ def linear_cross_entropy(
     )
     check_index_targets(_xp(), targets, vocab, opts.ignore_index)
     batch_shape = tuple(targets.shape)
-    if shift:
-        targets = _shift_targets(targets, opts.ignore_index)
-        sample_weight = None if sample_weight is None else _shift_weights(sample_weight)
+    k = check_shift(shift)
+    if k:
+        targets = _shift(targets, k, opts.ignore_index)
+        sample_weight = None if sample_weight is None else _shift(sample_weight, k, 0.0)
     h2 = hidden.reshape(-1, hidden.shape[-1])
     t1 = targets.reshape(-1).long()
     s1 = None if sample_weight is None else sample_weight.reshape(-1)
@@ -499,9 +497,9 @@ def linear_cross_entropy(
     loss, *stats = _LinearCE.apply(h2, weight, bias, t1, class_weight, s1, norm, opts, shard)
 
     def per_position(x: torch.Tensor) -> torch.Tensor:
-        """A per-row result in the targets' shape, without the unscored last position."""
+        """A per-row result in the targets' shape, without the k unscored last positions."""
         x = x.view(batch_shape)
-        return x[..., :-1] if shift else x
+        return x[..., : max(x.shape[-1] - k, 0)] if k else x
 
     if reduction == "none":
         loss = per_position(loss)
@@ -556,7 +554,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         class_weight: torch.Tensor | None = None,
         reduction: str = "mean",
         temperature: float = 1.0,
-        shift: bool = False,
+        shift: bool | int = False,
         chunk_size: int | None = None,
         return_lse: bool = False,
         outputs: Sequence[str] | None = None,
