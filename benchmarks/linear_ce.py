@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chunk-size",
         type=int,
-        help="rows per chunk for the crossent methods (default: crossent's, 128 MiB of logits)",
+        help="rows per chunk for the crossent methods (default: crossent's, 48 MiB on CPU)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
     parser.add_argument("--child", metavar="METHOD", help=argparse.SUPPRESS)

@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 
 from linear_support import PEAK_PROBE, inputs  # noqa: E402
 
+from crossent._linear_common import MIN_CHUNK_ROWS  # noqa: E402
 from crossent.torch import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 from crossent.torch._linear import CHUNK_BYTES, default_chunk_size  # noqa: E402
 
@@ -396,9 +397,10 @@ def test_default_chunk_fits_the_budget():
     for n, v in [(8192, 128256), (4096, 32000), (10, 50), (100000, 256000), (0, 10)]:
         rows = default_chunk_size(n, v, cpu)
         assert 1 <= rows <= max(n, 1)
-        assert rows * v * 4 <= max(CHUNK_BYTES["cpu"], 16 * v * 4)
-    assert default_chunk_size(8192, 128256, cpu) == 256
-    assert default_chunk_size(4096, 32000, cpu) == 1024  # 4 equal chunks, not 3 x 1040 + 976
+        assert rows * v * 4 <= max(CHUNK_BYTES["cpu"], MIN_CHUNK_ROWS["cpu"] * v * 4)
+    assert default_chunk_size(8192, 128256, cpu) == 256  # the row floor, above the budget
+    assert default_chunk_size(4096, 32000, cpu) == 373  # 11 equal chunks, not 10 x 393 + 166
+    assert default_chunk_size(100, 10**6, cpu) == 100  # the floor never exceeds N
 
 
 # ----------------------------------------------------------------- no N x V tensor anywhere

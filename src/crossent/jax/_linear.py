@@ -131,8 +131,8 @@ def linear_cross_entropy(
         Cross-Entropy's ``shift``; with ``reduction="none"`` the result has k positions less
         along the sequence.
     chunk_size : int, optional
-        Rows per chunk (the last chunk is padded); default: a logits block of about 128 MiB
-        on CPU, 256 MiB on accelerators.
+        Rows per chunk (the last chunk is padded); default: a logits block of about 48 MiB
+        on CPU (at least 256 rows), 256 MiB on accelerators.
     return_lse : bool, default False
         Also return the log-sum-exp of each scored row (no gradient).
     outputs : sequence of str, optional

@@ -362,7 +362,8 @@ def linear_cross_entropy(
         equals passing ``hidden[..., :-k, :]`` and ``targets[..., k:]``. With
         ``reduction="none"`` (and the per-token outputs) the result has k positions less.
     chunk_size : int, optional
-        Rows per chunk; default: a logits buffer of about 128 MiB on CPU, 256 MiB elsewhere.
+        Rows per chunk; default: a logits buffer of about 48 MiB on CPU (at least 256 rows),
+        256 MiB elsewhere.
     return_lse : bool, default False
         Also return the log-sum-exp of each scored row (float32, float64 for float64 inputs;
         not differentiable).

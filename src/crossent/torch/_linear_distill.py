@@ -44,6 +44,11 @@ __all__ = ["linear_distillation_loss"]
 #: peak measured in tests/crossent_torch/test_linear_distill.py is 10-13 (JSD the most).
 CHUNK_BUFFERS = 8
 
+#: Bytes of all of a default chunk's buffers together, and its fewest rows: the distillation
+#: products are four per chunk and its buffers eight, so it keeps the larger budget of its own
+#: and no row floor (a 256-row floor would hold 1 GB at a 128k vocabulary).
+DISTILL_CHUNK_BYTES = {"cpu": 128 * 2**20, "default": 256 * 2**20}
+
 
 class _Options:
     """The non-tensor options of one call (saved on ctx)."""
@@ -305,7 +310,13 @@ def linear_distillation_loss(
     h_s = student_hidden.reshape(-1, student_hidden.shape[-1])
     h_t = teacher_hidden.reshape(-1, teacher_hidden.shape[-1])
     # both heads' logits and the rule's temporaries share the budget of one buffer
-    chunk = chunk_size or default_chunk_size(h_s.shape[0], vocab * CHUNK_BUFFERS, h_s.device)
+    chunk = chunk_size or default_chunk_size(
+        h_s.shape[0],
+        vocab * CHUNK_BUFFERS,
+        h_s.device,
+        budget=DISTILL_CHUNK_BYTES["cpu" if h_s.device.type == "cpu" else "default"],
+        min_rows=16,
+    )
     opts = _Options(
         kind=kind, beta=float(beta), temperature=t, reduction=reduction, chunk=chunk,
         precompute=torch.is_grad_enabled(),

@@ -31,9 +31,9 @@ from ..losses._problem import IndexTargets, index_target_data
 from ._functions import _xp, compute_dtype
 
 
-def default_chunk_size(num_rows: int, vocab: int, device: torch.device) -> int:
+def default_chunk_size(num_rows: int, vocab: int, device: torch.device, **budget: int) -> int:
     """Rows per chunk on ``device`` (see :func:`crossent._linear_common.balanced_chunk`)."""
-    return balanced_chunk(num_rows, vocab, device.type)
+    return balanced_chunk(num_rows, vocab, device.type, **budget)
 
 
 def _mm_dtype(hidden: torch.Tensor) -> torch.dtype:
