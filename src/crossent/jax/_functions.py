@@ -48,7 +48,7 @@ def _compute_dtype(dtype: Any) -> Any:
 
 
 def _shifted(
-    logits: Any, valid: Any, softcap: float | None, guard: bool, row_max: Any = None
+    logits: Any, valid: Any, softcap: float | None, guard: bool
 ) -> tuple[Any, Any, Any, Any | None]:
     """(z - max with infinite rows at their limit, the finite max, the raw max, tanh or None).
 
@@ -63,7 +63,7 @@ def _shifted(
         th = jnp.tanh(z / softcap)
         z = th * softcap
     if not guard:
-        m = jnp.max(z, axis=-1) if row_max is None else row_max
+        m = jnp.max(z, axis=-1)
         return z - m[:, None], m, m, th
     z = jnp.where(valid[:, None], z, 0.0)
     m = jnp.max(z, axis=-1, keepdims=True)
@@ -75,24 +75,26 @@ def _shifted(
 
 def _forward(
     rule: SoftmaxCE, reduction: str, logits: Any, index: Any, valid: Any, w_t: Any, w: Any
-) -> tuple[Any, Any, Any]:
-    """(loss, (log-sum of the shifted exps, finite row max), whether the plain rule held)."""
+) -> tuple[Any, Any, Any, Any]:
+    """(loss, (log-sum of the shifted exps, finite row max), whether the plain rule held, the
+    plain rule's shifted exps: the backward's softmax, unused and dropped by XLA without it)."""
     compute = partial(_guarded_forward, rule, reduction, logits, index, valid, w_t, w)
-    plain = compute(False)
+    *plain, exps = compute(False)
     # The unguarded rule is exact, limits included, on every row whose max is finite (an
     # infinite or NaN logit makes it inf or NaN): a check on N numbers, not a pass over the
     # logits. Only otherwise the guarded rule runs.
     finite = jnp.all(jnp.isfinite(plain[1][1]))
-    loss, stats = jax.lax.cond(finite, lambda: plain, lambda: compute(True))
-    return loss, stats, finite
+    loss, stats = jax.lax.cond(finite, lambda: tuple(plain), lambda: compute(True)[:2])
+    return loss, stats, finite, exps
 
 
 def _guarded_forward(
     rule: SoftmaxCE, reduction: str, logits: Any, index: Any, valid: Any, w_t: Any, w: Any,
     guard: bool,
-) -> tuple[Any, Any]:  # fmt: skip
+) -> tuple[Any, Any, Any]:  # fmt: skip
     shifted, m_fin, m, _ = _shifted(logits, valid, rule.softcap, guard)
-    log_sum = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
+    exps = jnp.exp(shifted)
+    log_sum = jnp.log(jnp.sum(exps, axis=-1))
     if guard:
         nll_t = log_sum - jnp.take_along_axis(shifted, index[:, None], axis=-1)[:, 0]
     else:
@@ -114,7 +116,8 @@ def _guarded_forward(
     loss = softmax_ce_loss(
         jnp, rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse_raw, w_t=w_t, valid=valid
     )
-    return reduce(jnp, loss, reduction, jnp.sum(w_t)).astype(logits.dtype), (log_sum, m_fin)
+    total = reduce(jnp, loss, reduction, jnp.sum(w_t)).astype(logits.dtype)
+    return total, (log_sum, m_fin, m), exps
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -127,43 +130,42 @@ def _index_ce(
 def _index_ce_fwd(
     rule: SoftmaxCE, reduction: str, logits: Any, index: Any, valid: Any, w_t: Any, w: Any
 ) -> tuple[Any, tuple[Any, ...]]:
-    loss, stats, finite = _forward(rule, reduction, logits, index, valid, w_t, w)
-    return loss, (logits, index, valid, w_t, w, stats, finite)
+    loss, stats, finite, exps = _forward(rule, reduction, logits, index, valid, w_t, w)
+    return loss, (logits, index, valid, w_t, w, stats, exps, finite)
 
 
 def _index_ce_bwd(
     rule: SoftmaxCE, reduction: str, saved: tuple[Any, ...], grad: Any
 ) -> tuple[Any, None, None, None, None]:
-    compute = partial(_gradient, rule, reduction, saved, grad)
-    g = jax.lax.cond(saved[-1], lambda: compute(False), lambda: compute(True))
-    return g, None, None, None, None
-
-
-def _gradient(
-    rule: SoftmaxCE, reduction: str, saved: tuple[Any, ...], grad: Any, guard: bool
-) -> Any:
-    logits, index, valid, w_t, w, (log_sum, m_fin), _ = saved
-    # The forward's row max is reused: the backward is one pass over the logits.
-    shifted, _, _, th = _shifted(logits, valid, rule.softcap, guard, row_max=m_fin)
-    dtype = shifted.dtype
-    s = grad.astype(dtype)
+    logits, index, valid, w_t, w, (log_sum, m_fin, m), exps, _ = saved
+    z = logits.astype(exps.dtype)
+    th = None
+    if rule.softcap is not None:
+        th = jnp.tanh(z / rule.softcap)
+        z = th * rule.softcap
+    # No lax.cond here: XLA runs the N x K work inside a conditional's branch on one thread
+    # (1.5x slower at 65536 x 1000 on two cores). The forward's exps, scaled by 1 / sum, are
+    # the softmax wherever the plain rule held (no second exp per logit: XLA's autodiff of the
+    # plain expression keeps them too); on the other rows (an infinite max, or ignored) the
+    # guarded forward's statistics give the limit, uniform over the row's maxima: 1 / count
+    # at z == max. Both as one select, so the gradient is one fused pass.
+    plain_row = valid & jnp.isfinite(m)
+    softmax = jnp.exp(-log_sum)[:, None] * jnp.where(plain_row[:, None], exps, z == m[:, None])
+    s = grad.astype(exps.dtype)
     if reduction == "mean":
         s = s * mean_scale(jnp, jnp.sum(w_t))
-    w_sum = float(shifted.shape[-1]) if w is None else jnp.sum(w)
+    w_sum = float(softmax.shape[-1]) if w is None else jnp.sum(w)
     a, b, r = softmax_ce_coefficients(
         jnp, rule, lse=m_fin + log_sum, w_t=w_t, valid=valid, w_sum=w_sum
     )
-    g = (s * a)[:, None] * jnp.exp(shifted - log_sum[:, None])
+    g = (s * a)[:, None] * softmax
     if r is not None:
         g = g - (s * r)[:, None] * (1.0 if w is None else w[None, :])
-    # The one-hot term as a scatter of N numbers: a select in the element-wise chain would stop
-    # XLA from vectorizing it.
-    g = g.at[jnp.arange(g.shape[0]), index].add(-(s * b))
-    if th is not None:
-        g = g * (1 - th * th)  # d s tanh(x / s) / dx
-    if guard:  # ignored rows: 0, even where they hold NaN (finite ones have a = b = r = 0)
-        g = jnp.where(valid[:, None], g, 0.0)
-    return g.astype(logits.dtype)
+    # The one-hot term as a compare in the chain (without an exp in it XLA still vectorizes).
+    g = g - (s * b)[:, None] * (jnp.arange(g.shape[1])[None, :] == index[:, None])
+    if th is not None:  # d s tanh(x / s) / dx; 0 on ignored rows, even where they hold NaN
+        g = g * jnp.where(valid[:, None], 1 - th * th, 0.0)
+    return g.astype(logits.dtype), None, None, None, None
 
 
 _index_ce.defvjp(_index_ce_fwd, _index_ce_bwd)
