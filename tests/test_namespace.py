@@ -68,3 +68,17 @@ def test_an_ml_dtypes_array_says_how_to_convert_it() -> None:
 def test_optional_arrays_may_be_none_and_lists_still_work() -> None:
     assert float(ce.perplexity([0.5, 0.5])) == pytest.approx(2.0)
     assert float(ce.softmax_cross_entropy(P.tolist(), Y.tolist(), class_weight=None)) > 0
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+def test_clip_equals_the_library_clip(library):
+    """The JAX form (two maxima) gives np.clip's values, NaN and +-inf included."""
+    from crossent._namespace import clip, namespace
+
+    x = np.array([-np.inf, -2.0, 1e-9, 0.3, 1.0, 5.0, np.inf, np.nan], dtype=np.float32)
+    expected = np.clip(x, np.float32(1e-7), np.float32(1 - 1e-7))
+    module = pytest.importorskip(library)
+    make = {"numpy": np.asarray, "torch": getattr(module, "as_tensor", None)}
+    a = module.numpy.asarray(x) if library == "jax" else make[library](x)
+    xp, _ = namespace(a)
+    np.testing.assert_array_equal(np.asarray(clip(xp, a, 1e-7, 1 - 1e-7)), expected)

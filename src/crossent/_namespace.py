@@ -150,6 +150,15 @@ def upcast(xp: Any, x: Array) -> Array:
     return as_dtype(xp, x, compute_dtype(xp, x.dtype))
 
 
+def clip(xp: Any, x: Array, low: float, high: float) -> Array:
+    """``xp.clip(x, low, high)``; on JAX as two maxima, ``-max(-max(x, low), -high)``: XLA's
+    CPU ``minimum`` is not vectorized (a clip before the two logs of the binary
+    cross-entropy ran 2.4x slower than with maxima only, 65536 x 1000 float32)."""
+    if "jax" in getattr(xp, "__name__", ""):
+        return -xp.maximum(-xp.maximum(x, low), -high)
+    return xp.clip(x, low, high)
+
+
 def is_concrete(x: Any) -> bool:
     """Whether the data of ``x`` can be read now, for free (value checks, fast-path tests).
 

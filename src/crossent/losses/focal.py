@@ -21,6 +21,7 @@ from .._dispatch import (
     when_finite,
 )
 from .._namespace import Array, as_dtype, numel, quiet_numpy
+from .._namespace import clip as clip_values
 from .._primitives import _sigmoid
 from .._semantics import element_count, focal_loss, focal_slope, mean_scale, mul0, reduce
 from .._validation import check_class_vector, check_fraction, check_nonnegative, check_reduction
@@ -241,7 +242,7 @@ def sigmoid_focal_grad_rule(
     if gamma > 0:
         # At |z| = inf the exponent below is inf - inf; the gradient's limit there is what a
         # logit of +-1e4 gives (every exponential has long underflowed), so clip to that.
-        z = xp.clip(z, -1e4, 1e4)
+        z = clip_values(xp, z, -1e4, 1e4)
         bce, log_1m_pt, sp_pos, sp_neg = _focal_terms(xp, z, y, guard=False)  # z is finite
         d_focal = (1 - 2 * y) * xp.exp((gamma - 1) * log_1m_pt - sp_neg - sp_pos)
         grad = gamma * d_focal * bce + xp.exp(gamma * log_1m_pt) * grad

@@ -13,6 +13,7 @@ from typing import Any
 
 from .._dispatch import elementwise, subtract_at, torch_functions
 from .._namespace import Array, as_dtype, numel, quiet_numpy, upcast
+from .._namespace import clip as clip_values
 from .._semantics import (
     SoftmaxCE,
     element_count,
@@ -191,12 +192,12 @@ def categorical_cross_entropy(
     xp, tg, p = problem.xp, problem.targets, problem.values
     if isinstance(tg, IndexTargets) and rule.smoothing.per_class == 0:
         # Only the target's probability is read: gather, then clip and log N numbers, not N K.
-        nll_t = -xp.log(xp.clip(gather(xp, p, tg.index), clip, 1 - clip))
+        nll_t = -xp.log(clip_values(xp, gather(xp, p, tg.index), clip, 1 - clip))
         loss = _softmax_ce_loss(
             xp, rule, nll_t=nll_t, smooth_nll=None, lse=0.0, w_t=tg.w_t, valid=tg.valid
         )
     elif isinstance(tg, IndexTargets):
-        nll = -xp.log(xp.clip(p, clip, 1 - clip))
+        nll = -xp.log(clip_values(xp, p, clip, 1 - clip))
         w = problem.class_weight
         loss = _softmax_ce_loss(
             xp, rule, nll_t=gather(xp, nll, tg.index),
@@ -204,7 +205,7 @@ def categorical_cross_entropy(
             w_t=tg.w_t, valid=tg.valid,
         )  # fmt: skip
     else:
-        nll = -xp.log(xp.clip(p, clip, 1 - clip))
+        nll = -xp.log(clip_values(xp, p, clip, 1 - clip))
         loss = xp.sum(_target_distribution(problem, rule) * nll, axis=-1)
     return as_dtype(xp, reduce(xp, loss, reduction, count(problem)), problem.dtype)
 
@@ -244,9 +245,9 @@ def _categorical_gradient(
         # q is one-hot: the gradient is -w_t / p_t at the target, 0 elsewhere.
         p_t = gather(xp, p, tg.index)
         inside = xp.astype((p_t >= clip) & (p_t <= 1 - clip), p.dtype)
-        at_target = tg.w_t * inside / xp.clip(p_t, clip, 1 - clip) * scale
+        at_target = tg.w_t * inside / clip_values(xp, p_t, clip, 1 - clip) * scale
         return subtract_at(xp, xp.zeros_like(p), tg.index, at_target)
-    clipped = xp.clip(p, clip, 1 - clip)
+    clipped = clip_values(xp, p, clip, 1 - clip)
     inside = xp.astype(clipped == p, p.dtype)
     return -_target_distribution(problem, rule) / clipped * inside * scale
 
@@ -263,7 +264,7 @@ def _prepare_binary_probs(
 
 def binary_loss_rule(xp: Any, p: Array, y: Array, w: Array | None, *, clip: float) -> Array:
     """-w [y log p + (1 - y) log(1 - p)] at p clipped to [clip, 1 - clip], element-wise."""
-    p = xp.clip(p, clip, 1 - clip)
+    p = clip_values(xp, p, clip, 1 - clip)
     # log1p(-p) keeps the digits of log(1 - p) for small p
     loss = -(y * xp.log(p) + (1 - y) * xp.log1p(-p))
     return loss if w is None else w * loss
@@ -274,7 +275,7 @@ def binary_grad_rule(
 ) -> Array:
     """w ((1 - y) / (1 - p) - y / p), 0 where the clip is active, times ``scale``."""
     inside = xp.astype((p >= clip) & (p <= 1 - clip), p.dtype)
-    p = xp.clip(p, clip, 1 - clip)
+    p = clip_values(xp, p, clip, 1 - clip)
     grad = ((1 - y) / (1 - p) - y / p) * (inside * scale)
     return grad if w is None else w * grad
 
