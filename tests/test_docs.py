@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 NOT_API = {"apps"}
 # crossent.explore is the explorer's package; its API is the server's two entry points
 EXPLORE = ["crossent.explore.server.create_app", "crossent.explore.server.serve"]
+# a <script> whose source is another site: http(s)://... or protocol-relative //...
+REMOTE_SCRIPT = re.compile(r"""<script\b[^>]*\bsrc=["']((?:https?:)?//[^"']+)""", re.IGNORECASE)
 # what the build writes into docs/ (git-ignored), not copied into the temporary source
 GENERATED = ("_build", "_generated", "generated")
 
@@ -74,3 +77,19 @@ def test_docs_build_with_every_public_name(tmp_path: Path) -> None:
     # the figures drawn at build time reached the site
     images = {p.name for p in (html / "_images").iterdir()}
     assert {"reliability.svg", "curves.png", "calibration.png"} <= images
+
+    # the formulas render offline: the pages with math load the site's own MathJax, whole (its
+    # fonts beside it), and no page loads a script from another site
+    remote, with_mathjax = [], set()
+    for page in html.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        remote += [f"{page.relative_to(html)}: {src}" for src in REMOTE_SCRIPT.findall(text)]
+        if re.search(r"""<script\b[^>]*\bsrc=["'][^"']*_static/mathjax/tex-chtml\.js""", text):
+            with_mathjax.add(page.relative_to(html).as_posix())
+    assert not remote, f"pages load remote scripts: {remote[:10]}"
+    # a page with a formula (the loss's numpydoc docstring has a ``.. math::``)
+    softmax_ce = "api/generated/crossent.softmax_cross_entropy.html"
+    assert 'class="math' in (html / softmax_ce).read_text(encoding="utf-8")
+    assert softmax_ce in with_mathjax
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert any((html / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
