@@ -46,17 +46,28 @@ $(VENV)/.lm: pyproject.toml $(VENV)/.demo
 lm: $(VENV)/.lm
 	$(VENV)/bin/crossent lm --out out/lm --force
 
-test: $(VENV)/.test
+test: $(VENV)/.test $(MATHJAX)/tex-chtml.js
 	$(PY) -m ruff check src tests benchmarks docs
 	$(PY) -m ruff format --check src tests benchmarks docs
 	$(PY) -m mypy
 	$(PY) -m pytest -q
 
+# MathJax, served by the site itself so that its formulas render offline (Sphinx's default is a
+# CDN script). The official build from the npm registry (`npm pack`, which checks the tarball
+# against the registry's integrity hash), fetched once into the git-ignored docs/_mathjax rather
+# than committed (24 MB). 3.2.2, the last MathJax 3, because it is whole: MathJax 4 loads its
+# fonts from a separate package (a CDN by default). tests/test_docs.py builds the site with it.
+MATHJAX := docs/_mathjax/mathjax
+$(MATHJAX)/tex-chtml.js:
+	rm -rf docs/_mathjax && mkdir -p docs/_mathjax/npm
+	cd docs/_mathjax/npm && npm pack --silent mathjax@3.2.2 >/dev/null && tar -xzf mathjax-3.2.2.tgz
+	mv docs/_mathjax/npm/package/es5 $(MATHJAX) && rm -rf docs/_mathjax/npm
+
 # The documentation site, into docs/_build/html: warnings are errors, the guides' examples run
 # (the doctest builder, first; the HTML build then reuses its parsed pages), and the figures are
 # drawn from the package. Built from scratch each time, so no stale page or figure survives.
 SPHINX := $(PY) -m sphinx -W --keep-going -q -d docs/_build/doctrees
-docs: $(VENV)/.docs
+docs: $(VENV)/.docs $(MATHJAX)/tex-chtml.js
 	rm -rf docs/_build docs/_generated docs/api/generated
 	$(SPHINX) -b doctest docs docs/_build/doctest
 	$(SPHINX) -b html docs docs/_build/html
@@ -74,4 +85,4 @@ dist: $(VENV)/.test
 	$(PY) -m twine check --strict dist/*
 
 clean:
-	rm -rf $(VENV) build dist docs/_build docs/_generated docs/api/generated *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist docs/_build docs/_mathjax docs/_generated docs/api/generated *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

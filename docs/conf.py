@@ -18,6 +18,8 @@ import os
 import sys
 from pathlib import Path
 
+from sphinx.application import Sphinx
+
 import crossent
 
 HERE = Path(__file__).resolve().parent
@@ -38,7 +40,7 @@ extensions = [
     "crossent_figures",
 ]
 
-exclude_patterns = ["_build", "_generated/**/*.json"]
+exclude_patterns = ["_build", "_generated/**/*.json", "_mathjax"]
 templates_path = ["_templates"]
 
 # API reference: one page per public name (from __all__), numpydoc sections rendered.
@@ -111,7 +113,12 @@ html_theme_options = {
 }
 # the top-level pages have no section to navigate (and the tables want the width)
 html_sidebars = {"index": [], "guides/*": [], "semantics": [], "benchmarks": []}
-html_static_path = ["_static"]
+# MathJax from the site itself (``_static/mathjax``), not from a CDN: formulas render offline.
+# ``make docs`` fetches the official npm build into the git-ignored _mathjax (the Makefile says
+# why that way and that version); the HTML build refuses to start without it.
+MATHJAX = HERE / "_mathjax"
+html_static_path = ["_static", "_mathjax"]
+mathjax_path = "mathjax/tex-chtml.js"
 html_css_files = ["wide.css"]
 html_show_sourcelink = False
 
@@ -127,5 +134,15 @@ class _CanonicalDuplicates(logging.Filter):
         return not record.getMessage().startswith("duplicate object description of crossent._")
 
 
-def setup(app: object) -> None:
+def _require_mathjax(app: Sphinx) -> None:
+    """Stop an HTML build whose MathJax was not fetched, instead of a site whose formulas fail."""
+    if app.builder.format == "html" and not (MATHJAX / mathjax_path).is_file():
+        raise FileNotFoundError(
+            f"MathJax is missing: {MATHJAX / mathjax_path} not found; `make docs` fetches it"
+            " (`npm pack mathjax@3.2.2`, its es5/ folder as docs/_mathjax/mathjax)"
+        )
+
+
+def setup(app: Sphinx) -> None:
     logging.getLogger("sphinx.sphinx.domains.python").addFilter(_CanonicalDuplicates())
+    app.connect("builder-inited", _require_mathjax)
