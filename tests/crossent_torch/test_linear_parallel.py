@@ -20,7 +20,7 @@ mp = pytest.importorskip("torch.multiprocessing")
 
 from linear_support import F64, V, assert_grads, inputs, reference, sweep_module  # noqa: E402
 
-from crossent.torch import linear_cross_entropy  # noqa: E402
+from crossent.torch import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: E402
 
 if not dist.is_available():  # pragma: no cover
     pytest.skip("torch.distributed is not available", allow_module_level=True)
@@ -182,6 +182,24 @@ def _data_parallel_case(rank, world, counter):
     counter.take()
 
 
+def _module_case(rank, world, counter):
+    """LinearCrossEntropyLoss with process_group= / vocab_start= and with mean_group= gives
+    the function's values on each rank (the options reach the call)."""
+    start, stop = SLICES[world][rank]
+    ours, _, y, _ = inputs(71, bias=False)
+    h, w = _leaf(ours[0]), _leaf(ours[1], (start, stop))
+    group = dist.group.WORLD
+    module = LinearCrossEntropyLoss(process_group=group, vocab_start=start, chunk_size=4)
+    assert f"vocab_start={start}" in repr(module)
+    got = module(h, w, y)
+    want = linear_cross_entropy(h, w, y, process_group=group, vocab_start=start, chunk_size=4)
+    assert torch.equal(got, want)
+    whole = _leaf(ours[1])
+    got = LinearCrossEntropyLoss(mean_group=group)(h, whole, y)
+    assert torch.equal(got, linear_cross_entropy(h, whole, y, mean_group=group))
+    counter.take()
+
+
 def _dtensor_case(rank, world, counter):
     """A DTensor head sharded over the vocabulary (Shard(0), torch's uneven chunks) takes the
     vocabulary-parallel path by itself, with plain (replicated) hidden states or DTensor ones
@@ -256,6 +274,7 @@ def _worker(rank, world, store_path):
             finally:
                 sweep._host_shortcuts = shortcuts
             _data_parallel_case(rank, world, counter)
+            _module_case(rank, world, counter)
             _dtensor_case(rank, world, counter)
         _errors(rank, world)
         # every rank done before any tears gloo down: a rank that exits while a peer is still

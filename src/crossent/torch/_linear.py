@@ -526,6 +526,9 @@ class LinearCrossEntropyLoss(torch.nn.Module):
     ignore_index, label_smoothing, smoothing_convention, z_loss, softcap, reduction, shift,
     chunk_size, return_lse, temperature, outputs, entropy_grad
         As in :func:`linear_cross_entropy`.
+    process_group, vocab_start, mean_group
+        As in :func:`linear_cross_entropy`: a module per rank of a vocabulary-parallel head
+        (its ``weight`` the rank's rows, from ``vocab_start``), or a data-parallel global mean.
     class_weight : torch.Tensor, optional
         A weight per class (registered as a buffer).
 
@@ -560,6 +563,9 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         return_lse: bool = False,
         outputs: Sequence[str] | None = None,
         entropy_grad: bool = False,
+        process_group: Any = None,
+        vocab_start: int | None = None,
+        mean_group: Any = None,
     ) -> None:
         super().__init__()
         check_reduction(reduction)
@@ -577,6 +583,9 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         check_outputs(outputs, entropy_grad=entropy_grad, return_lse=return_lse)
         self.outputs = None if outputs is None else tuple(outputs)
         self.entropy_grad = entropy_grad
+        self.process_group = process_group
+        self.vocab_start = vocab_start
+        self.mean_group = mean_group
 
     def forward(
         self,
@@ -608,11 +617,15 @@ class LinearCrossEntropyLoss(torch.nn.Module):
             return_lse=self.return_lse,
             outputs=self.outputs,
             entropy_grad=self.entropy_grad,
+            process_group=self.process_group,
+            vocab_start=self.vocab_start,
+            mean_group=self.mean_group,
         )
 
     def extra_repr(self) -> str:
         extra = "" if self.temperature == 1.0 else f", temperature={self.temperature}"
         extra += "" if self.outputs is None else f", outputs={self.outputs}"
+        extra += "" if self.vocab_start is None else f", vocab_start={self.vocab_start}"
         return (
             f"reduction={self.reduction!r}, ignore_index={self.ignore_index}, "
             f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}, "
