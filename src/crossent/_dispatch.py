@@ -88,17 +88,26 @@ def subtract_at(xp: Any, g: Array, index: Array, amount: Array) -> Array:
     return g - amount[..., None] * onehot
 
 
-def elementwise(xp: Any, rule: Any, x: Array, *others: Array | None, total: bool = False) -> Array:
-    """``rule(x, *others)`` of an element-wise rule, or with ``total`` its sum.
+def elementwise(
+    xp: Any, rule: Any, x: Array, *others: Array | None, total: bool = False, pair: bool = False
+) -> Any:
+    """``rule(x, *others)`` of an element-wise rule, or with ``total`` its sum; with ``pair``
+    the rule returns two arrays and this (the first, the sum of the second).
 
     Large CPU arrays go through cache-sized blocks (:func:`crossent._fast.map_blocks`), whose
     temporaries stay in cache instead of page-faulting array-sized ones; the sum is then
     accumulated block by block without forming the array.
     """
     if _fast.blockable(xp, x, *others) and _fast.fits_blocks(x, *others):
+        if pair:
+            out, summed = _fast.map_blocks(rule, x, *others, pair=True)
+            return out, xp.asarray(summed, dtype=x.dtype)
         if total:
             return xp.asarray(_fast.map_blocks(rule, x, *others, total=True), dtype=x.dtype)
         return _fast.map_blocks(rule, x, *others)
+    if pair:
+        first, second = rule(x, *others)
+        return xp.broadcast_to(first, x.shape), xp.sum(xp.broadcast_to(second, x.shape))
     out = xp.broadcast_to(rule(x, *others), x.shape)
     return xp.sum(out) if total else out
 

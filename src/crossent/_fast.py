@@ -141,31 +141,45 @@ def fits_blocks(x: Any, *others: Any) -> bool:
 
 
 def map_blocks(
-    fn: Callable[..., Any], x: Any, *others: Any, out: Any = None, total: bool = False
+    fn: Callable[..., Any],
+    x: Any,
+    *others: Any,
+    out: Any = None,
+    total: bool = False,
+    pair: bool = False,
 ) -> Any:
     """``fn(x, *others)`` of an element-wise ``fn``, computed over cache-sized blocks of rows.
 
     ``others`` have ``x``'s shape (sliced like it), or broadcast along its last axis, or are
     None. Returns the result in ``out`` (a new array like ``x`` if None), or with ``total`` its
-    sum as a Python float (accumulated in double precision, the array never formed).
+    sum as a Python float (accumulated in double precision, the array never formed). With
+    ``pair``, ``fn`` returns two arrays, the result and one to sum (a gradient and its loss
+    from one pass): returns (the result, that sum).
     """
     cols = int(x.shape[-1]) if x.ndim else 1
     flat = x.reshape(-1, cols)
     full = [o is not None and tuple(o.shape) == tuple(x.shape) for o in others]
     flat_others = [o.reshape(-1, cols) if f else o for o, f in zip(others, full, strict=True)]
-    if not total and out is None:
+    total_only = total and not pair
+    if not total_only and out is None:
         out = x.new_empty(x.shape) if hasattr(x, "new_empty") else np.empty_like(x)
-    flat_out = None if total else out.reshape(-1, cols)
+    flat_out = None if total_only else out.reshape(-1, cols)
 
     def block(start: int, stop: int) -> float:
         args = [o[start:stop] if f else o for o, f in zip(flat_others, full, strict=True)]
         value = fn(flat[start:stop], *args)
         if flat_out is None:
             return float(value.sum())
+        if pair:
+            value, summed = value
+            flat_out[start:stop] = value
+            return float(summed.sum())
         flat_out[start:stop] = value
         return 0.0
 
     sums = _each_block(int(flat.shape[0]), cols, block, threaded=isinstance(x, np.ndarray))
+    if pair:
+        return out, sum(sums)
     return sum(sums) if total else out
 
 

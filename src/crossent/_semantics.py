@@ -50,10 +50,11 @@ def softplus(xp: Any, x: Array) -> Array:
     return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-def sigmoid(xp: Any, x: Array) -> Array:
+def sigmoid(xp: Any, x: Array, exp_neg_abs: Array | None = None) -> Array:
+    """The logistic function; ``exp_neg_abs``: ``exp(-|x|)`` if the caller has it already."""
     # e = e^-|x| <= 1 in both branches, so neither overflows (and jax.grad of the unselected
     # branch stays finite).
-    e = xp.exp(-xp.abs(x))
+    e = xp.exp(-xp.abs(x)) if exp_neg_abs is None else exp_neg_abs
     return xp.where(x >= 0, xp.ones_like(e), e) / (1 + e)  # one division, the same values
 
 
@@ -348,17 +349,19 @@ def binary_targets(xp: Any, y: Array, label_smoothing: float, convention: str) -
 
 
 def binary_ce_loss(
-    xp: Any, z: Array, y: Array, pos_weight: Array | None, *, guard_infinite: bool
-) -> Array:
+    xp: Any, z: Array, y: Array, pos_weight: Array | None, *, guard_infinite: bool,
+    exp_neg_abs: Array | None = None,
+) -> Array:  # fmt: skip
     r""":math:`\pi y \operatorname{softplus}(-z) + (1-y) \operatorname{softplus}(z)`.
 
     ``softplus(-z) = -log sigmoid(z)`` and ``softplus(z) = -log(1 - sigmoid(z))`` share their
     costly part ``log1p(exp(-|z|))`` and are exact, without overflow, at every z including
     +-inf. With ``guard_infinite`` a zero coefficient removes its term where the softplus is
     +inf (``y = 1`` at ``z = +inf``); the caller skips the guard when every logit is finite.
+    ``exp_neg_abs``: ``exp(-|z|)``, shared with the gradient by a caller that computes both.
     """
     positive = y if pos_weight is None else pos_weight * y
-    tail = xp.log1p(xp.exp(-xp.abs(z)))
+    tail = xp.log1p(xp.exp(-xp.abs(z)) if exp_neg_abs is None else exp_neg_abs)
     zero = xp.zeros_like(z)
     if guard_infinite:
         nll_positive = xp.maximum(-z, zero) + tail  # softplus(-z)
@@ -373,11 +376,16 @@ def binary_ce_loss(
     return positive * (relu - z + tail) + (1 - y) * (relu + tail)
 
 
-def binary_ce_grad(xp: Any, z: Array, y: Array, pos_weight: Array | None) -> Array:
-    r""":math:`(1-y)\sigma(z) - \pi y\, \sigma(-z)`: ``sigmoid(z) - y`` without weights."""
+def binary_ce_grad(
+    xp: Any, z: Array, y: Array, pos_weight: Array | None, exp_neg_abs: Array | None = None
+) -> Array:
+    r""":math:`(1-y)\sigma(z) - \pi y\, \sigma(-z)`: ``sigmoid(z) - y`` without weights
+    (``exp_neg_abs`` as in :func:`binary_ce_loss`)."""
+    if exp_neg_abs is None:
+        exp_neg_abs = xp.exp(-xp.abs(z))
     if pos_weight is None:
-        return sigmoid(xp, z) - y
-    return (1 - y) * sigmoid(xp, z) - (pos_weight * y) * sigmoid(xp, -z)
+        return sigmoid(xp, z, exp_neg_abs) - y
+    return (1 - y) * sigmoid(xp, z, exp_neg_abs) - (pos_weight * y) * sigmoid(xp, -z, exp_neg_abs)
 
 
 # ---------------------------------------------------------------- KL divergence

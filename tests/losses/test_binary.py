@@ -75,6 +75,32 @@ def test_sigmoid_bce_matches_torch(backend, shape, weight_kind, use_pos, reducti
     close(got, want.detach().numpy())
     grad = ce.grad.sigmoid_binary_cross_entropy(xp.asarray(logits), xp.asarray(targets), **opts)
     close(grad, z.grad.numpy(), rtol=1e-10)
+    loss, grad = ce.grad.sigmoid_binary_cross_entropy(
+        xp.asarray(logits), xp.asarray(targets), with_loss=True, **opts
+    )
+    close(loss, want.detach().numpy())
+    close(grad, z.grad.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("infinite", [False, True])
+def test_with_loss_over_blocks_equals_torch(infinite):
+    """One blocked pass for loss and gradient (several blocks, float32), and the guarded
+    fallback when a logit is infinite, against PyTorch in float64."""
+    logits = RNG.normal(scale=4.0, size=(300, 700)).astype(np.float32)
+    targets = (RNG.uniform(size=logits.shape) < 0.3).astype(np.float32)
+    if infinite:
+        logits[0, :2], targets[0, :2] = [np.inf, -np.inf], [1.0, 0.0]
+    weight = RNG.uniform(0, 2, size=logits.shape[-1:]).astype(np.float32)
+    # PyTorch gives NaN at +-inf (pytorch #49844): its reference there is the limit, +-1e4
+    z = t64(np.clip(logits, -1e4, 1e4).astype(np.float64)).requires_grad_(True)
+    want = F.binary_cross_entropy_with_logits(z, t64(targets.astype(np.float64)), weight=t64(
+        weight.astype(np.float64)))  # fmt: skip
+    want.backward()
+    loss, grad = ce.grad.sigmoid_binary_cross_entropy(logits, targets, weight=weight,
+                                                      with_loss=True)  # fmt: skip
+    assert loss.dtype == grad.dtype == np.float32
+    np.testing.assert_allclose(loss, want.item(), rtol=1e-5)
+    np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-4, atol=1e-12)
 
 
 def test_sigmoid_bce_label_smoothing_is_e_over_two(xp):

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from .._dispatch import elementwise, jax_functions, torch_functions, when_finite
-from .._namespace import Array, as_dtype, numel, quiet_numpy
+from .._namespace import Array, all_finite, as_dtype, numel, quiet_numpy
 from .._semantics import (
     binary_ce_grad,
     binary_ce_loss,
@@ -143,25 +143,57 @@ def elementwise_grad(
     return grad * scale if weight is None else grad * (weight * scale)
 
 
+def elementwise_grad_and_loss(
+    xp: Any, z: Array, y: Array, weight: Array | None, pos_weight: Array | None, *,
+    label_smoothing: float, convention: str, scale: float,
+) -> tuple[Array, Array]:  # fmt: skip
+    """(d loss / d z times ``scale``, the loss) element-wise, from one ``exp(-|z|)``; for
+    finite logits (the loss unguarded)."""
+    y = binary_targets(xp, y, label_smoothing, convention)
+    e = xp.exp(-xp.abs(z))
+    loss = binary_ce_loss(xp, z, y, pos_weight, guard_infinite=False, exp_neg_abs=e)
+    grad = binary_ce_grad(xp, z, y, pos_weight, e)
+    if weight is None:
+        return grad * scale, loss
+    return grad * (weight * scale), weight * loss
+
+
 @quiet_numpy
 @gradient_of(sigmoid_binary_cross_entropy)
 @per_sample_gradient(sigmoid_binary_cross_entropy)
-def sigmoid_binary_cross_entropy_grad(logits: Array, targets: Array, /, **options: Any) -> Any:
+def sigmoid_binary_cross_entropy_grad(
+    logits: Array, targets: Array, /, *, with_loss: bool = False, **options: Any
+) -> Any:
     r"""Gradient of :func:`crossent.sigmoid_binary_cross_entropy` with respect to the logits.
 
     .. math:: \frac{\partial \ell}{\partial z} = w \bigl[(1-y)\,\sigma(z) - \pi y\,\sigma(-z)\bigr]
 
-    which is :math:`\sigma(z) - y` without weights.
+    which is :math:`\sigma(z) - y` without weights. With ``with_loss=True`` it returns
+    ``(loss, gradient)``, for "mean" and "sum" from one pass over the logits that shares
+    :math:`e^{-|z|}` between the two (what a training step needs).
 
     Examples
     --------
     >>> import crossent as ce
     >>> print(ce.grad.sigmoid_binary_cross_entropy([0.0, 2.0], [1.0, 0.0], reduction="sum"))
     [-0.5         0.88079708]
+    >>> loss, g = ce.grad.sigmoid_binary_cross_entropy([0.0], [1.0], with_loss=True)
+    >>> print(round(float(loss), 4), g)
+    0.6931 [-0.5]
     """
     problem, e, convention = prepare_sigmoid_bce(logits, targets, **options)
     xp, z = problem.xp, problem.z
-    scale = 1 / max(numel(z), 1) if options["reduction"] == "mean" else 1.0
+    reduction = options["reduction"]
+    scale = 1 / max(numel(z), 1) if reduction == "mean" else 1.0
+    arrays = (problem.y, problem.weight, problem.pos_weight)
+    if with_loss and reduction != "none" and all_finite(xp, z):
+        rule = partial(elementwise_grad_and_loss, xp, label_smoothing=e, convention=convention,
+                       scale=scale)  # fmt: skip
+        grad, total = elementwise(xp, rule, z, *arrays, pair=True)
+        loss = total * mean_scale(xp, element_count(xp, z)) if reduction == "mean" else total
+        return as_dtype(xp, loss, problem.dtype), as_dtype(xp, grad, problem.dtype)
     rule = partial(elementwise_grad, xp, label_smoothing=e, convention=convention, scale=scale)
-    grad = elementwise(xp, rule, z, problem.y, problem.weight, problem.pos_weight)
-    return as_dtype(xp, grad, problem.dtype)
+    grad = as_dtype(xp, elementwise(xp, rule, z, *arrays), problem.dtype)
+    if not with_loss:
+        return grad
+    return sigmoid_binary_cross_entropy(logits, targets, **options), grad
