@@ -383,6 +383,19 @@ def test_bce_is_finite_at_infinite_logits():
     assert torch.isnan(F.binary_cross_entropy_with_logits(x[:1], t[:1]))  # PyTorch: #49844
 
 
+def test_bce_gradient_keeps_subnormal_sigmoids(cpu_blocks):
+    """torch.sigmoid flushes sigmoid(z) to 0 below z = -88.7 in float32 (exp(-z) overflows):
+    rows that reach there take the exact rule, the others torch's kernel; both against the
+    float64 sigmoid rounded to float32."""
+    z = torch.tensor([[-100.0, -95.0, -89.0, -50.0], [0.5, -3.0, 50.0, -80.0]])
+    assert torch.sigmoid(z)[0, 0] == 0  # what the exact rule must not do
+    x = z.clone().requires_grad_()
+    ce.sigmoid_binary_cross_entropy(x, torch.zeros_like(z), reduction="sum").backward()
+    want = torch.sigmoid(z.double()).float()
+    assert want[0, 0] > 0
+    torch.testing.assert_close(x.grad, want, rtol=1.3e-6, atol=0)
+
+
 # ----------------------------------------------------------------- focal loss
 
 

@@ -27,6 +27,7 @@ from .._dispatch import elementwise
 from .._namespace import all_finite, is_concrete
 from .._semantics import (
     SoftmaxCE,
+    binary_targets,
     focal_loss,
     focal_slope,
     limit_rows,
@@ -322,7 +323,7 @@ class _BCEWithLogits(torch.autograd.Function):
         s = grad.to(dtype)
         if reduction == "mean":
             s = s / max(z.numel(), 1)
-        rule = partial(elementwise_grad, xp, label_smoothing=e, convention=convention, scale=1.0)
+        rule = partial(_bce_grad, xp, label_smoothing=e, convention=convention)
         grad_z = elementwise(xp, rule, z, *arrays)
         grad_z = grad_z.mul_(s)
         grad_y = None
@@ -335,6 +336,30 @@ class _BCEWithLogits(torch.autograd.Function):
             on_target = smoothing_of(e, 2, convention).on_target
             grad_y = (on_target * s * dy).to(target.dtype)
         return grad_z.to(logits.dtype), grad_y, None, None, None, None
+
+
+def _bce_grad(
+    xp: Any, z: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None,
+    pos_weight: torch.Tensor | None, *, label_smoothing: float, convention: str,
+) -> torch.Tensor:  # fmt: skip
+    """d loss / d z element-wise (a block of it on CPU): ``torch.sigmoid(z) - y`` where that is
+    exact, else the core's rule.
+
+    torch's sigmoid is one fused pass (the core's rule takes exp(-|z|), a select and a
+    division: 1.35x PyTorch's forward + backward at 65536 x 1000), exact to rounding except
+    below -log(finfo.max) (-88.7 in float32), where exp(-z) overflows and it flushes the
+    (subnormal) sigmoid to 0: the block's minimum decides.
+    """
+    if (
+        pos_weight is None
+        and is_concrete(z)
+        and z.numel()
+        and float(z.min()) > -math.log(torch.finfo(z.dtype).max)
+    ):
+        grad = torch.sigmoid(z).sub_(binary_targets(xp, y, label_smoothing, convention))
+        return grad if weight is None else grad.mul_(weight)
+    return elementwise_grad(xp, z, y, weight, pos_weight, label_smoothing=label_smoothing,
+                            convention=convention, scale=1.0)  # fmt: skip
 
 
 def _binary_operands(
