@@ -471,19 +471,22 @@ def _t(*shape, dtype=torch.float32):
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "match"),
     [
-        ((_t(D), _t(V, D), _t(dtype=torch.long)), {}, ValueError,
-         r"hidden must have shape \(N, D\) or \(B, T, D\); got shape \(8,\)"),
+        ((_t(), _t(V, D), _t(dtype=torch.long)), {}, ValueError,
+         r"hidden must have shape \(D,\), \(N, D\) or \(B, T, D\); got a 0-d array"),
         ((_t(4, D), _t(V, D + 1), _t(4, dtype=torch.long)), {}, ValueError,
          r"weight has 9 features per class .* hidden has 8"),
-        ((_t(4, D), _t(V, D, 1), _t(4, dtype=torch.long)), {}, ValueError,
+        ((_t(4, D), _t(V), _t(4, dtype=torch.long)), {}, ValueError,
          r"weight must have shape \(V, D\)"),
+        ((_t(4, D), _t(V, D, 1), _t(4, dtype=torch.long)), {}, ValueError,
+         r"weight has 1 features per class \(shape \(37, 8, 1\)\)"),
         ((_t(4, D), _t(V, D, dtype=F64), _t(4, dtype=torch.long)), {}, TypeError,
          r"same dtype; got torch.float32 and torch.float64"),
         ((_t(4, D, dtype=torch.long), _t(V, D), _t(4, dtype=torch.long)), {}, TypeError,
          r"hidden must be a floating array \(float16, bfloat16, float32 or float64\), "
          r"got torch.int64"),
         ((_t(4, D), _t(V, D), _t(4)), {}, TypeError,
-         r"targets must be an integer array of class indices, got torch.float32"),
+         r"targets of shape \(4,\) are class indices, which must be an integer array; got "
+         r"dtype torch.float32"),
         ((_t(2, 3, D), _t(V, D), _t(3, 2, dtype=torch.long)), {}, ValueError,
          r"targets must have shape \(2, 3\) .* got \(3, 2\)"),
         ((_t(4, D), _t(V, D), torch.tensor([0, 5, 37, -100])), {}, ValueError,
