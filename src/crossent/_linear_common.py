@@ -160,6 +160,38 @@ def check_probabilities(xp: Any, targets: Array, layout: HeadLayout) -> None:
     )  # fmt: skip
 
 
+def _given(value: Any) -> bool:
+    """Whether an option is set (not None, False or 0: the defaults of those refused below)."""
+    return (
+        value is not None
+        and value is not False
+        and not (isinstance(value, numbers.Number) and value == 0)
+    )
+
+
+def refuse_with_probabilities(**options: Any) -> None:
+    """A ValueError naming the first option set that probability targets do not take: they
+    have no target index (per-token outputs), no sequence position to shift, no vocabulary
+    slice of theirs."""
+    for name, value in options.items():
+        if _given(value):
+            raise ValueError(
+                f"{name}={value!r} is not supported with probability targets (they take the "
+                "loss options: class_weight, label_smoothing, z_loss, softcap, temperature, "
+                "sample_weight, normalizer, return_lse)"
+            )
+
+
+def refuse_with_k_dimensions(weight_shape: tuple[int, ...], **options: Any) -> None:
+    """A ValueError naming the first option set that a K-dimensional weight does not take."""
+    for name, value in options.items():
+        if _given(value):
+            raise ValueError(
+                f"{name}={value!r} is not supported with a K-dimensional weight of shape "
+                f"{weight_shape}"
+            )
+
+
 def validate_head(
     xp: Any,
     hidden: Array,

@@ -37,6 +37,8 @@ from .._linear_common import (
     check_probabilities,
     check_shift,
     head_layout,
+    refuse_with_k_dimensions,
+    refuse_with_probabilities,
     statistics,
     validate_class_weight,
     validate_head,
@@ -277,18 +279,6 @@ def _weighting(
     return torch.full((), float(normalizer), dtype=dtype, device=hidden.device)
 
 
-def _refuse_with_probabilities(**given: Any) -> None:
-    """The options the probability-target path does not take: each names a position's target
-    index (per-token outputs, a shift along the sequence) or a vocabulary slice."""
-    for name, value in given.items():
-        if value is not None and value is not False and value != 0:
-            raise ValueError(
-                f"{name}={value!r} is not supported with probability targets (the fused op "
-                "takes them with the loss options: class_weight, label_smoothing, z_loss, "
-                "softcap, temperature, sample_weight, normalizer, mean_group, return_lse)"
-            )
-
-
 def _squeeze_row(x: Any) -> Any:
     """A per-position result of the one-row call as the unbatched call's (a 0-d tensor)."""
     return x[0] if isinstance(x, torch.Tensor) and x.ndim == 1 else x
@@ -328,13 +318,8 @@ def _k_dimensional(
     The heads are views of ``weight`` (``unbind``, whose backward stacks their gradients into
     one tensor of the weight's shape); nothing of size N x C x prod(d) exists.
     """
-    for name in ("outputs", "shift", "process_group", "vocab_start", "mean_group"):
-        value = options[name]
-        if value is not None and value is not False and value != 0:
-            raise ValueError(
-                f"{name}={value!r} is not supported with a K-dimensional weight of shape "
-                f"{tuple(weight.shape)}"
-            )
+    refused = ("outputs", "shift", "process_group", "vocab_start", "mean_group")
+    refuse_with_k_dimensions(tuple(weight.shape), **{name: options[name] for name in refused})
     classes, m = layout.classes, math.prod(layout.out)
     batch, xp = layout.batch, _xp()
     heads = weight.reshape(classes, m, weight.shape[-1]).unbind(1)
@@ -609,7 +594,7 @@ def linear_cross_entropy(
     soft = layout.probabilities
     if soft:
         check_no_ignore_index(ignore_index)
-        _refuse_with_probabilities(
+        refuse_with_probabilities(
             outputs=outputs, shift=shift, process_group=process_group, vocab_start=vocab_start
         )
     shard = None
