@@ -418,6 +418,7 @@ MEMORY_CHILD = PEAK_PROBE + textwrap.dedent(
     w = torch.randn(v, d, generator=g).requires_grad_()
     y = torch.randint(0, v, (n,), generator=g)
     u = torch.randn(n, generator=g)
+    p = torch.softmax(torch.randn(n, v, generator=g), -1)  # before the measure: the user's
 
     def run(fn):
         def step():
@@ -433,6 +434,8 @@ MEMORY_CHILD = PEAK_PROBE + textwrap.dedent(
         "outputs": run(lambda: (lambda o: (o.loss + o.logprob.sum() + o.entropy.sum()).backward())(
             linear_cross_entropy(h, w, y, chunk_size=chunk, entropy_grad=True,
                                  outputs=("logprob", "entropy", "confidence")))),
+        "soft": run(lambda: linear_cross_entropy(
+            h, w, p, chunk_size=chunk, label_smoothing=0.1).backward()),
         "torch": run(lambda: F.cross_entropy(h @ w.T, y).backward()),
     }))
     """
@@ -446,7 +449,8 @@ def test_never_materializes_the_logits():
     Plain PyTorch, measured the same way, must show them (so the check can see them); crossent
     with 512-row chunks (8 MiB) stays under a quarter of their size, forward and backward, with
     gradients computed in forward ("mean") and recomputed in backward ("none"), and with the
-    per-token outputs differentiated (their second chunk buffer included).
+    per-token outputs differentiated (their second chunk buffer included), and against
+    probability targets.
     """
     n, d, v, chunk = 8192, 16, 4096, 512
     logits = n * v * 4
@@ -459,6 +463,8 @@ def test_never_materializes_the_logits():
     assert peaks["mean"] < logits / 4, peaks
     assert peaks["none"] < logits / 4, peaks
     assert peaks["outputs"] < logits / 4, peaks  # two chunk buffers, still no N x V
+    # probability targets (N x V themselves, allocated before): two chunk buffers
+    assert peaks["soft"] < logits / 4, peaks
 
 
 # ----------------------------------------------------------------- errors

@@ -30,7 +30,6 @@ from .._semantics import (
     SoftmaxCE,
     probability_ce_coefficient,
     probability_ce_loss,
-    probability_targets,
     softmax_ce_coefficients,
     softmax_ce_loss,
 )
@@ -424,11 +423,9 @@ class Sweep(Head):
         flat_tanh = torch.empty_like(flat) if cap is not None else None
         # a second chunk buffer: z - m for the entropy (forward), p beside log p (its gradient)
         need_aux = res.entropy is not None or res.argmax is not None or (grads and entropy_grad)
-        soft = tgt.soft is not None
-        # with probability targets: q * (z - m) (forward), and the chunk's target distribution
-        need_aux = need_aux or (soft and forward)
         flat_aux = torch.empty_like(flat) if need_aux else None
-        flat_q = torch.empty_like(flat) if soft else None
+        # with probability targets: the chunk's target distribution
+        flat_q = torch.empty_like(flat) if tgt.soft is not None else None
         # sum_i r_i h_i over all rows (the factored path's smoothing term of the weight gradient)
         smooth = torch.zeros(self.hidden.shape[1], dtype=dtype, device=device)
 
@@ -441,7 +438,7 @@ class Sweep(Head):
             self._chunk_logits(r0, r1, z, th)
             if flat_q is not None:
                 q = flat_q[: vocab * n].view(vocab, n)
-                self._soft_chunk(r0, r1, z, th, aux, q, lse_in, up if grads else None, res)
+                self._soft_chunk(r0, r1, z, th, q, lse_in, up if grads else None, res)
                 if grads:
                     self.accumulate(r0, r1, z, gh, gw, gb)
                 continue
@@ -520,10 +517,22 @@ class Sweep(Head):
         res.gh, res.gw, res.gb = gh, gw, gb
         return res
 
+    def _fill_targets(self, r0: int, r1: int, q: torch.Tensor) -> torch.Tensor:
+        """q (V, rows) = the chunk's weighted, smoothed targets :math:`w (\alpha y + \beta)`:
+        :func:`~crossent._semantics.probability_targets` computed in place (no temporary of
+        the chunk's size)."""
+        tgt, s = self.tgt, self.opts.rule.smoothing
+        assert tgt.soft is not None
+        q.copy_(tgt.soft[r0:r1].t())
+        if s.per_class > 0:
+            q.mul_(s.on_target).add_(s.per_class)
+        if tgt.class_weight is not None:
+            q.mul_(tgt.class_weight.unsqueeze(1))
+        return q
+
     def _soft_chunk(
-        self, r0: int, r1: int, z: torch.Tensor, th: torch.Tensor | None,
-        aux: torch.Tensor | None, q: torch.Tensor, lse_in: torch.Tensor | None,
-        up: Upstream | None, res: Result,
+        self, r0: int, r1: int, z: torch.Tensor, th: torch.Tensor | None, q: torch.Tensor,
+        lse_in: torch.Tensor | None, up: Upstream | None, res: Result,
     ) -> None:  # fmt: skip
         r"""One chunk against probability targets: its losses (forward) and, with ``up``, d/dz
         written into ``z``.
@@ -532,20 +541,18 @@ class Sweep(Head):
         :math:`\sum_c q_c (\operatorname{LSE} - z_c) = S \log\sum_c e^{z_c - m} - \sum_c
         q_c (z_c - m)`, :math:`S = \sum_c q_c`, and its gradient :math:`a p - q`
         (:func:`probability_ce_coefficient`). The softmax is shifted by the row maxima (there
-        is no target logit to shift by). ``q`` is a chunk buffer that receives the targets.
+        is no target logit to shift by). ``q`` is a chunk buffer that receives the targets
+        (twice in a forward with gradients: once multiplied into q (z - m) for the loss, once
+        for the gradient; a copy instead of a third chunk buffer).
         """
-        tgt, rule = self.tgt, self.opts.rule
-        assert tgt.soft is not None
-        q.copy_(tgt.soft[r0:r1].t())
-        cw = None if tgt.class_weight is None else tgt.class_weight.unsqueeze(1)
-        q = probability_targets(_xp(), rule, q, cw)
-        q_sum = q.sum(0)
+        rule = self.opts.rule
+        q_sum = self._fill_targets(r0, r1, q).sum(0)
         if lse_in is None:
-            assert aux is not None and res.loss is not None
+            assert res.loss is not None
             m = z.amax(0)
             m = torch.where(torch.isfinite(m), m, 0)  # a row without a finite max: shift 0
             z.sub_(m)
-            qz = torch.mul(q, z, out=aux).sum(0)
+            qz = q.mul_(z).sum(0)
             sum_exp = z.exp_().sum(0)
             log_sum = sum_exp.log()
             lse = m + log_sum
@@ -554,6 +561,7 @@ class Sweep(Head):
             res.loss[r0:r1] = probability_ce_loss(_xp(), rule, cross=cross, lse=lse)
             if up is None:
                 return
+            self._fill_targets(r0, r1, q)
             c = 1 / sum_exp  # z holds exp(z - m); p = exp(z - m) / sum_exp
         else:
             lse = lse_in[r0:r1]
