@@ -10,7 +10,6 @@ gradient of the per-token weights, ``vmap`` and ``jit`` come for free).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,6 @@ import jax.numpy as jnp
 from jax import lax
 
 from .._linear_common import (
-    HeadLayout,
     LinearCEOutput,
     assemble,
     balanced_chunk,
@@ -28,13 +26,13 @@ from .._linear_common import (
     check_probabilities,
     check_shift,
     head_layout,
-    refuse_with_k_dimensions,
     refuse_with_probabilities,
     statistics,
     validate_class_weight,
     validate_head,
     validate_targets,
 )
+from .._linear_layouts import k_dimensional, unbatched
 from .._semantics import SoftmaxCE, denominator, reduce, z_loss_rows
 from .._validation import (
     check_fraction,
@@ -67,78 +65,6 @@ def _shift(x: Any, k: int, fill: Any) -> Any:
     """x[..., t + k] at position t, the last k positions filled (the target travels with its
     weight: the last k positions of each sequence are unscored)."""
     return jnp.concatenate([x[..., k:], jnp.full_like(x[..., :k], fill)], axis=-1)
-
-
-def _squeeze_row(x: Any) -> Any:
-    """A per-position result of the one-row call as the unbatched call's (0-d)."""
-    return x[0] if getattr(x, "ndim", 0) == 1 else x
-
-
-def _unbatched(hidden: Any, weight: Any, targets: Any, options: dict[str, Any]) -> Any:
-    """The call on one hidden state (D,): that of the batch of one row, squeezed."""
-    if check_shift(options["shift"]):
-        raise ValueError(
-            f"shift={options['shift']!r} needs a sequence axis; hidden of shape "
-            f"{tuple(hidden.shape)} has none"
-        )
-    sw = options["sample_weight"]
-    options = {**options, "sample_weight": None if sw is None else sw[None]}
-    out = linear_cross_entropy(hidden[None], weight, targets[None], **options)
-    return jax.tree_util.tree_map(_squeeze_row, out)
-
-
-def _k_dimensional(
-    layout: HeadLayout, hidden: Any, weight: Any, targets: Any, options: dict[str, Any]
-) -> Any:
-    """A weight (C, d1, ..., dK, D): one head of C classes per position of (d1, ..., dK),
-    each a fused call on the same hidden states with the denominator of their common mean
-    (see :func:`crossent.torch.linear_cross_entropy`)."""
-    refuse_with_k_dimensions(
-        tuple(weight.shape), outputs=options["outputs"], shift=options["shift"],
-        vocab_axis=options["vocab_axis"],
-    )  # fmt: skip
-    classes, m, batch = layout.classes, math.prod(layout.out), layout.batch
-    w3 = weight.reshape(classes, m, weight.shape[-1])
-    bias = options["bias"]
-    b2 = None if bias is None else bias.reshape(classes, m)
-    if layout.probabilities:
-        check_probabilities(jnp, targets, layout)  # here, to name the (row, position)
-        y = targets.reshape(*batch, classes, m)
-    else:
-        y = targets.reshape(*batch, m)
-    sw = options["sample_weight"]
-    s2 = None if sw is None else sw.reshape(*batch, m)
-    normalizer, reduction = options["normalizer"], options["reduction"]
-    if reduction == "mean" and normalizer is None:
-        # the mean over every position: sum_i w[y_i] over the valid targets of all heads (the
-        # number of positions with probability targets), as F.cross_entropy's
-        if layout.probabilities:
-            normalizer = float(math.prod(layout.loss_shape))
-        else:
-            cw = options["class_weight"]
-            validate_class_weight(jnp, hidden, cw, classes, devices=False)
-            check_index_targets(jnp, targets, classes, int(options["ignore_index"]))
-            dtype = compute_dtype(hidden.dtype)
-            cw = None if cw is None else lax.stop_gradient(cw.astype(dtype))
-            data = index_target_data(jnp, targets, cw, int(options["ignore_index"]), dtype)
-            normalizer = lax.stop_gradient(jnp.sum(data.w_t))
-    results = [
-        linear_cross_entropy(
-            hidden, w3[:, j], y[..., j],
-            **{**options, "bias": None if b2 is None else b2[:, j],
-               "sample_weight": None if s2 is None else s2[..., j], "normalizer": normalizer},
-        )
-        for j in range(m)
-    ]  # fmt: skip
-    lse = None
-    if options["return_lse"]:
-        results, lses = (list(x) for x in zip(*results, strict=True))
-        lse = jnp.stack(lses, -1).reshape(layout.loss_shape)
-    if reduction == "none":
-        loss = jnp.stack(results, -1).reshape(layout.loss_shape)
-    else:
-        loss = jnp.sum(jnp.stack(results), axis=0)
-    return loss if lse is None else (loss, lse)
 
 
 def linear_cross_entropy(
@@ -273,9 +199,14 @@ def linear_cross_entropy(
     if sample_weight is not None:
         check_sample_weight(jnp, sample_weight, layout.loss_shape)
     if layout.out:
-        return _k_dimensional(layout, hidden, weight, targets, options)
+        return k_dimensional(
+            jnp, linear_cross_entropy, layout, hidden, weight, targets, options,
+            unbind=lambda x, axis: jnp.unstack(x, axis=axis),
+            refused=("outputs", "shift", "vocab_axis"), dtype=compute_dtype(hidden.dtype),
+            devices=False,
+        )  # fmt: skip
     if not layout.batch:
-        return _unbatched(hidden, weight, targets, options)
+        return unbatched(linear_cross_entropy, hidden, weight, targets, options)
     soft = layout.probabilities
     validate_head(jnp, hidden, weight, bias, chunk_size, devices=False)
     if soft:

@@ -20,7 +20,6 @@ log-sum-exp, once for the loss and those outputs together.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +28,6 @@ from torch.autograd.function import once_differentiable
 
 from .._linear_common import (
     CHUNK_BYTES,
-    HeadLayout,
     LinearCEOutput,
     assemble,
     check_outputs,
@@ -37,13 +35,13 @@ from .._linear_common import (
     check_probabilities,
     check_shift,
     head_layout,
-    refuse_with_k_dimensions,
     refuse_with_probabilities,
     statistics,
     validate_class_weight,
     validate_head,
     validate_targets,
 )
+from .._linear_layouts import k_dimensional, unbatched
 from .._namespace import is_concrete
 from .._semantics import SoftmaxCE, denominator, loss_row_scale, reduce, z_loss_rows
 from .._validation import (
@@ -59,7 +57,6 @@ from .._validation import (
     check_smoothing_convention,
     check_softcap,
 )
-from ..losses._problem import index_target_data
 from . import _linear_parallel as _parallel
 from . import _linear_sweep as _sweep
 from ._functions import _xp, compute_dtype
@@ -277,92 +274,6 @@ def _weighting(
         # from pageable host memory would synchronize the stream)
         normalizer = float(normalizer)
     return torch.full((), float(normalizer), dtype=dtype, device=hidden.device)
-
-
-def _squeeze_row(x: Any) -> Any:
-    """A per-position result of the one-row call as the unbatched call's (a 0-d tensor)."""
-    return x[0] if isinstance(x, torch.Tensor) and x.ndim == 1 else x
-
-
-def _unbatched(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, options: dict[str, Any]
-) -> Any:
-    """The call on one hidden state (D,): that of the batch of one row, per-position results
-    squeezed to 0-d (PyTorch's unbatched input)."""
-    if check_shift(options["shift"]):
-        raise ValueError(
-            f"shift={options['shift']!r} needs a sequence axis; hidden of shape "
-            f"{tuple(hidden.shape)} has none"
-        )
-    sw = options["sample_weight"]
-    options = {**options, "sample_weight": None if sw is None else sw.unsqueeze(0)}
-    out = linear_cross_entropy(hidden.unsqueeze(0), weight, targets.unsqueeze(0), **options)
-    if isinstance(out, tuple):
-        return tuple(_squeeze_row(x) for x in out)
-    if isinstance(out, LinearCEOutput):
-        fields = {f.name: _squeeze_row(getattr(out, f.name)) for f in dataclasses.fields(out)}
-        return LinearCEOutput(**fields)
-    return _squeeze_row(out)
-
-
-def _k_dimensional(
-    layout: HeadLayout,
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    options: dict[str, Any],
-) -> Any:
-    """A weight (C, d1, ..., dK, D): one head of C classes per position j of (d1, ..., dK),
-    each a fused call on the same hidden states, with the denominator of their common mean.
-
-    The heads are views of ``weight`` (``unbind``, whose backward stacks their gradients into
-    one tensor of the weight's shape); nothing of size N x C x prod(d) exists.
-    """
-    refused = ("outputs", "shift", "process_group", "vocab_start", "mean_group")
-    refuse_with_k_dimensions(tuple(weight.shape), **{name: options[name] for name in refused})
-    classes, m = layout.classes, math.prod(layout.out)
-    batch, xp = layout.batch, _xp()
-    heads = weight.reshape(classes, m, weight.shape[-1]).unbind(1)
-    bias = options["bias"]
-    biases = [None] * m if bias is None else bias.reshape(classes, m).unbind(1)
-    if layout.probabilities:
-        check_probabilities(xp, targets, layout)  # here, to name the (row, position)
-        per_head = targets.reshape(*batch, classes, m).unbind(-1)
-    else:
-        per_head = targets.reshape(*batch, m).unbind(-1)
-    sw = options["sample_weight"]
-    weights = [None] * m if sw is None else sw.reshape(*batch, m).unbind(-1)
-    normalizer, reduction = options["normalizer"], options["reduction"]
-    if reduction == "mean" and normalizer is None:
-        # the mean over every position: sum_i w[y_i] over the valid targets of all heads (the
-        # number of positions with probability targets), as F.cross_entropy's
-        if layout.probabilities:
-            normalizer = float(math.prod(layout.loss_shape))
-        else:
-            cw = options["class_weight"]
-            validate_class_weight(xp, hidden, cw, classes)
-            check_index_targets(xp, targets, classes, int(options["ignore_index"]))
-            dtype = compute_dtype(hidden.dtype)
-            cw = None if cw is None else cw.to(dtype)
-            normalizer = index_target_data(xp, targets, cw, options["ignore_index"], dtype)
-            normalizer = normalizer.w_t.sum()
-    results = [
-        linear_cross_entropy(
-            hidden, heads[j], per_head[j],
-            **{**options, "bias": biases[j], "sample_weight": weights[j], "normalizer": normalizer},
-        )
-        for j in range(m)
-    ]  # fmt: skip
-    if options["return_lse"]:
-        losses, lses = zip(*results, strict=True)
-        lse = torch.stack(lses, -1).reshape(layout.loss_shape)
-    else:
-        losses, lse = tuple(results), None
-    if reduction == "none":
-        loss = torch.stack(losses, -1).reshape(layout.loss_shape)
-    else:
-        loss = torch.stack(losses).sum(0)
-    return loss if lse is None else (loss, lse)
 
 
 def linear_cross_entropy(
@@ -588,9 +499,14 @@ def linear_cross_entropy(
     if sample_weight is not None:
         check_sample_weight(_xp(), sample_weight, layout.loss_shape)
     if layout.out:
-        return _k_dimensional(layout, hidden, weight, targets, options)
+        return k_dimensional(
+            _xp(), linear_cross_entropy, layout, hidden, weight, targets, options,
+            unbind=lambda x, axis: x.unbind(axis),
+            refused=("outputs", "shift", "process_group", "vocab_start", "mean_group"),
+            dtype=compute_dtype(hidden.dtype),
+        )  # fmt: skip
     if not layout.batch:
-        return _unbatched(hidden, weight, targets, options)
+        return unbatched(linear_cross_entropy, hidden, weight, targets, options)
     soft = layout.probabilities
     if soft:
         check_no_ignore_index(ignore_index)
