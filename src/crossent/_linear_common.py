@@ -23,10 +23,15 @@ from ._validation import (
     check_class_vector,
     check_floating,
     check_integer,
+    check_rows_sum_to_one,
     check_same_device,
+    check_unit_interval,
 )
 
-__all__ = ["CHUNK_BYTES", "MIN_CHUNK_ROWS", "OUTPUTS", "LinearCEOutput", "balanced_chunk"]
+__all__ = [
+    "CHUNK_BYTES", "MIN_CHUNK_ROWS", "OUTPUTS", "HeadLayout", "LinearCEOutput", "balanced_chunk",
+    "head_layout",
+]  # fmt: skip
 
 
 #: Bytes of the fused cross-entropy's per-chunk logits buffer when ``chunk_size`` is None.
@@ -65,6 +70,126 @@ def balanced_chunk(
     rows = max(1, min(max(budget // (4 * max(vocab, 1)), min_rows), num_rows))
     chunks = -(-num_rows // rows) if num_rows else 1
     return max(1, -(-num_rows // chunks))
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """The shapes of one call, in PyTorch's ``F.linear_cross_entropy`` conventions.
+
+    hidden is (*batch, D) (``batch`` may be empty: one unbatched row), weight (C, *out, D):
+    ``classes`` = C classes for each of the prod(out) positions of a K-dimensional loss
+    (``out`` = (d1, ..., dK), empty for the usual (C, D) head); the logits are
+    (*batch, C, *out). Targets are class indices (*batch, *out) or, with ``probabilities``,
+    a distribution over the classes (*batch, C, *out).
+    """
+
+    batch: tuple[int, ...]
+    classes: int
+    out: tuple[int, ...]
+    probabilities: bool
+
+    @property
+    def loss_shape(self) -> tuple[int, ...]:
+        """The shape of ``reduction="none"``: one loss per scored position."""
+        return (*self.batch, *self.out)
+
+
+def head_layout(xp: Any, hidden: Array, weight: Array, targets: Array, bias: Array | None = None
+                ) -> HeadLayout:  # fmt: skip
+    """Check the shapes of hidden, weight, targets (and bias) against each other; the layout.
+
+    Integer targets are class indices, floating ones probabilities (of the logits' shape, as
+    PyTorch tells them apart); anything else is a TypeError, a mismatched shape a ValueError
+    naming both shapes.
+    """
+    if hidden.ndim < 1:
+        raise ValueError("hidden must have shape (D,), (N, D) or (B, T, D); got a 0-d array")
+    if weight.ndim < 2:
+        raise ValueError(
+            "weight must have shape (V, D), one row per class, or (C, d1, ..., dK, D) for a "
+            f"K-dimensional loss; got shape {tuple(weight.shape)}"
+        )
+    if weight.shape[-1] != hidden.shape[-1]:
+        raise ValueError(
+            f"weight has {weight.shape[-1]} features per class (shape {tuple(weight.shape)}) "
+            f"but hidden has {hidden.shape[-1]} (shape {tuple(hidden.shape)}); they must be "
+            "equal"
+        )
+    batch = tuple(int(n) for n in hidden.shape[:-1])
+    classes, out = int(weight.shape[0]), tuple(int(n) for n in weight.shape[1:-1])
+    if bias is not None and tuple(bias.shape) != (classes, *out):
+        raise ValueError(
+            f"bias must have shape {(classes, *out)} (weight's {tuple(weight.shape)} without "
+            f"the features); got {tuple(bias.shape)}"
+        )
+    indices, dims = (*batch, *out), (*batch, classes, *out)
+    what = f"hidden {tuple(hidden.shape)} and weight {tuple(weight.shape)}"
+    if xp.isdtype(targets.dtype, "integral"):
+        if tuple(targets.shape) != indices:
+            raise ValueError(
+                f"class-index targets must have shape {indices} for {what}; got "
+                f"{tuple(targets.shape)}"
+            )
+        return HeadLayout(batch, classes, out, probabilities=False)
+    if not xp.isdtype(targets.dtype, "real floating"):
+        raise TypeError(
+            f"targets must be integer class indices or probabilities, got dtype {targets.dtype}"
+        )
+    if tuple(targets.shape) == indices:
+        raise TypeError(
+            f"targets of shape {indices} are class indices, which must be an integer array; "
+            f"got dtype {targets.dtype} (probability targets have the logits' shape {dims})"
+        )
+    if tuple(targets.shape) != dims:
+        raise ValueError(
+            f"probability targets must have the logits' shape {dims} for {what}; got "
+            f"{tuple(targets.shape)}"
+        )
+    return HeadLayout(batch, classes, out, probabilities=True)
+
+
+def check_probabilities(xp: Any, targets: Array, layout: HeadLayout) -> None:
+    """Probability targets in [0, 1] whose distributions (along the class axis) sum to 1, else
+    a ValueError naming the first offending value or row (where the data can be read)."""
+    check_unit_interval(xp, targets, "probability targets")
+    class_axis = len(layout.batch)
+    rows = targets if not layout.out else xp.moveaxis(targets, class_axis, -1)
+    check_rows_sum_to_one(
+        xp, rows, "probability targets",
+        remedy="divide each by its sum; to leave a sample out, give it a sample_weight of 0",
+    )  # fmt: skip
+
+
+def _given(value: Any) -> bool:
+    """Whether an option is set (not None, False or 0: the defaults of those refused below)."""
+    return (
+        value is not None
+        and value is not False
+        and not (isinstance(value, numbers.Number) and value == 0)
+    )
+
+
+def refuse_with_probabilities(**options: Any) -> None:
+    """A ValueError naming the first option set that probability targets do not take: they
+    have no target index (per-token outputs), no sequence position to shift, no vocabulary
+    slice of theirs."""
+    for name, value in options.items():
+        if _given(value):
+            raise ValueError(
+                f"{name}={value!r} is not supported with probability targets (they take the "
+                "loss options: class_weight, label_smoothing, z_loss, softcap, temperature, "
+                "sample_weight, normalizer, return_lse)"
+            )
+
+
+def refuse_with_k_dimensions(weight_shape: tuple[int, ...], **options: Any) -> None:
+    """A ValueError naming the first option set that a K-dimensional weight does not take."""
+    for name, value in options.items():
+        if _given(value):
+            raise ValueError(
+                f"{name}={value!r} is not supported with a K-dimensional weight of shape "
+                f"{weight_shape}"
+            )
 
 
 def validate_head(
@@ -135,6 +260,13 @@ def validate_targets(
         )
     if devices:
         check_same_device(targets, "targets", hidden)
+    validate_class_weight(xp, hidden, class_weight, vocab, devices=devices)
+
+
+def validate_class_weight(
+    xp: Any, hidden: Array, class_weight: Array | None, vocab: int, *, devices: bool = True
+) -> None:
+    """Check the class weights: finite, >= 0, one per class of the whole vocabulary."""
     if class_weight is not None:
         check_floating(xp, class_weight, "class_weight")
         if devices:

@@ -310,9 +310,14 @@ def broadcast_weights(xp: Any, weights: Array, shape: tuple[int, ...], name: str
     return xp.broadcast_to(weights, shape)
 
 
-def check_rows_sum_to_one(xp: Any, p: Array, name: str) -> None:
+#: What check_rows_sum_to_one suggests by default (the losses on probabilities have the option).
+RENORMALIZE_HINT = "pass renormalize=True to divide each row by its sum, as Keras does"
+
+
+def check_rows_sum_to_one(xp: Any, p: Array, name: str, *, remedy: str = RENORMALIZE_HINT) -> None:
     """Every row of ``p`` (classes last) sums to 1 within max(1e-3, sqrt(eps) of its dtype),
-    else a ValueError naming the first row and its sum (skipped where the data cannot be read).
+    else a ValueError naming the first row and its sum (skipped where the data cannot be read);
+    ``remedy`` ends the message (what the caller's function offers).
 
     The tolerance lets rounded probabilities (a float16 softmax) and a finite-difference step
     through; what it catches is far off: sigmoid outputs of a multi-label model, logits.
@@ -326,6 +331,17 @@ def check_rows_sum_to_one(xp: Any, p: Array, name: str) -> None:
         index, value = found
         raise ValueError(
             f"{name} must sum to 1 along the class axis; the row at index "
-            f"{format_index(index) if index else '()'} sums to {value:.6g} (pass "
-            f"renormalize=True to divide each row by its sum, as Keras does)"
+            f"{format_index(index) if index else '()'} sums to {value:.6g} ({remedy})"
+        )
+
+
+def check_no_ignore_index(ignore_index: int | None) -> None:
+    """Probability targets take no ``ignore_index`` (None or the default ``-100`` mean none),
+    else a ValueError naming it: PyTorch raises too, there is no index to compare with a row of
+    probabilities."""
+    if ignore_index not in (None, -100):
+        raise ValueError(
+            f"ignore_index={ignore_index} applies to class-index targets only; probability "
+            "targets have no index to ignore (to leave a sample out, give it a sample_weight "
+            "of 0)"
         )

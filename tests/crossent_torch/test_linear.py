@@ -418,6 +418,7 @@ MEMORY_CHILD = PEAK_PROBE + textwrap.dedent(
     w = torch.randn(v, d, generator=g).requires_grad_()
     y = torch.randint(0, v, (n,), generator=g)
     u = torch.randn(n, generator=g)
+    p = torch.softmax(torch.randn(n, v, generator=g), -1)  # before the measure: the user's
 
     def run(fn):
         def step():
@@ -433,6 +434,8 @@ MEMORY_CHILD = PEAK_PROBE + textwrap.dedent(
         "outputs": run(lambda: (lambda o: (o.loss + o.logprob.sum() + o.entropy.sum()).backward())(
             linear_cross_entropy(h, w, y, chunk_size=chunk, entropy_grad=True,
                                  outputs=("logprob", "entropy", "confidence")))),
+        "soft": run(lambda: linear_cross_entropy(
+            h, w, p, chunk_size=chunk, label_smoothing=0.1).backward()),
         "torch": run(lambda: F.cross_entropy(h @ w.T, y).backward()),
     }))
     """
@@ -446,7 +449,8 @@ def test_never_materializes_the_logits():
     Plain PyTorch, measured the same way, must show them (so the check can see them); crossent
     with 512-row chunks (8 MiB) stays under a quarter of their size, forward and backward, with
     gradients computed in forward ("mean") and recomputed in backward ("none"), and with the
-    per-token outputs differentiated (their second chunk buffer included).
+    per-token outputs differentiated (their second chunk buffer included), and against
+    probability targets.
     """
     n, d, v, chunk = 8192, 16, 4096, 512
     logits = n * v * 4
@@ -459,6 +463,8 @@ def test_never_materializes_the_logits():
     assert peaks["mean"] < logits / 4, peaks
     assert peaks["none"] < logits / 4, peaks
     assert peaks["outputs"] < logits / 4, peaks  # two chunk buffers, still no N x V
+    # probability targets (N x V themselves, allocated before): two chunk buffers
+    assert peaks["soft"] < logits / 4, peaks
 
 
 # ----------------------------------------------------------------- errors
@@ -471,19 +477,22 @@ def _t(*shape, dtype=torch.float32):
 @pytest.mark.parametrize(
     ("args", "kwargs", "error", "match"),
     [
-        ((_t(D), _t(V, D), _t(dtype=torch.long)), {}, ValueError,
-         r"hidden must have shape \(N, D\) or \(B, T, D\); got shape \(8,\)"),
+        ((_t(), _t(V, D), _t(dtype=torch.long)), {}, ValueError,
+         r"hidden must have shape \(D,\), \(N, D\) or \(B, T, D\); got a 0-d array"),
         ((_t(4, D), _t(V, D + 1), _t(4, dtype=torch.long)), {}, ValueError,
          r"weight has 9 features per class .* hidden has 8"),
-        ((_t(4, D), _t(V, D, 1), _t(4, dtype=torch.long)), {}, ValueError,
+        ((_t(4, D), _t(V), _t(4, dtype=torch.long)), {}, ValueError,
          r"weight must have shape \(V, D\)"),
+        ((_t(4, D), _t(V, D, 1), _t(4, dtype=torch.long)), {}, ValueError,
+         r"weight has 1 features per class \(shape \(37, 8, 1\)\)"),
         ((_t(4, D), _t(V, D, dtype=F64), _t(4, dtype=torch.long)), {}, TypeError,
          r"same dtype; got torch.float32 and torch.float64"),
         ((_t(4, D, dtype=torch.long), _t(V, D), _t(4, dtype=torch.long)), {}, TypeError,
          r"hidden must be a floating array \(float16, bfloat16, float32 or float64\), "
          r"got torch.int64"),
         ((_t(4, D), _t(V, D), _t(4)), {}, TypeError,
-         r"targets must be an integer array of class indices, got torch.float32"),
+         r"targets of shape \(4,\) are class indices, which must be an integer array; got "
+         r"dtype torch.float32"),
         ((_t(2, 3, D), _t(V, D), _t(3, 2, dtype=torch.long)), {}, ValueError,
          r"targets must have shape \(2, 3\) .* got \(3, 2\)"),
         ((_t(4, D), _t(V, D), torch.tensor([0, 5, 37, -100])), {}, ValueError,

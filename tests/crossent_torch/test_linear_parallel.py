@@ -200,6 +200,30 @@ def _module_case(rank, world, counter):
     counter.take()
 
 
+def _data_parallel_soft_case(rank, world, counter):
+    """mean_group= with probability targets: each rank's share of the mean over all rows, the
+    shares adding up to F.linear_cross_entropy's mean (loss and weight gradient)."""
+    ours, theirs, _, gen = inputs(71, shape=(40, 8))
+    p = torch.softmax(2 * torch.randn(40, V, generator=gen, dtype=F64), -1)
+    cuts = [0, 7, 40] if world == 2 else [0, 25, 26, 40]
+    r0, r1 = cuts[rank], cuts[rank + 1]
+    h, w = _leaf(ours[0][r0:r1]), _leaf(ours[1])
+    got = linear_cross_entropy(h, w, p[r0:r1].float(), label_smoothing=0.1,
+                               mean_group=dist.group.WORLD, chunk_size=3)  # fmt: skip
+    assert [op for op, _ in counter.take()] == ["SUM"]  # the count of rows, a 0-d tensor
+    got.backward()
+    want = torch.nn.functional.linear_cross_entropy(
+        *theirs[:2], p.float().to(F64), label_smoothing=0.1
+    )
+    want.backward()
+    total, gw = got.detach().clone(), w.grad.clone()
+    dist.all_reduce(total)
+    dist.all_reduce(gw)
+    torch.testing.assert_close(total.to(F64), want.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gw.to(F64), theirs[1].grad, rtol=1e-5, atol=1e-6)
+    counter.take()
+
+
 def _dtensor_case(rank, world, counter):
     """A DTensor head sharded over the vocabulary (Shard(0), torch's uneven chunks) takes the
     vocabulary-parallel path by itself, with plain (replicated) hidden states or DTensor ones
@@ -247,6 +271,9 @@ def _errors(rank, world):
     with pytest.raises(ValueError, match=r"same hidden states and targets on every rank.*rank 1"):
         linear_cross_entropy(torch.zeros(4, 8), torch.zeros(5, 8), torch.arange(4) + rank,
                              process_group=dist.group.WORLD, vocab_start=5 * rank)  # fmt: skip
+    with pytest.raises(ValueError, match=r"process_group=.* not supported with probability"):
+        linear_cross_entropy(torch.zeros(4, 8), torch.zeros(5, 8), torch.full((4, 5), 0.2),
+                             process_group=dist.group.WORLD, vocab_start=5 * rank)  # fmt: skip
     with pytest.raises(ValueError, match="mean_group= sets the denominator"):
         linear_cross_entropy(torch.zeros(4, 8), torch.zeros(5, 8), torch.zeros(4, dtype=torch.long),
                              reduction="sum", mean_group=dist.group.WORLD)  # fmt: skip
@@ -275,6 +302,7 @@ def _worker(rank, world, store_path):
                 sweep._host_shortcuts = shortcuts
             _data_parallel_case(rank, world, counter)
             _module_case(rank, world, counter)
+            _data_parallel_soft_case(rank, world, counter)
             _dtensor_case(rank, world, counter)
         _errors(rank, world)
         # every rank done before any tears gloo down: a rank that exits while a peer is still

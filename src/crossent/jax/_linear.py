@@ -23,15 +23,21 @@ from .._linear_common import (
     balanced_chunk,
     check_outputs,
     check_overflow,
+    check_probabilities,
     check_shift,
+    head_layout,
+    refuse_with_probabilities,
     statistics,
+    validate_class_weight,
     validate_head,
     validate_targets,
 )
+from .._linear_layouts import k_dimensional, unbatched
 from .._semantics import SoftmaxCE, denominator, reduce, z_loss_rows
 from .._validation import (
     check_fraction,
     check_index_targets,
+    check_no_ignore_index,
     check_nonnegative,
     check_normalizer,
     check_positive,
@@ -110,11 +116,21 @@ def linear_cross_entropy(
     Parameters
     ----------
     hidden : jax.Array
-        Hidden states, shape (N, D) or (B, T, D).
+        Hidden states, shape (N, D) or (B, T, D), or (D,) (one unbatched row; per-position
+        results are 0-d).
     weight : jax.Array
-        The classifier (unembedding) matrix, shape (V, D), same dtype as ``hidden``.
+        The classifier (unembedding) matrix, shape (V, D), same dtype as ``hidden``; or
+        (C, d1, ..., dK, D), a K-dimensional loss as ``F.linear_cross_entropy``'s (C classes
+        at each of the d1 x ... x dK positions; not with ``outputs``, ``shift`` or
+        ``vocab_axis``).
     targets : jax.Array
-        Integer class indices of shape ``hidden.shape[:-1]``.
+        Integer class indices of shape ``hidden.shape[:-1]`` (``(*hidden.shape[:-1], d1, ...,
+        dK)`` with a K-dimensional weight), or floating probability targets of the logits'
+        shape (``(*hidden.shape[:-1], V)``, ``(N, C, d1, ..., dK)``), as in
+        :func:`crossent.torch.linear_cross_entropy`: each distribution in [0, 1] and summing
+        to 1 (checked outside ``jit``), the mean over rows, no gradient, not with
+        ``outputs``, ``shift``, ``vocab_axis`` or a non-default ``ignore_index``. The memory
+        saved is then the logits' only: the targets are N x V themselves.
     bias, ignore_index, label_smoothing, smoothing_convention, z_loss, softcap, class_weight
         As in :func:`crossent.torch.linear_cross_entropy`. ``class_weight`` gets no gradient.
     sample_weight : jax.Array, optional
@@ -170,13 +186,38 @@ def linear_cross_entropy(
     >>> gh, gw = jax.grad(lambda h, w: linear_cross_entropy(h, w, y), argnums=(0, 1))(h, w)
     >>> gh.shape, gw.shape
     ((6, 4), (10, 4))
+
+    Probability targets (soft labels) against optax's loss on the materialized logits:
+
+    >>> p = jax.nn.softmax(jax.random.normal(k1, (6, 10)))
+    >>> soft = linear_cross_entropy(h, w, p)
+    >>> bool(jnp.allclose(soft, optax.softmax_cross_entropy(h @ w.T, p).mean(), rtol=1e-5))
+    True
     """
+    options = {k: v for k, v in locals().items() if k not in ("hidden", "weight", "targets")}
+    layout = head_layout(jnp, hidden, weight, targets, bias)
+    if sample_weight is not None:
+        check_sample_weight(jnp, sample_weight, layout.loss_shape)
+    if layout.out:
+        return k_dimensional(
+            jnp, linear_cross_entropy, layout, hidden, weight, targets, options,
+            unbind=lambda x, axis: jnp.unstack(x, axis=axis),
+            refused=("outputs", "shift", "vocab_axis"), dtype=compute_dtype(hidden.dtype),
+            devices=False,
+        )  # fmt: skip
+    if not layout.batch:
+        return unbatched(linear_cross_entropy, hidden, weight, targets, options)
+    soft = layout.probabilities
     validate_head(jnp, hidden, weight, bias, chunk_size, devices=False)
-    validate_targets(jnp, hidden, targets, class_weight, int(weight.shape[0]), devices=False)
+    if soft:
+        check_no_ignore_index(ignore_index)
+        refuse_with_probabilities(outputs=outputs, shift=shift, vocab_axis=vocab_axis)
+        validate_class_weight(jnp, hidden, class_weight, int(weight.shape[0]), devices=False)
+        check_probabilities(jnp, targets, layout)
+    else:
+        validate_targets(jnp, hidden, targets, class_weight, int(weight.shape[0]), devices=False)
     check_reduction(reduction)
     names = check_outputs(outputs, entropy_grad=entropy_grad, return_lse=return_lse)
-    if sample_weight is not None:
-        check_sample_weight(jnp, sample_weight, tuple(targets.shape))
     check_normalizer(normalizer)
     if normalizer is not None and reduction != "mean":
         raise ValueError(
@@ -192,11 +233,12 @@ def linear_cross_entropy(
         softcap=check_softcap(softcap),
     )
     rule.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
-    check_index_targets(jnp, targets, vocab, int(ignore_index))
     want = statistics(names)
     dtype = compute_dtype(hidden.dtype)
-    batch_shape = tuple(targets.shape)
+    batch_shape = layout.loss_shape
     k = check_shift(shift)
+    if not soft:
+        check_index_targets(jnp, targets, vocab, int(ignore_index))
     if k:
         targets = _shift(targets, k, ignore_index)
         sample_weight = None if sample_weight is None else _shift(sample_weight, k, 0)
@@ -217,16 +259,20 @@ def linear_cross_entropy(
         axis=vocab_axis,
     )
     cw = None if class_weight is None else lax.stop_gradient(class_weight.astype(dtype))
-    tg = index_target_data(
-        jnp, targets.reshape(-1), cw if vocab_axis is None else None, int(ignore_index), dtype
-    )
+    if soft:  # every row scored and counted once (PyTorch's mean over samples)
+        tg = index_target_data(jnp, jnp.zeros(n, jnp.int32), None, None, dtype)
+    else:
+        tg = index_target_data(
+            jnp, targets.reshape(-1), cw if vocab_axis is None else None, int(ignore_index), dtype
+        )
     w_t = tg.w_t
     if cw is not None and vocab_axis is not None:  # w[y] lives on the shard holding class y
         local = tg.index - lax.axis_index(vocab_axis) * weight.shape[0]
         here = (local >= 0) & (local < weight.shape[0])
         w_y = jnp.where(here, cw[jnp.clip(local, 0, weight.shape[0] - 1)], 0.0)
         w_t = jnp.where(tg.valid, lax.psum(w_y, vocab_axis), 0.0)
-    rows = Rows(tg.index, tg.valid, w_t, cw)
+    y = lax.stop_gradient(targets.reshape(n, -1)) if soft else None
+    rows = Rows(tg.index, tg.valid, w_t, cw, y)
     sw = None if sample_weight is None else sample_weight.reshape(-1).astype(dtype)
     norm = None if normalizer is None else jnp.asarray(normalizer, dtype)
     d = lax.stop_gradient(denominator(jnp.sum(w_t), norm))

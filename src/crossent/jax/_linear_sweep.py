@@ -39,6 +39,9 @@ from jax import lax
 from .._semantics import (
     SoftmaxCE,
     loss_row_scale,
+    probability_ce_coefficient,
+    probability_ce_loss,
+    probability_targets,
     reduce,
     softmax_ce_coefficients,
     softmax_ce_loss,
@@ -60,12 +63,15 @@ class Static(NamedTuple):
 
 class Rows(NamedTuple):
     """Per-row target data, (N,) each: the class index (0 where ignored), whether the row is
-    scored, the target's class weight (0 where ignored); and the class weights (V,) or None."""
+    scored, the target's class weight (0 where ignored); and the class weights (V,) or None.
+    With probability targets ``soft`` holds them, (N, V) (then every row is scored, index 0,
+    weight 1), and the loss is that of :func:`~crossent._semantics.probability_targets`."""
 
     index: Any
     valid: Any
     w_t: Any
     class_weight: Any
+    soft: Any = None
 
 
 def _zero_cotangent(x: Any) -> Any:
@@ -79,7 +85,10 @@ def compute_dtype(dtype: Any) -> Any:
 
 
 def _chunks(x: Any, chunk: int) -> Any:
-    """(N, ...) -> (N / chunk, chunk, ...), the rows padded with zeros to whole chunks."""
+    """(N, ...) -> (N / chunk, chunk, ...), the rows padded with zeros to whole chunks (None
+    stays None: an absent leaf of the scan's inputs)."""
+    if x is None:
+        return None
     pad = -x.shape[0] % chunk
     if pad:
         x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
@@ -122,12 +131,21 @@ def _w_sum(st: Static, weight: Any, cw: Any) -> Any:
 
 def _chunk_forward(st: Static, weight: Any, bias: Any, w_sum: Any, cw: Any, xs: Any) -> Any:
     """Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk."""
-    h, index, valid, w_t = xs
-    return _stats(st, _logits(st, h, weight, bias)[0], index, valid, w_t, w_sum, cw)
+    h, index, valid, w_t, soft = xs
+    return _stats(st, _logits(st, h, weight, bias)[0], index, valid, w_t, w_sum, cw, soft)
 
 
-def _stats(st: Static, z: Any, index: Any, valid: Any, w_t: Any, w_sum: Any, cw: Any) -> Any:
-    """Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk's logits."""
+def _soft_q(st: Static, soft: Any, cw: Any, dtype: Any) -> Any:
+    """The weighted, smoothed target distribution of a chunk of probability targets."""
+    return probability_targets(jnp, st.rule, soft.astype(dtype), cw)
+
+
+def _stats(
+    st: Static, z: Any, index: Any, valid: Any, w_t: Any, w_sum: Any, cw: Any, soft: Any = None
+) -> Any:
+    r"""Per-row (loss, log p_t, lse, entropy, top logit, argmax) of one chunk's logits; with
+    probability targets ``soft`` the loss is :math:`S \log\sum_c e^{z_c - m} - \sum_c q_c
+    (z_c - m)`, :math:`S = \sum_c q_c`, and log p_t is 0."""
     top = top_here = jnp.max(z, axis=1)
     if st.axis is not None:  # the first of the two collectives per row: the max
         top = lax.pmax(top_here, st.axis)
@@ -140,11 +158,14 @@ def _stats(st: Static, z: Any, index: Any, valid: Any, w_t: Any, w_sum: Any, cw:
     else:  # the target's logit is on one shard: 0 elsewhere
         onehot = _classes(st, z.shape[1])[None, :] == index[:, None]
         sums.append(jnp.sum(jnp.where(onehot, zs, 0.0), axis=1))
-    smoothing = st.rule.smoothing.per_class > 0
+    smoothing = st.rule.smoothing.per_class > 0 and soft is None  # (q holds it otherwise)
     if smoothing:  # sum_c w_c (z_c - m)
         sums.append(jnp.sum(zs, axis=1) if cw is None else zs @ cw)
     if st.entropy:  # sum_c e_c (z_c - m)
         sums.append(jnp.sum(e * zs, axis=1))
+    q = None if soft is None else _soft_q(st, soft, cw, z.dtype)
+    if q is not None:  # never sharded over the vocabulary (the entry refuses it)
+        sums.extend([jnp.sum(q, axis=1), jnp.sum(q * zs, axis=1)])
     if st.axis is not None:  # the second: every per-row sum at once
         sums = list(lax.psum(jnp.stack(sums), st.axis))
     sum_exp, zs_t = sums[0], sums[1]
@@ -155,13 +176,17 @@ def _stats(st: Static, z: Any, index: Any, valid: Any, w_t: Any, w_sum: Any, cw:
     if smoothing:
         # sum_c w_c (lse - z_c) = sum(w) log(sum exp) - sum_c w_c (z_c - m): no cancellation
         smooth_nll = w_sum * log_sum - sums[2]
-    loss = softmax_ce_loss(
-        jnp, st.rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse, w_t=w_t, valid=valid
-    )
-    logprob = jnp.where(valid, -nll_t, 0.0)
     zeros = jnp.zeros_like(lse)
+    if q is not None:
+        cross = sums[-2] * log_sum - sums[-1]
+        loss, logprob = probability_ce_loss(jnp, st.rule, cross=cross, lse=lse), zeros
+    else:
+        loss = softmax_ce_loss(
+            jnp, st.rule, nll_t=nll_t, smooth_nll=smooth_nll, lse=lse, w_t=w_t, valid=valid
+        )
+        logprob = jnp.where(valid, -nll_t, 0.0)
     # H = lse - sum_c p_c z_c = log(sum exp) - sum_c e_c (z_c - m) / sum exp
-    entropy = log_sum - sums[-1] / sum_exp if st.entropy else zeros
+    entropy = log_sum - sums[2 + smoothing] / sum_exp if st.entropy else zeros
     argmax = jnp.zeros_like(index)
     if st.top:
         argmax = _classes(st, z.shape[1])[jnp.argmax(z, axis=1)].astype(index.dtype)
@@ -174,7 +199,8 @@ def _stats(st: Static, z: Any, index: Any, valid: Any, w_t: Any, w_sum: Any, cw:
 def _forward(st: Static, hidden: Any, weight: Any, bias: Any, rows: Rows) -> tuple[Any, ...]:
     n = hidden.shape[0]
     w_sum = _w_sum(st, weight, rows.class_weight)
-    xs = tuple(_chunks(a, st.chunk) for a in (hidden, rows.index, rows.valid, rows.w_t))
+    per_row = (hidden, rows.index, rows.valid, rows.w_t, rows.soft)
+    xs = tuple(_chunks(a, st.chunk) for a in per_row)
     step = partial(_chunk_forward, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
     # a scan without a carry: XLA keeps one chunk's logits live at a time
     _, out = lax.scan(lambda c, x: (c, step(x)), None, xs)
@@ -200,10 +226,18 @@ def _dlogits(
     g_lp: Any = None, g_lse: Any = None, g_h: Any = None,
 ) -> Any:  # fmt: skip
     """d/dz of one chunk, ``A p + E p log p - B e_t - R w`` (module docstring), from the row
-    statistics and the upstream gradients of the loss rows (``g_loss``) and of the outputs."""
-    index, valid, w_t, lse, g_loss = xs
+    statistics and the upstream gradients of the loss rows (``g_loss``) and of the outputs;
+    against probability targets (``soft``), ``a p - q`` times ``g_loss``."""
+    index, valid, w_t, lse, g_loss, soft = xs
     log_p = z - lse[:, None]
     p = jnp.exp(log_p)
+    if soft is not None:
+        q = _soft_q(st, soft, cw, z.dtype)
+        a = probability_ce_coefficient(jnp, st.rule, q_sum=jnp.sum(q, axis=1), lse=lse)
+        g = g_loss[:, None] * (a[:, None] * p - q)
+        if st.temperature != 1.0:
+            g = g / st.temperature
+        return g if th is None else g * (1 - th * th)
     a, b, r = softmax_ce_coefficients(jnp, st.rule, lse=lse, w_t=w_t, valid=valid, w_sum=w_sum)
     a, b = g_loss * a, g_loss * b
     if g_lp is not None:
@@ -242,10 +276,10 @@ def _chunk_backward(
     st: Static, weight: Any, bias: Any, w_sum: Any, cw: Any, carry: Any, xs: Any
 ) -> tuple[Any, Any]:
     """The recomputing backward of one chunk (the logits again, from the saved lse)."""
-    h, index, valid, w_t, lse, entropy, g_loss, g_lp, g_lse, g_h = xs
+    h, index, valid, w_t, soft, lse, entropy, g_loss, g_lp, g_lse, g_h = xs
     z, th = _logits(st, h, weight, bias)
-    g = _dlogits(st, z, th, (index, valid, w_t, lse, g_loss), w_sum, cw, entropy, g_lp, g_lse,
-                 g_h)  # fmt: skip
+    g = _dlogits(st, z, th, (index, valid, w_t, lse, g_loss, soft), w_sum, cw, entropy, g_lp,
+                 g_lse, g_h)  # fmt: skip
     return _products(st, weight, h, g, carry)
 
 
@@ -260,7 +294,10 @@ def _sweep_bwd(st: Static, saved: tuple[Any, ...], grads: tuple[Any, ...]) -> tu
     g_loss, g_lp, g_lse, g_h = (g.astype(lse.dtype) for g in grads[:4])
     n = hidden.shape[0]
     w_sum = _w_sum(st, weight, rows.class_weight)
-    per_row = (hidden, rows.index, rows.valid, rows.w_t, lse, entropy, g_loss, g_lp, g_lse, g_h)
+    per_row = (
+        hidden, rows.index, rows.valid, rows.w_t, rows.soft, lse, entropy, g_loss, g_lp, g_lse,
+        g_h,
+    )  # fmt: skip
     xs = tuple(_chunks(a, st.chunk) for a in per_row)  # padded rows have zero upstream
     carry = _gradient_carry(weight, bias, lse.dtype)
     step = partial(_chunk_backward, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
@@ -297,10 +334,10 @@ def _chunk_fused(
     st: Static, weight: Any, bias: Any, w_sum: Any, cw: Any, carry: Any, xs: Any
 ) -> tuple[Any, Any]:
     """One chunk's statistics and gradients (for the per-row scale of the loss) in one go."""
-    h, index, valid, w_t, scale = xs
+    h, index, valid, w_t, soft, scale = xs
     z, th = _logits(st, h, weight, bias)
-    stats = _stats(st, z, index, valid, w_t, w_sum, cw)
-    g = _dlogits(st, z, th, (index, valid, w_t, stats[2], scale), w_sum, cw)
+    stats = _stats(st, z, index, valid, w_t, w_sum, cw, soft)
+    g = _dlogits(st, z, th, (index, valid, w_t, stats[2], scale, soft), w_sum, cw)
     carry, gh = _products(st, weight, h, g, carry)
     return carry, (stats, gh)
 
@@ -313,7 +350,7 @@ def _reduced_fwd(
     dtype = compute_dtype(hidden.dtype)
     w_sum = _w_sum(st, weight, rows.class_weight)
     scale = jnp.broadcast_to(loss_row_scale(jnp, reduction, d, sample_weight=sw), (n,))
-    per_row = (hidden, rows.index, rows.valid, rows.w_t, scale.astype(dtype))
+    per_row = (hidden, rows.index, rows.valid, rows.w_t, rows.soft, scale.astype(dtype))
     xs = tuple(_chunks(a, st.chunk) for a in per_row)  # padded rows have scale 0
     step = partial(_chunk_fused, st, weight.astype(st.mm_dtype), bias, w_sum, rows.class_weight)
     (gw, gb), (stats, gh) = lax.scan(step, _gradient_carry(weight, bias, dtype), xs)

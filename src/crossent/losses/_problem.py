@@ -18,6 +18,7 @@ from .._namespace import Array, as_dtype, default_int, namespace, result_dtype, 
 from .._validation import (
     check_class_vector,
     check_index_targets,
+    check_no_ignore_index,
     check_nonnegative_array,
     check_same_shape,
     check_unit_interval,
@@ -227,12 +228,7 @@ def prepare_classes(
         )
     if not allow_probability_targets:
         raise TypeError(f"targets must be integer class indices, got dtype {targets.dtype}")
-    if ignore_index not in (None, -100):
-        # PyTorch raises too: there is no index to compare with a row of probabilities
-        raise ValueError(
-            f"ignore_index={ignore_index} applies to class-index targets only; probability "
-            f"targets have no index to ignore (mask samples with where= instead)"
-        )
+    check_no_ignore_index(ignore_index)
     check_same_shape(values, targets, ("input", "probability targets"))
     check_unit_interval(xp, targets, "probability targets")
     y = class_last(xp, targets, axis)

@@ -32,16 +32,22 @@ from .._linear_common import (
     assemble,
     check_outputs,
     check_overflow,
+    check_probabilities,
     check_shift,
+    head_layout,
+    refuse_with_probabilities,
     statistics,
+    validate_class_weight,
     validate_head,
     validate_targets,
 )
+from .._linear_layouts import k_dimensional, unbatched
 from .._namespace import is_concrete
 from .._semantics import SoftmaxCE, denominator, loss_row_scale, reduce, z_loss_rows
 from .._validation import (
     check_fraction,
     check_index_targets,
+    check_no_ignore_index,
     check_nonnegative,
     check_normalizer,
     check_positive,
@@ -200,6 +206,8 @@ def _targets(
     forward: bool,
 ) -> Targets:
     """The sweep's targets: of the whole weight, or of this rank's slice of the vocabulary."""
+    if targets.is_floating_point():  # probabilities (N, V); never vocabulary-parallel
+        return Targets.probabilities(targets, class_weight, dtype, weight.shape[0])
     if shard is None:
         return Targets(targets, class_weight, opts.ignore_index, dtype, weight.shape[0])
     return _parallel.shard_targets(
@@ -233,21 +241,23 @@ def _validate(
     vocab: int,
 ) -> None:
     _validate_head(hidden, weight, bias, chunk_size)
-    validate_targets(_xp(), hidden, targets, class_weight, vocab)
+    if not targets.is_floating_point():
+        validate_targets(_xp(), hidden, targets, class_weight, vocab)
+        return
+    check_same_device(targets, "targets", hidden)
+    validate_class_weight(_xp(), hidden, class_weight, vocab)
 
 
 def _weighting(
     hidden: torch.Tensor,
-    targets: torch.Tensor,
     sample_weight: torch.Tensor | None,
     normalizer: torch.Tensor | float | None,
     reduction: str,
 ) -> torch.Tensor | None:
-    """Check the per-token weights and the normalizer; the normalizer as a 0-d tensor on
-    hidden's device in the compute dtype (None if not given)."""
-    xp = _xp()
+    """Check the per-token weights' device (their values and shape are checked on entry) and
+    the normalizer; the normalizer as a 0-d tensor on hidden's device in the compute dtype
+    (None if not given)."""
     if sample_weight is not None:
-        check_sample_weight(xp, sample_weight, tuple(targets.shape))
         check_same_device(sample_weight, "sample_weight", hidden)
     check_normalizer(normalizer)
     if normalizer is None:
@@ -310,7 +320,16 @@ def linear_cross_entropy(
         \quad D = \text{normalizer, else} \sum_i w_{y_i}
 
     over non-ignored rows ("sum": :math:`\sum_i s_i \ell_i`; "none": :math:`s_i \ell_i`); 0
-    with zero gradients when :math:`D = 0` (every target ignored). Sample weights never enter
+    with zero gradients when :math:`D = 0` (every target ignored). Against probability targets
+    :math:`y_{ic}` (PyTorch's rule, class weights and smoothing inside the sum):
+
+    .. math::
+
+        \ell_i = \sum_c w_c \bigl((1-e)\, y_{ic} + \tfrac{e}{V}\bigr)
+                 (\operatorname{LSE}(z_i) - z_{ic}) + \zeta \operatorname{LSE}(z_i)^2,
+        \qquad D = \text{normalizer, else the number of rows.}
+
+    Sample weights never enter
     :math:`D`: without them the mean is PyTorch's (class-weighted) mean; with them it is a mean
     over tokens, defined for negative weights (RL advantages) or weights that sum to 0; for a
     mean normalized by the weights pass ``normalizer=sample_weight.sum()``. Deterministic
@@ -320,15 +339,31 @@ def linear_cross_entropy(
     Parameters
     ----------
     hidden : torch.Tensor
-        Hidden states, shape (N, D) or (B, T, D).
+        Hidden states, shape (N, D) or (B, T, D), or (D,): one unbatched row, whose
+        per-position results are 0-d (PyTorch's unbatched input).
     weight : torch.Tensor
-        The classifier (unembedding) matrix, shape (V, D), same dtype as ``hidden``.
+        The classifier (unembedding) matrix, shape (V, D), same dtype as ``hidden``. As in
+        ``F.linear_cross_entropy``, a weight (C, d1, ..., dK, D) makes a K-dimensional loss:
+        the logits are (N, C, d1, ..., dK), C classes at each of the d1 x ... x dK positions
+        (one head of C rows per position), each position a scored target; the mean is over
+        all of them. Not with ``outputs``, ``shift`` or vocabulary parallelism.
     targets : torch.Tensor
-        Integer class indices of shape ``hidden.shape[:-1]``.
+        Integer class indices of shape ``hidden.shape[:-1]`` (with a K-dimensional weight
+        ``(*hidden.shape[:-1], d1, ..., dK)``), or floating **probability targets** of the
+        logits' shape: ``(*hidden.shape[:-1], V)`` (``(N, C, d1, ..., dK)`` for a
+        K-dimensional weight), each distribution in [0, 1] summing to 1 (else a ValueError
+        naming the value or the row: PyTorch takes any floats). They compose with
+        ``class_weight``, ``label_smoothing``, ``z_loss``, ``softcap``, ``temperature``,
+        ``sample_weight``, ``normalizer``, ``mean_group`` and ``return_lse``; ``outputs``,
+        ``shift``, a non-default ``ignore_index`` (PyTorch raises too) and vocabulary
+        parallelism are refused. The sweep reads them chunk by chunk (never copied whole):
+        the logits are still never materialized, but the targets themselves are N x V, so
+        the memory saved is the logits' and their gradient's only. One more chunk buffer
+        holds a chunk of targets, and the softmax is shifted by the row max.
     bias : torch.Tensor, optional
-        Bias of the classifier, shape (V,).
+        Bias of the classifier, shape (V,) (``(C, d1, ..., dK)`` for a K-dimensional weight).
     ignore_index : int, default -100
-        Targets equal to it contribute nothing.
+        Class-index targets equal to it contribute nothing.
     label_smoothing : float, default 0
         Smoothing ``e`` with PyTorch's e/V convention (class weights included).
     smoothing_convention : {"uniform", "others"}
@@ -341,7 +376,8 @@ def linear_cross_entropy(
     class_weight : torch.Tensor, optional
         A weight per class, shape (V,): PyTorch's ``weight`` argument of ``cross_entropy``.
     sample_weight : torch.Tensor, optional
-        A finite real weight per token, the targets' shape (negative values allowed: RL
+        A finite real weight per token, the loss's shape (that of class-index targets; the
+        targets' without the class axis for probability targets; negative values allowed: RL
         advantages); it multiplies each token's loss and composes with every other option.
         With ``shift`` it is shifted with the targets (the weight of target t + 1 scores
         position t). Differentiable (:math:`\partial/\partial s_i = \ell_i / D`).
@@ -438,10 +474,44 @@ def linear_cross_entropy(
     True
     >>> out.accuracy.shape
     torch.Size([])
+
+    Probability targets (soft labels, distillation from fixed teacher probabilities), a
+    single unbatched hidden state, and a K-dimensional head, as ``F.linear_cross_entropy``:
+
+    >>> p = torch.softmax(torch.randn(6, 10, generator=g), -1)
+    >>> soft = linear_cross_entropy(h, w, p, label_smoothing=0.1)
+    >>> bool(torch.allclose(soft, F.cross_entropy(h @ w.T, p, label_smoothing=0.1)))
+    True
+    >>> linear_cross_entropy(h[0], w, torch.tensor(1)).shape
+    torch.Size([])
+    >>> w3 = torch.randn(10, 3, 4, generator=g)  # 10 classes at each of 3 positions
+    >>> y3 = torch.randint(0, 10, (6, 3), generator=g)
+    >>> z3 = torch.einsum("nd,cjd->ncj", h, w3)  # the (N, C, 3) logits it never builds
+    >>> bool(torch.allclose(linear_cross_entropy(h, w3, y3), F.cross_entropy(z3, y3)))
+    True
     """
+    options = {k: v for k, v in locals().items() if k not in ("hidden", "weight", "targets")}
     if _parallel.is_dtensor(weight):
         hidden, weight, bias, process_group, vocab_start = _parallel.from_dtensor(
             hidden, weight, bias, process_group, vocab_start
+        )
+    layout = head_layout(_xp(), hidden, weight, targets, bias)
+    if sample_weight is not None:
+        check_sample_weight(_xp(), sample_weight, layout.loss_shape)
+    if layout.out:
+        return k_dimensional(
+            _xp(), linear_cross_entropy, layout, hidden, weight, targets, options,
+            unbind=lambda x, axis: x.unbind(axis),
+            refused=("outputs", "shift", "process_group", "vocab_start", "mean_group"),
+            dtype=compute_dtype(hidden.dtype),
+        )  # fmt: skip
+    if not layout.batch:
+        return unbatched(linear_cross_entropy, hidden, weight, targets, options)
+    soft = layout.probabilities
+    if soft:
+        check_no_ignore_index(ignore_index)
+        refuse_with_probabilities(
+            outputs=outputs, shift=shift, process_group=process_group, vocab_start=vocab_start
         )
     shard = None
     if process_group is not None or vocab_start is not None:
@@ -451,7 +521,7 @@ def linear_cross_entropy(
     _validate(hidden, weight, targets, bias, class_weight, chunk_size, vocab)
     check_reduction(reduction)
     names = check_outputs(outputs, entropy_grad=entropy_grad, return_lse=return_lse)
-    norm = _weighting(hidden, targets, sample_weight, normalizer, reduction)
+    norm = _weighting(hidden, sample_weight, normalizer, reduction)
     if mean_group is not None and (reduction != "mean" or normalizer is not None):
         raise ValueError(
             "mean_group= sets the denominator of reduction='mean'; got "
@@ -482,19 +552,26 @@ def linear_cross_entropy(
         want=statistics(names),
         grad_outputs=frozenset(grad_outputs),
     )
-    check_index_targets(_xp(), targets, vocab, opts.ignore_index)
-    batch_shape = tuple(targets.shape)
+    batch_shape = layout.loss_shape
     k = check_shift(shift)
-    if k:
-        targets = _shift(targets, k, opts.ignore_index)
-        sample_weight = None if sample_weight is None else _shift(sample_weight, k, 0.0)
+    if soft:
+        check_probabilities(_xp(), targets, layout)
+        t1 = targets.reshape(-1, vocab)
+    else:
+        check_index_targets(_xp(), targets, vocab, opts.ignore_index)
+        if k:
+            targets = _shift(targets, k, opts.ignore_index)
+            sample_weight = None if sample_weight is None else _shift(sample_weight, k, 0.0)
+        t1 = targets.reshape(-1).long()
     h2 = hidden.reshape(-1, hidden.shape[-1])
-    t1 = targets.reshape(-1).long()
     s1 = None if sample_weight is None else sample_weight.reshape(-1)
     opts.chunk = chunk_size or default_chunk_size(h2.shape[0], weight.shape[0], h2.device)
     if mean_group is not None:
         dtype = compute_dtype(hidden.dtype)
-        norm = _parallel.global_count(t1, class_weight, opts.ignore_index, dtype, mean_group)
+        # probability targets count every row once (no index to ignore, no class weight)
+        count_of = torch.zeros_like(t1[:, 0], dtype=torch.long) if soft else t1
+        cw = None if soft else class_weight
+        norm = _parallel.global_count(count_of, cw, opts.ignore_index, dtype, mean_group)
     loss, *stats = _LinearCE.apply(h2, weight, bias, t1, class_weight, s1, norm, opts, shard)
 
     def per_position(x: torch.Tensor) -> torch.Tensor:

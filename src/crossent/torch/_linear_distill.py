@@ -306,7 +306,7 @@ def linear_distillation_loss(
                 f"{tuple(valid.shape)}"
             )
         check_same_device(valid, "valid", student_hidden)
-    norm = _weighting(student_hidden, valid, None, normalizer, reduction)
+    norm = _weighting(student_hidden, None, normalizer, reduction)
     h_s = student_hidden.reshape(-1, student_hidden.shape[-1])
     h_t = teacher_hidden.reshape(-1, teacher_hidden.shape[-1])
     # both heads' logits and the rule's temporaries share the budget of one buffer

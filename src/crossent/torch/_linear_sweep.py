@@ -26,7 +26,13 @@ from dataclasses import dataclass
 import torch
 
 from .._linear_common import balanced_chunk
-from .._semantics import SoftmaxCE, softmax_ce_coefficients, softmax_ce_loss
+from .._semantics import (
+    SoftmaxCE,
+    probability_ce_coefficient,
+    probability_ce_loss,
+    softmax_ce_coefficients,
+    softmax_ce_loss,
+)
 from ..losses._problem import IndexTargets, index_target_data
 from ._functions import _xp, compute_dtype
 
@@ -114,6 +120,23 @@ class Targets:
         # is then the target's index in the slice (0 elsewhere) and ``here`` marks the rows
         # whose target lies in it, the only rows with a one-hot term in the gradient.
         self.here: torch.Tensor | None = None
+        # Probability targets (N, V), as the caller gave them (see :meth:`probabilities`).
+        self.soft: torch.Tensor | None = None
+
+    @classmethod
+    def probabilities(
+        cls, soft: torch.Tensor, class_weight: torch.Tensor | None, dtype: torch.dtype,
+        vocab: int,
+    ) -> Targets:  # fmt: skip
+        """Targets of probability rows (N, V): every row scored and counted once (PyTorch's
+        mean over samples), the distribution read chunk by chunk in the sweep (never copied
+        whole, nor cast)."""
+        n = soft.shape[0]
+        index = torch.zeros(n, dtype=torch.long, device=soft.device)
+        tgt = cls(index, None, -100, dtype, vocab)
+        tgt.class_weight = None if class_weight is None else class_weight.to(dtype)
+        tgt.soft = soft
+        return tgt
 
 
 @dataclass
@@ -401,6 +424,8 @@ class Sweep(Head):
         # a second chunk buffer: z - m for the entropy (forward), p beside log p (its gradient)
         need_aux = res.entropy is not None or res.argmax is not None or (grads and entropy_grad)
         flat_aux = torch.empty_like(flat) if need_aux else None
+        # with probability targets: the chunk's target distribution
+        flat_q = torch.empty_like(flat) if tgt.soft is not None else None
         # sum_i r_i h_i over all rows (the factored path's smoothing term of the weight gradient)
         smooth = torch.zeros(self.hidden.shape[1], dtype=dtype, device=device)
 
@@ -411,6 +436,12 @@ class Sweep(Head):
             th = None if flat_tanh is None else flat_tanh[: vocab * n].view(vocab, n)
             aux = None if flat_aux is None else flat_aux[: vocab * n].view(vocab, n)
             self._chunk_logits(r0, r1, z, th)
+            if flat_q is not None:
+                q = flat_q[: vocab * n].view(vocab, n)
+                self._soft_chunk(r0, r1, z, th, q, lse_in, up if grads else None, res)
+                if grads:
+                    self.accumulate(r0, r1, z, gh, gw, gb)
+                continue
             index = tgt.index[r0:r1].unsqueeze(0)
             w_t, valid = tgt.w_t[r0:r1], tgt.valid[r0:r1]
             if lse_in is None:
@@ -485,6 +516,67 @@ class Sweep(Head):
                 gw.addr_(tgt.class_weight, smooth, alpha=-1)
         res.gh, res.gw, res.gb = gh, gw, gb
         return res
+
+    def _fill_targets(self, r0: int, r1: int, q: torch.Tensor) -> torch.Tensor:
+        """q (V, rows) = the chunk's weighted, smoothed targets :math:`w (\alpha y + \beta)`:
+        :func:`~crossent._semantics.probability_targets` computed in place (no temporary of
+        the chunk's size)."""
+        tgt, s = self.tgt, self.opts.rule.smoothing
+        assert tgt.soft is not None
+        q.copy_(tgt.soft[r0:r1].t())
+        if s.per_class > 0:
+            q.mul_(s.on_target).add_(s.per_class)
+        if tgt.class_weight is not None:
+            q.mul_(tgt.class_weight.unsqueeze(1))
+        return q
+
+    def _soft_chunk(
+        self, r0: int, r1: int, z: torch.Tensor, th: torch.Tensor | None, q: torch.Tensor,
+        lse_in: torch.Tensor | None, up: Upstream | None, res: Result,
+    ) -> None:  # fmt: skip
+        r"""One chunk against probability targets: its losses (forward) and, with ``up``, d/dz
+        written into ``z``.
+
+        With :math:`q` the weighted, smoothed targets (:func:`probability_targets`) the loss is
+        :math:`\sum_c q_c (\operatorname{LSE} - z_c) = S \log\sum_c e^{z_c - m} - \sum_c
+        q_c (z_c - m)`, :math:`S = \sum_c q_c`, and its gradient :math:`a p - q`
+        (:func:`probability_ce_coefficient`). The softmax is shifted by the row maxima (there
+        is no target logit to shift by). ``q`` is a chunk buffer that receives the targets
+        (twice in a forward with gradients: once multiplied into q (z - m) for the loss, once
+        for the gradient; a copy instead of a third chunk buffer).
+        """
+        rule = self.opts.rule
+        q_sum = self._fill_targets(r0, r1, q).sum(0)
+        if lse_in is None:
+            assert res.loss is not None
+            m = z.amax(0)
+            m = torch.where(torch.isfinite(m), m, 0)  # a row without a finite max: shift 0
+            z.sub_(m)
+            qz = q.mul_(z).sum(0)
+            sum_exp = z.exp_().sum(0)
+            log_sum = sum_exp.log()
+            lse = m + log_sum
+            res.lse[r0:r1] = lse
+            cross = q_sum * log_sum - qz
+            res.loss[r0:r1] = probability_ce_loss(_xp(), rule, cross=cross, lse=lse)
+            if up is None:
+                return
+            self._fill_targets(r0, r1, q)
+            c = 1 / sum_exp  # z holds exp(z - m); p = exp(z - m) / sum_exp
+        else:
+            lse = lse_in[r0:r1]
+            z.sub_(lse).exp_()  # p
+            c = torch.ones_like(lse)
+        assert up is not None and up.scale is not None
+        s = up.scale[r0:r1] if up.scale.ndim else up.scale
+        if self.inv_t is not None:  # d (x / T) / dx = 1 / T
+            s = s * self.inv_t
+        a = probability_ce_coefficient(_xp(), rule, q_sum=q_sum, lse=lse)
+        z.mul_(c.mul_(a).mul_(s))
+        z.addcmul_(q, s.expand_as(lse), value=-1)  # - s q
+        if th is not None:
+            th.mul_(th).neg_().add_(1)  # d cap*tanh(x/cap)/dx = 1 - tanh^2
+            z.mul_(th)
 
     def _accumulate_factored(
         self,
