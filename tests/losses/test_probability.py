@@ -65,6 +65,24 @@ def test_binary_cross_entropy_matches_torch(xp, reduction, weighted):
     close(got, want)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_binary_cross_entropy_with_loss_matches_torch(xp, reduction):
+    """(loss, gradient) from one pass, blocked on large NumPy arrays (several blocks), against
+    F.binary_cross_entropy and its autograd in float64 (no clip reached: PyTorch has none)."""
+    probs = RNG.uniform(1e-6, 1 - 1e-6, size=(300, 700))
+    targets = (RNG.uniform(size=probs.shape) < 0.4).astype(np.float64)
+    weight = RNG.uniform(0, 2, size=probs.shape[-1:])
+    p = t64(probs).requires_grad_(True)
+    want = F.binary_cross_entropy(p, t64(targets), weight=t64(weight), reduction=reduction)
+    want.sum().backward()
+    loss, grad = ce.grad.binary_cross_entropy(
+        xp.asarray(probs), xp.asarray(targets), weight=xp.asarray(weight), reduction=reduction,
+        with_loss=True,
+    )  # fmt: skip
+    close(loss, want.detach().numpy())
+    close(grad, p.grad.numpy(), rtol=1e-10)
+
+
 def test_binary_cross_entropy_matches_log_loss_with_explicit_eps(xp):
     probs = np.array([0.0, 1.0, 0.3, 1.0, 0.0, 0.999, 1e-20])
     labels = np.array([1, 0, 1, 1, 0, 0, 1])

@@ -348,23 +348,50 @@ def binary_cross_entropy(
     return as_dtype(xp, total, problem.dtype)
 
 
+def binary_grad_and_loss_rule(
+    xp: Any, p: Array, y: Array, w: Array | None, *, clip: float, scale: float
+) -> tuple[Array, Array]:
+    """(the gradient times ``scale``, the loss) element-wise, from one pass."""
+    return binary_grad_rule(xp, p, y, w, clip=clip, scale=scale), binary_loss_rule(
+        xp, p, y, w, clip=clip
+    )
+
+
 @quiet_numpy
 @gradient_of(binary_cross_entropy)
 @per_sample_gradient(binary_cross_entropy)
-def binary_cross_entropy_grad(probs: Array, targets: Array, /, **options: Any) -> Any:
+def binary_cross_entropy_grad(
+    probs: Array, targets: Array, /, *, with_loss: bool = False, **options: Any
+) -> Any:
     r"""Gradient of :func:`crossent.binary_cross_entropy` with respect to the probabilities.
 
     .. math:: \frac{\partial \ell}{\partial p} = w \Bigl(\frac{1 - y}{1 - p} - \frac{y}{p}\Bigr)
               \quad (0 \text{ where the clip is active})
+
+    With ``with_loss=True`` it returns ``(loss, gradient)``, for "mean" and "sum" from one
+    pass over the probabilities.
 
     Examples
     --------
     >>> import crossent as ce
     >>> print(ce.grad.binary_cross_entropy([0.5], [1.0]))
     [-2.]
+    >>> loss, g = ce.grad.binary_cross_entropy([0.5], [1.0], with_loss=True)
+    >>> print(round(float(loss), 4), g)
+    0.6931 [-2.]
     """
     problem, clip = _prepare_binary_probs(probs, targets, **options)
     xp, p = problem.xp, problem.z
-    scale = 1 / max(numel(p), 1) if options["reduction"] == "mean" else 1.0
+    reduction = options["reduction"]
+    scale = 1 / max(numel(p), 1) if reduction == "mean" else 1.0
+    arrays = (problem.y, problem.weight)
+    if with_loss and reduction != "none":
+        rule = partial(binary_grad_and_loss_rule, xp, clip=clip, scale=scale)
+        grad, total = elementwise(xp, rule, p, *arrays, pair=True)
+        loss = total * mean_scale(xp, element_count(xp, p)) if reduction == "mean" else total
+        return as_dtype(xp, loss, problem.dtype), as_dtype(xp, grad, problem.dtype)
     rule = partial(binary_grad_rule, xp, clip=clip, scale=scale)
-    return as_dtype(xp, elementwise(xp, rule, p, problem.y, problem.weight), problem.dtype)
+    grad = as_dtype(xp, elementwise(xp, rule, p, *arrays), problem.dtype)
+    if not with_loss:
+        return grad
+    return binary_cross_entropy(probs, targets, **options), grad
