@@ -30,7 +30,7 @@ _BLOCK_ENTRIES = 1 << 20
 
 def _numpy_probs(probs: Array, labels: Array) -> tuple[Any, np.ndarray, np.ndarray]:
     """Namespace, ``(N, K)`` probabilities and ``(N,)`` labels, validated as every metric does."""
-    xp, p, y, _ = _prepare_probs(_host(probs), _host(labels))
+    xp, p, y, _, _ = _prepare_probs(_host(probs), _host(labels))
     return xp, np.asarray(p), np.asarray(y)
 
 

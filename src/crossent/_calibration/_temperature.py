@@ -145,7 +145,7 @@ class _Data:
                     f"labels must have shape ({int(values.shape[0])},); got {tuple(y.shape)}"
                 )
         else:
-            xp, v, y, _ = _prepare(values, labels, name="values")
+            xp, v, y, _, _ = _prepare(values, labels, name="values")
             self.values, self.labels = v, y
         self.xp, self.sliceable = xp, sliceable
         self.n, self.k = int(self.values.shape[0]), int(self.values.shape[1])
@@ -168,7 +168,7 @@ class _Data:
         """(start, values (rows, K) in the compute dtype, labels) of each block of rows."""
         for a, b in self.ranges:
             if self.sliceable:
-                _, v, y, _ = _prepare(self.values[a:b], self.labels[a:b], name="values")
+                _, v, y, _, _ = _prepare(self.values[a:b], self.labels[a:b], name="values")
             else:
                 v, y = self.values[a:b, :], self.labels[a:b]
             yield a, b, v, y
