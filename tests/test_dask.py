@@ -66,6 +66,8 @@ def _data() -> dict[str, np.ndarray]:
         "w": rng.uniform(0, 2, N),
         "teacher": rng.normal(0, 2, (N, K)),
         "log_soft": np.log(rng.dirichlet(np.ones(K), N)),
+        "keep": rng.uniform(size=N) < 0.8,
+        "class_w": rng.uniform(0.5, 2, K),
     }
 
 
@@ -74,6 +76,8 @@ DATA = _data()
 
 def _lazy(name: str) -> Any:
     a = DATA[name]
+    if a.shape[0] != N:  # a per-class vector: one chunk
+        return da.from_array(a, chunks=a.shape)
     return da.from_array(a, chunks=(CHUNK, *a.shape[1:]))
 
 
@@ -89,6 +93,16 @@ CASES: dict[str, tuple[Callable[..., Any], tuple[str, ...], dict[str, Any]]] = {
     ),
     "softmax_ce_soft": (ce.softmax_cross_entropy, ("z", "soft"), {}),
     "softmax_ce_grad": (ce.grad.softmax_cross_entropy, ("z", "y"), {}),
+    "softmax_ce_sample_weight_where": (
+        ce.softmax_cross_entropy,
+        ("z", "y"),
+        {"sample_weight": "w", "where": "keep"},
+    ),
+    "softmax_ce_class_weight": (
+        ce.softmax_cross_entropy,
+        ("z", "y_pad"),
+        {"class_weight": "class_w"},
+    ),
     "cross_entropy": (ce.cross_entropy, ("soft", "p"), {}),
     "sigmoid_bce": (ce.sigmoid_binary_cross_entropy, ("z", "t01"), {}),
     "sigmoid_bce_none": (ce.sigmoid_binary_cross_entropy, ("z", "t01"), {"reduction": "none"}),
@@ -120,14 +134,31 @@ CASES: dict[str, tuple[Callable[..., Any], tuple[str, ...], dict[str, Any]]] = {
     ),
     "mce_weighted": (cal.expected_calibration_error, ("p", "y"), {"norm": "max", "weights": "w"}),
     "ece_classwise": (cal.expected_calibration_error, ("p", "y"), {"scope": "classwise"}),
+    "debiased_rmsce": (cal.expected_calibration_error, ("p", "y"), {"norm": "l2", "debias": True}),
+    # ignore_index on a lazy batch: the ignored examples are weighted 0 instead of dropped
+    "log_loss_ignore": (cal.log_loss, ("p", "y_pad"), {"ignore_index": -100}),
+    "brier_ignore_weighted": (
+        cal.brier_score,
+        ("p", "y_pad"),
+        {"ignore_index": -100, "weights": "w"},
+    ),
+    "perplexity_ignore": (cal.label_perplexity, ("p", "y_pad"), {"ignore_index": -100}),
+    "top_k_ignore": (cal.top_k_accuracy, ("z", "y_pad"), {"k": 2, "ignore_index": -100}),
+    "ece_ignore": (cal.expected_calibration_error, ("p", "y_pad"), {"ignore_index": -100}),
+    "ece_classwise_ignore": (
+        cal.expected_calibration_error,
+        ("p", "y_pad"),
+        {"scope": "classwise", "norm": "max", "ignore_index": -100},
+    ),
 }
+ARRAY_OPTIONS = {"weights", "sample_weight", "where", "class_weight"}
 
 
 def _call(case: str, lazy: bool) -> Any:
     fn, names, options = CASES[case]
     make = _lazy if lazy else DATA.__getitem__
     args = [make(n) for n in names]
-    opts = {k: make(v) if k == "weights" else v for k, v in options.items()}
+    opts = {k: make(v) if k in ARRAY_OPTIONS else v for k, v in options.items()}
     return fn(*args, **opts)
 
 
@@ -146,3 +177,52 @@ def test_lazy_chunked_and_equal_to_numpy(case: str) -> None:
     np.testing.assert_allclose(values, np.asarray(expected), rtol=1e-12, atol=1e-14)
     if result.ndim >= 1 and result.shape[0] == N:
         assert result.chunks[0] == (CHUNK,) * (N // CHUNK)
+
+
+def test_the_watch_sees_a_merged_batch() -> None:
+    """The chunk check can fail: a batch rechunked to one block is caught."""
+    watch = Watch()
+    with watch:
+        (_lazy("z") * 2).rechunk({0: -1}).persist()
+    assert watch.largest == N * K
+
+
+def test_class_axis_in_chunks_too() -> None:
+    """Logits chunked along the classes as well: the class axis is gathered per row block."""
+    z = da.from_array(DATA["z"], chunks=(CHUNK, K // 2))
+    watch = Watch()
+    with watch:
+        result = ce.softmax_cross_entropy(z, _lazy("y"), reduction="none")
+        assert watch.runs == 0
+        values = result.compute()
+    assert result.chunks[0] == (CHUNK,) * (N // CHUNK)
+    assert watch.largest <= LIMIT
+    expected = ce.softmax_cross_entropy(DATA["z"], DATA["y"], reduction="none")
+    np.testing.assert_allclose(values, expected, rtol=1e-12)
+
+
+def test_quantile_bins_refuse_a_lazy_batch() -> None:
+    with pytest.raises(ValueError, match="binning='quantile' sorts every confidence"):
+        cal.expected_calibration_error(_lazy("p"), _lazy("y"), binning="quantile")
+
+
+def test_bad_labels_fail_when_computed() -> None:
+    """Value checks would compute the graph, so they wait: a label outside [0, K) raises
+    when the result is computed, as NumPy's indexing raises."""
+    bad = _lazy("y") + K
+    result = ce.softmax_cross_entropy(_lazy("z"), bad)
+    with pytest.raises(IndexError, match="out of bounds"):
+        result.compute()
+    with pytest.raises(IndexError, match="out of bounds"):
+        cal.log_loss(_lazy("p"), bad).compute()
+
+
+def test_import_crossent_does_not_import_dask() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, crossent, crossent.calibration; print('dask' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"

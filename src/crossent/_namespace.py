@@ -135,6 +135,11 @@ def _torch_namespace() -> Any:
     return torch_xp
 
 
+def is_dask(x: Any) -> bool:
+    """Whether ``x`` is a Dask array (lazy: its values exist only after ``.compute()``)."""
+    return type(x).__module__.startswith("dask")
+
+
 def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
@@ -200,7 +205,7 @@ def is_concrete(x: Any) -> bool:
     out-of-range target fails inside the gather, as in PyTorch, and the branch-free path runs.
     """
     module = type(x).__module__
-    if module.startswith("dask"):
+    if is_dask(x):
         return False  # reading a value would compute the graph: Dask arrays stay lazy
     if module.startswith("jax"):
         return not any(cls.__name__ == "Tracer" for cls in type(x).__mro__) and not _jax_tracing()

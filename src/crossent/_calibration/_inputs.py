@@ -18,6 +18,7 @@ from .._namespace import (
     Array,
     _is_array,
     is_concrete,
+    is_dask,
     namespace,
     numel,
     result_dtype,
@@ -50,13 +51,14 @@ def _drop_ignored(
     are dropped from the raw inputs (the labels' boolean mask indexes the leading axes of the
     predictions and the weights), so everything after sees only the kept examples. Inputs whose
     shapes do not line up are returned unchanged, for the checks of :func:`_prepare` to name.
-    A boolean mask gives a data-dependent shape, so this needs concrete labels (no ``jit``).
+    A boolean mask gives a data-dependent shape, so this needs concrete labels (no ``jit``);
+    a lazy Dask batch keeps its shape, the ignored examples weighted 0 instead.
     """
     if ignore_index is None:
         return values, labels, weights
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, str, np.integer)):
         raise TypeError(f"ignore_index must be an integer label (or None), got {ignore_index!r}")
-    _, (values, labels, weights) = namespace(
+    xp, (values, labels, weights) = namespace(
         values, labels, weights, names=(name, "labels", "weights?")
     )
     lead = tuple(labels.shape)
@@ -65,6 +67,13 @@ def _drop_ignored(
     ):
         return values, labels, weights
     keep = labels != ignore_index
+    if is_dask(labels):
+        # A mask index would give chunks of unknown size (known only after a compute): the
+        # ignored examples get weight 0 and a valid label instead, which every weighted mean
+        # and bin sum leaves out, and the graph stays lazy.
+        one = xp.ones_like(labels, dtype=xp.float64) if weights is None else weights
+        weights = xp.where(keep, one, xp.zeros_like(one))
+        return values, xp.where(keep, labels, xp.zeros_like(labels)), weights
     return values[keep], labels[keep], None if weights is None else weights[keep]
 
 

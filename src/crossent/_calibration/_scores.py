@@ -376,8 +376,8 @@ def label_perplexity(
     >>> print(round(float(cal.label_perplexity([[0.25] * 4, [0.25] * 4], [0, 3])), 4))
     4.0
     """
-    xp, p, y, _, dtype = _prepare_probs(probs, labels, ignore_index=ignore_index)
-    return _out(xp, xp.exp(xp.mean(_nll_of_probs(xp, p, y, eps))), dtype)
+    xp, p, y, w, dtype = _prepare_probs(probs, labels, ignore_index=ignore_index)
+    return _out(xp, xp.exp(_mean(xp, _nll_of_probs(xp, p, y, eps), w)), dtype)
 
 
 def top_k_accuracy(
