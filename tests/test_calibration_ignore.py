@@ -7,6 +7,9 @@ definition), with weights, leading axes and the streaming state.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -100,6 +103,55 @@ def test_equals_the_function_on_the_kept_rows(data, name: str, weighted: bool) -
     got = fn(probs, labels, ignore_index=IGNORE, **options, **extra)
     expected = fn(probs[keep], labels[keep], **options, **kept)
     assert float(got) == float(expected)
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    """Equal results: dataclasses field by field, dicts key by key, arrays element by element."""
+    if dataclasses.is_dataclass(a):
+        assert type(a) is type(b)
+        for field in dataclasses.fields(a):
+            _assert_same(getattr(a, field.name), getattr(b, field.name))
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same(x, y)
+    else:
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+SUMMARIES = {
+    "brier_decomposition": (cal.brier_decomposition, {"n_bins": 8}),
+    "brier_sums": (cal.brier_sums, {"n_bins": 8}),
+    "risk_coverage_curve": (cal.risk_coverage_curve, {}),
+    "smooth_ece": (cal.smooth_ece, {}),
+    "bootstrap_intervals": (cal.bootstrap_intervals, {"n_resamples": 20, "seed": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUMMARIES))
+def test_summaries_equal_those_of_the_kept_rows(data, name: str) -> None:
+    fn, options = SUMMARIES[name]
+    probs, labels, weights = data
+    keep = labels != IGNORE
+    got = fn(probs, labels, ignore_index=IGNORE, **options)
+    _assert_same(got, fn(probs[keep], labels[keep], **options))
+    if name in ("brier_sums", "bootstrap_intervals"):  # with weights, dropped alike
+        options = {**options, "metrics": ["ece", "brier"]} if name != "brier_sums" else options
+        got = fn(probs, labels, ignore_index=IGNORE, weights=weights, **options)
+        _assert_same(got, fn(probs[keep], labels[keep], weights=weights[keep], **options))
+
+
+def test_bootstrap_difference_drops_the_same_rows_for_both_models(data) -> None:
+    probs, labels, _ = data
+    other = np.roll(probs, 1, axis=1)
+    keep = labels != IGNORE
+    options = {"n_resamples": 20, "seed": 2}
+    got = cal.bootstrap_difference(probs, other, labels, ignore_index=IGNORE, **options)
+    _assert_same(got, cal.bootstrap_difference(probs[keep], other[keep], labels[keep], **options))
 
 
 def test_reliability_curve_and_leading_axes(data) -> None:
