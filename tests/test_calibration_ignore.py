@@ -145,6 +145,37 @@ def test_summaries_equal_those_of_the_kept_rows(data, name: str) -> None:
         _assert_same(got, fn(probs[keep], labels[keep], weights=weights[keep], **options))
 
 
+class _Rows:
+    """Values read only by row slices (an HDF5 or zarr dataset's interface)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a, self.shape = a, a.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        assert isinstance(rows, slice), "read by row slices only"
+        return self.a[rows]
+
+
+@pytest.mark.parametrize("layout", ["array", "rows", "torch"])
+def test_temperature_fit_and_decomposition_leave_the_ignored_rows_out(data, layout: str) -> None:
+    probs, labels, weights = data
+    logits = np.log(probs) * 1.7  # over-confident, so T is well away from 1
+    keep = labels != IGNORE
+    values: Any = logits
+    if layout == "rows":
+        values = _Rows(logits)
+    elif layout == "torch":
+        torch = pytest.importorskip("torch")
+        values, labels = torch.from_numpy(logits), torch.from_numpy(labels)
+    t_kept = cal.fit_temperature(logits[keep], np.asarray(labels)[keep], weights=weights[keep])
+    t = cal.fit_temperature(values, labels, weights=weights, ignore_index=IGNORE)
+    assert t == pytest.approx(t_kept, rel=1e-9)
+    d = cal.log_loss_decomposition(values, labels, ignore_index=IGNORE)
+    d_kept = cal.log_loss_decomposition(logits[keep], np.asarray(labels)[keep])
+    for field in ("log_loss", "calibration", "refinement", "temperature"):
+        assert getattr(d, field) == pytest.approx(getattr(d_kept, field), rel=1e-9, abs=1e-12)
+
+
 def test_bootstrap_difference_drops_the_same_rows_for_both_models(data) -> None:
     probs, labels, _ = data
     other = np.roll(probs, 1, axis=1)

@@ -43,7 +43,7 @@ def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
 
 
 def _drop_ignored(
-    values: Any, labels: Any, weights: Any, ignore_index: Any, *, name: str
+    values: Any, labels: Any, weights: Any, ignore_index: Any, *, name: str, by_weight: bool = False
 ) -> tuple[Any, Any, Any]:
     """The examples whose label is not ``ignore_index`` (torchmetrics' ``ignore_index``).
 
@@ -51,30 +51,41 @@ def _drop_ignored(
     are dropped from the raw inputs (the labels' boolean mask indexes the leading axes of the
     predictions and the weights), so everything after sees only the kept examples. Inputs whose
     shapes do not line up are returned unchanged, for the checks of :func:`_prepare` to name.
-    A boolean mask gives a data-dependent shape, so this needs concrete labels (no ``jit``);
-    a lazy Dask batch keeps its shape, the ignored examples weighted 0 instead.
+    A boolean mask gives a data-dependent shape, so this needs concrete labels (no ``jit``).
+    A lazy Dask batch, or with ``by_weight`` values read by rows later (the temperature fit's
+    datasets), keep their rows instead: the ignored examples get weight 0 (float64 weights of
+    the labels' shape are made) and label 0, which every weighted mean and bin sum leaves out.
     """
     if ignore_index is None:
         return values, labels, weights
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, str, np.integer)):
         raise TypeError(f"ignore_index must be an integer label (or None), got {ignore_index!r}")
-    xp, (values, labels, weights) = namespace(
-        values, labels, weights, names=(name, "labels", "weights?")
-    )
-    lead = tuple(labels.shape)
-    if tuple(values.shape[: len(lead)]) != lead or (
-        weights is not None and tuple(weights.shape) != lead
-    ):
+    if by_weight:  # the values are not read here
+        xp, (labels,) = namespace(labels, names=("labels",))
+        lead = shape_ok = tuple(labels.shape)
+    else:
+        xp, (values, labels) = namespace(values, labels, names=(name, "labels"))
+        lead, shape_ok = tuple(labels.shape), tuple(values.shape[: labels.ndim])
+    if weights is not None:  # weights of another library are taken, as _sample_weights does
+        weights = xp.asarray(
+            to_numpy(weights)
+            if _is_array(weights) and not _same_library(weights, labels)
+            else weights,
+            device=getattr(labels, "device", None),
+        )
+    if shape_ok != lead or (weights is not None and tuple(weights.shape) != lead):
         return values, labels, weights
     keep = labels != ignore_index
-    if is_dask(labels):
-        # A mask index would give chunks of unknown size (known only after a compute): the
-        # ignored examples get weight 0 and a valid label instead, which every weighted mean
-        # and bin sum leaves out, and the graph stays lazy.
+    if by_weight or is_dask(labels):
+        # (Dask: a mask index would give chunks of unknown size, known only after a compute.)
         one = xp.ones_like(labels, dtype=xp.float64) if weights is None else weights
         weights = xp.where(keep, one, xp.zeros_like(one))
         return values, xp.where(keep, labels, xp.zeros_like(labels)), weights
     return values[keep], labels[keep], None if weights is None else weights[keep]
+
+
+def _same_library(a: Any, b: Any) -> bool:
+    return type(a).__module__.split(".")[0] == type(b).__module__.split(".")[0]
 
 
 def _prepare(
