@@ -53,8 +53,8 @@ def _drop_ignored(
     shapes do not line up are returned unchanged, for the checks of :func:`_prepare` to name.
     A boolean mask gives a data-dependent shape, so this needs concrete labels (no ``jit``).
     A lazy Dask batch, or with ``by_weight`` values read by rows later (the temperature fit's
-    datasets), keep their rows instead: the ignored examples get weight 0 (float64 weights of
-    the labels' shape are made) and label 0, which every weighted mean and bin sum leaves out.
+    datasets), keep their rows instead: the ignored examples get weight 0 (weights of the
+    labels' shape are made) and label 0, which every weighted mean and bin sum leaves out.
     """
     if ignore_index is None:
         return values, labels, weights
@@ -78,7 +78,8 @@ def _drop_ignored(
     keep = labels != ignore_index
     if by_weight or is_dask(labels):
         # (Dask: a mask index would give chunks of unknown size, known only after a compute.)
-        one = xp.ones_like(labels, dtype=xp.float64) if weights is None else weights
+        # the default float (float64 where the library has it: _sample_weights makes it so)
+        one = xp.ones_like(labels, dtype=xp.asarray(0.0).dtype) if weights is None else weights
         weights = xp.where(keep, one, xp.zeros_like(one))
         return values, xp.where(keep, labels, xp.zeros_like(labels)), weights
     return values[keep], labels[keep], None if weights is None else weights[keep]
