@@ -111,6 +111,21 @@ CASES: dict[str, tuple[Callable[..., Any], tuple[str, ...], dict[str, Any]]] = {
     "softmax_focal": (ce.softmax_focal_loss, ("z", "y"), {"gamma": 2.0}),
     "softmax_focal_grad": (ce.grad.softmax_focal_loss, ("z", "y"), {"gamma": 2.0}),
     "poly": (ce.poly_loss, ("z", "y"), {}),
+    "poly_none_ignore": (ce.poly_loss, ("z", "y_pad"), {"reduction": "none"}),
+    "poly_grad": (ce.grad.poly_loss, ("z", "y"), {}),
+    "softmax_ce_z_loss_softcap": (
+        ce.softmax_cross_entropy,
+        ("z", "y"),
+        {"z_loss": 1e-3, "softcap": 5.0},
+    ),
+    "sigmoid_focal_grad": (ce.grad.sigmoid_focal_loss, ("z", "t01"), {}),
+    "hinge": (ce.hinge_loss, ("z", "y"), {}),
+    "mse_grad": (ce.grad.mse_loss, ("z", "y"), {}),
+    "distillation_grad": (ce.grad.distillation_loss, ("z", "teacher"), {"temperature": 2.0}),
+    "nll_grad": (ce.grad.nll_loss, ("log_soft", "y"), {}),
+    "kl_div_grad": (ce.grad.kl_div_loss, ("log_soft", "soft"), {}),
+    "binary_ce_grad": (ce.grad.binary_cross_entropy, ("p01", "t01"), {}),
+    "js_divergence": (ce.js_divergence, ("soft", "p"), {}),
     "categorical_ce": (ce.categorical_cross_entropy, ("p", "y"), {}),
     "categorical_ce_grad": (ce.grad.categorical_cross_entropy, ("p", "y"), {}),
     "binary_ce": (ce.binary_cross_entropy, ("p01", "t01"), {}),
@@ -226,3 +241,14 @@ def test_import_crossent_does_not_import_dask() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("case", ["softmax_ce", "sigmoid_focal_grad", "log_loss", "ece"])
+def test_float32_stays_float32(case: str) -> None:
+    fn, names, options = CASES[case]
+    data = [DATA[n].astype(np.float32) if DATA[n].dtype == np.float64 else DATA[n] for n in names]
+    lazy = [da.from_array(a, chunks=(CHUNK, *a.shape[1:])) for a in data]
+    result = fn(*lazy, **options)
+    expected = fn(*data, **options)
+    assert result.dtype == np.float32 == np.asarray(expected).dtype
+    np.testing.assert_allclose(result.compute(), expected, rtol=2e-6, atol=1e-7)

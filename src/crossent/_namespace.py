@@ -110,6 +110,8 @@ class _DaskNamespace:
         self._base = base
 
     def __getattr__(self, name: str) -> Any:
+        if name in _QUIET_UFUNCS:
+            return functools.partial(_quiet_elementwise, getattr(np, name))
         return getattr(self._base, name)
 
     def __repr__(self) -> str:
@@ -127,6 +129,22 @@ class _DaskNamespace:
         return da.map_blocks(
             np.take_along_axis, x, indices, axis=axis, dtype=x.dtype, chunks=chunks
         )
+
+
+# The element-wise functions whose warnings crossent provokes on purpose (log 0, exp overflow)
+# and resolves with ``where``: :func:`quiet_numpy` silences them when NumPy runs eagerly, but a
+# Dask graph runs them later, in the scheduler's threads, so each block is computed quietly.
+_QUIET_UFUNCS = frozenset({"log", "log1p", "exp", "expm1", "divide"})
+
+
+def _quiet_elementwise(ufunc: Any, *args: Any) -> Any:
+    import dask.array as da
+
+    def quiet(*blocks: Any) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return ufunc(*blocks)
+
+    return da.core.elemwise(quiet, *args)
 
 
 def _torch_namespace() -> Any:
