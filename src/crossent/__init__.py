@@ -3,6 +3,15 @@
 >>> import crossent as ce
 >>> print(round(float(ce.softmax_cross_entropy([[2.0, 1.0, 0.1]], [0])), 4))
 0.417
+
+Dask arrays (``pip install 'crossent[dask]'``) stay lazy and keep their chunks along the batch;
+the losses and the calibration metrics with uniform bins are computed chunk by chunk:
+
+>>> import dask.array as da
+>>> z = da.from_array([[2.0, 1.0, 0.1]] * 4, chunks=(2, 3))
+>>> loss = ce.softmax_cross_entropy(z, da.from_array([0, 0, 0, 0], chunks=2))
+>>> print(type(loss).__name__, round(float(loss.compute()), 4))
+Array 0.417
 """
 
 from . import calibration, errors, grad, losses

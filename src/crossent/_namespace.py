@@ -78,6 +78,8 @@ def namespace(*arrays: Any, names: Sequence[str] = ()) -> tuple[Any, list[Any]]:
             f"the arrays come from different libraries ({kinds}); convert them to one "
             "(torch.as_tensor(x), jnp.asarray(x), np.asarray(x))"
         ) from None
+    if getattr(xp, "__name__", "") == "array_api_compat.dask.array":
+        xp = _dask_namespace()
     converted = [a if a is None or _is_array(a) else xp.asarray(a) for a in arrays]
     return xp, converted
 
@@ -88,10 +90,72 @@ def _numpy_namespace() -> Any:
     return np_xp
 
 
+@functools.cache
+def _dask_namespace() -> Any:
+    """array_api_compat's Dask namespace with what it lacks (``take_along_axis``) added.
+
+    Dask arrays stay lazy through crossent: :func:`is_concrete` is False for them (a value
+    check would compute the graph), and every operation keeps the chunks of the batch axes.
+    """
+    import array_api_compat.dask.array as dask_xp
+
+    return _DaskNamespace(dask_xp)
+
+
+class _DaskNamespace:
+    """A proxy of ``array_api_compat.dask.array`` (every name forwarded) that adds the Array
+    API functions it does not have."""
+
+    def __init__(self, base: Any) -> None:
+        self._base = base
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _QUIET_UFUNCS:
+            return functools.partial(_quiet_elementwise, getattr(np, name))
+        return getattr(self._base, name)
+
+    def __repr__(self) -> str:
+        return f"<crossent's Array API namespace over {self._base.__name__}>"
+
+    @staticmethod
+    def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
+        """NumPy's ``take_along_axis`` block by block: the gathered axis is made one chunk
+        (the class axis, which is one already in the usual layout), the others keep theirs."""
+        import dask.array as da
+
+        axis = axis % x.ndim
+        x, indices = x.rechunk({axis: -1}), indices.rechunk({axis: -1})
+        chunks = tuple(indices.chunks[a] if a == axis else x.chunks[a] for a in range(x.ndim))
+        return da.map_blocks(
+            np.take_along_axis, x, indices, axis=axis, dtype=x.dtype, chunks=chunks
+        )
+
+
+# The element-wise functions whose warnings crossent provokes on purpose (log 0, exp overflow)
+# and resolves with ``where``: :func:`quiet_numpy` silences them when NumPy runs eagerly, but a
+# Dask graph runs them later, in the scheduler's threads, so each block is computed quietly.
+_QUIET_UFUNCS = frozenset({"log", "log1p", "exp", "expm1", "divide"})
+
+
+def _quiet_elementwise(ufunc: Any, *args: Any) -> Any:
+    import dask.array as da
+
+    def quiet(*blocks: Any) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return ufunc(*blocks)
+
+    return da.core.elemwise(quiet, *args)
+
+
 def _torch_namespace() -> Any:
     import array_api_compat.torch as torch_xp
 
     return torch_xp
+
+
+def is_dask(x: Any) -> bool:
+    """Whether ``x`` is a Dask array (lazy: its values exist only after ``.compute()``)."""
+    return type(x).__module__.startswith("dask")
 
 
 def _is_torch(x: Any) -> bool:
@@ -168,6 +232,8 @@ def is_concrete(x: Any) -> bool:
     out-of-range target fails inside the gather, as in PyTorch, and the branch-free path runs.
     """
     module = type(x).__module__
+    if is_dask(x):
+        return False  # reading a value would compute the graph: Dask arrays stay lazy
     if module.startswith("jax"):
         return not any(cls.__name__ == "Tracer" for cls in type(x).__mro__) and not _jax_tracing()
     if module.startswith("torch"):

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .. import _dispatch, _fast
-from .._namespace import Array, _is_array, default_int, namespace, upcast
+from .._namespace import Array, _is_array, default_int, is_dask, namespace, upcast
 from .._validation import check_index_targets, check_unit_interval
 from ._inputs import _choice, _precise, _sample_weights, _take
 
@@ -96,6 +96,12 @@ def _bin_edges(xp: Any, conf: Array, n_bins: int, binning: str) -> Array:
     if binning == "uniform":
         edges = _uniform_edges(xp, n_bins, conf.dtype, getattr(conf, "device", None))
         return xp.broadcast_to(edges[None, :], (columns, n_bins + 1))
+    if is_dask(conf):
+        raise ValueError(
+            "binning='quantile' sorts every confidence, which would merge a Dask array's batch "
+            "chunks into one block; use binning='uniform' (computed chunk by chunk), or "
+            "compute the inputs first (np.asarray(x) or x.compute())"
+        )
     # Equal-mass edges: the linear-interpolation quantiles of each column (np.percentile's
     # default). Ties collapse edges, leaving some bins empty, as in scikit-learn.
     s = xp.sort(conf, axis=0)

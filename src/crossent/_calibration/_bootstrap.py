@@ -34,13 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import array_api_compat.numpy as xnp
 import numpy as np
 
 from .._information import entropy
-from .._namespace import Array, to_numpy
+from .._namespace import Array
 from ._binning import BinStatistics, _check_binning_options
-from ._inputs import _sample_weights, _shape
 from ._scores import _nll_of_probs, expected_calibration_error
 from ._smooth import _Smoother
 from ._statistics import (
@@ -153,6 +151,7 @@ def bootstrap_intervals(
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
     weights: Array | None = None,
+    ignore_index: int | None = None,
 ) -> BootstrapResult:
     r"""Percentile bootstrap confidence intervals for the metrics of a prediction set.
 
@@ -204,6 +203,9 @@ def bootstrap_intervals(
         are weighted (as the one-shot functions' ``weights=``) and a resampled example keeps
         its weight (drawn twice, it counts twice its weight). Quantile edges stay those of the
         resampled examples, unweighted. ``aurc`` has no weighted form and is refused.
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -229,7 +231,7 @@ def bootstrap_intervals(
     """
     rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     (prepared,), rng, names = _setup(
-        [probs], labels, metrics, n_resamples, confidence_level, seed, rule, weights
+        [probs], labels, metrics, n_resamples, confidence_level, seed, rule, weights, ignore_index
     )
     replicates = _resample([prepared], rng, n_resamples)[0]
     estimate = prepared.evaluate(np.ones((1, prepared.n)))
@@ -251,6 +253,7 @@ def bootstrap_difference(
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
     weights: Array | None = None,
+    ignore_index: int | None = None,
 ) -> BootstrapResult:
     r"""Paired bootstrap intervals of ``metric(b) - metric(a)`` for two models on the same labels.
 
@@ -276,6 +279,9 @@ def bootstrap_difference(
     metrics, n_resamples, confidence_level, seed, n_bins, binning, right_closed, ones_in_own_bin
     weights
         As :func:`bootstrap_intervals`.
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -299,7 +305,15 @@ def bootstrap_difference(
     """
     rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     prepared, rng, names = _setup(
-        [probs_a, probs_b], labels, metrics, n_resamples, confidence_level, seed, rule, weights
+        [probs_a, probs_b],
+        labels,
+        metrics,
+        n_resamples,
+        confidence_level,
+        seed,
+        rule,
+        weights,
+        ignore_index,
     )
     a, b = _resample(prepared, rng, n_resamples)
     ones = np.ones((1, prepared[0].n))
@@ -321,6 +335,7 @@ def _setup(
     seed: int | np.random.Generator | None,
     rule: _BinRule,
     weights: Array | None,
+    ignore_index: int | None,
 ) -> tuple[list[_Model], np.random.Generator, list[str]]:
     _check_binning_options(
         rule.n_bins, rule.binning, "top_label", rule.right_closed, rule.ones_in_own_bin
@@ -346,18 +361,15 @@ def _setup(
             f"probs_a and probs_b must have the same shape (the same examples and classes); "
             f"got {shapes[0]} and {shapes[1]}"
         )
-    checked = [_numpy_probs(p, labels) for p in probs]
+    checked = [_numpy_probs(p, labels, weights=weights, ignore_index=ignore_index) for p in probs]
     names = _metric_names(metrics, checked[0][1].shape[1])
-    sw = None
-    if weights is not None:
-        if "aurc" in names:
-            raise ValueError(
-                "aurc has no weighted form here (its closed form counts whole examples); "
-                "leave it out of metrics when giving weights"
-            )
-        host = weights if isinstance(weights, (list, tuple)) else to_numpy(weights)
-        sw = np.asarray(_sample_weights(xnp, host, _shape(labels), like=checked[0][1]))
-    return [_Model(xp, p, y, names, rule, sw) for xp, p, y in checked], rng, names
+    sw = checked[0][3]
+    if sw is not None and "aurc" in names:
+        raise ValueError(
+            "aurc has no weighted form here (its closed form counts whole examples); "
+            "leave it out of metrics when giving weights"
+        )
+    return [_Model(xp, p, y, names, rule, sw) for xp, p, y, _ in checked], rng, names
 
 
 def _generator(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -23,15 +23,8 @@ from ._inputs import (
     _out,
     _prepare,
     _prepare_probs,
-    _sample_weights,
-    _shape,
     _take,
 )
-
-
-def _weights_of(xp: Any, weights: Any, labels: Any, p: Array) -> Array | None:
-    return None if weights is None else _sample_weights(xp, weights, _shape(labels), like=p)
-
 
 # ---------------------------------------------------------------- reliability and ECE
 
@@ -47,6 +40,7 @@ def reliability_curve(
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
     weights: Array | None = None,
+    ignore_index: int | None = None,
 ) -> ReliabilityCurve:
     r"""Count, mean confidence and accuracy in each confidence bin: a reliability diagram's data.
 
@@ -81,6 +75,9 @@ def reliability_curve(
         ``sample_weight``): a bin's count is its weight and its means are weighted, so
         integer weights equal repeated examples.
         Quantile edges stay the quantiles of the examples (unweighted).
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -95,7 +92,7 @@ def reliability_curve(
     [0 3] [nan 0.8] [       nan 0.66666667]
     """
     _check_binning_options(n_bins, binning, scope, right_closed, ones_in_own_bin)
-    xp, p, y, dtype = _prepare_probs(probs, labels)
+    xp, p, y, w, dtype = _prepare_probs(probs, labels, weights=weights, ignore_index=ignore_index)
     stats = _scope_statistics(
         xp,
         p,
@@ -105,7 +102,7 @@ def reliability_curve(
         scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
-        weights=_weights_of(xp, weights, labels, p),
+        weights=w,
     )
     curve = stats.reliability_curve()
     edges, counts, conf, acc = curve.edges, curve.counts, curve.confidence, curve.accuracy
@@ -129,6 +126,7 @@ def expected_calibration_error(
     ones_in_own_bin: bool = False,
     debias: bool = False,
     weights: Array | None = None,
+    ignore_index: int | None = None,
 ) -> Array:
     r"""Expected calibration error: the binned gap between confidence and accuracy.
 
@@ -175,6 +173,9 @@ def expected_calibration_error(
         ``sample_weight``): a bin's count is its weight and its means are weighted, so
         integer weights equal repeated examples.
         Quantile edges stay the quantiles of the examples (unweighted).
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -203,7 +204,7 @@ def expected_calibration_error(
         )
     if debias and weights is not None:
         raise ValueError("debias=True needs unweighted examples (it uses the bin counts)")
-    xp, p, y, dtype = _prepare_probs(probs, labels)
+    xp, p, y, w, dtype = _prepare_probs(probs, labels, weights=weights, ignore_index=ignore_index)
     stats = _scope_statistics(
         xp,
         p,
@@ -213,7 +214,7 @@ def expected_calibration_error(
         scope=scope,
         right_closed=right_closed,
         ones_in_own_bin=ones_in_own_bin,
-        weights=_weights_of(xp, weights, labels, p),
+        weights=w,
     )
     return _out(xp, stats.calibration_error(norm=norm, debias=debias), dtype)
 
@@ -221,7 +222,9 @@ def expected_calibration_error(
 # ---------------------------------------------------------------- proper scores and accuracy
 
 
-def brier_score(probs: Array, labels: Array, /, *, weights: Array | None = None) -> Array:
+def brier_score(
+    probs: Array, labels: Array, /, *, weights: Array | None = None, ignore_index: int | None = None
+) -> Array:
     r"""Multiclass Brier score: the mean squared distance to the one-hot label.
 
     .. math:: \text{BS} = \frac{1}{N} \sum_i \sum_k (p_{ik} - [y_i = k])^2 \in [0, 2]
@@ -239,6 +242,9 @@ def brier_score(probs: Array, labels: Array, /, *, weights: Array | None = None)
         Non-negative weight of each example, the labels' shape (scikit-learn's
         ``sample_weight``): every mean is :math:`\sum_i w_i x_i / \sum_i w_i`, so integer
         weights equal repeated examples.
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -251,10 +257,9 @@ def brier_score(probs: Array, labels: Array, /, *, weights: Array | None = None)
     >>> print(round(float(cal.brier_score([[0.8, 0.2], [0.4, 0.6]], [0, 0])), 4))
     0.4
     """
-    xp, p, y, dtype = _prepare_probs(probs, labels)
+    xp, p, y, w, dtype = _prepare_probs(probs, labels, weights=weights, ignore_index=ignore_index)
     # p - onehot(y) without the (N, K) one-hot: a copy with 1 subtracted at each label
     diff = _dispatch.subtract_at(xp, xp.asarray(p, copy=True), y, xp.ones_like(y, dtype=p.dtype))
-    w = _weights_of(xp, weights, labels, p)
     return _out(xp, _mean(xp, xp.sum(diff * diff, axis=-1), w), dtype)
 
 
@@ -266,12 +271,14 @@ def _nll_of_probs(xp: Any, p: Array, y: Array, eps: float | None) -> Array:
 
 def log_loss(
     probs: Array,
-    labels: Array,
+    targets: Array,
     /,
     *,
     base: float | None = None,
     eps: float | None = None,
     weights: Array | None = None,
+    labels: Any = None,
+    ignore_index: Any = None,
 ) -> Array:
     r"""Mean negative log-likelihood of the labels (cross-entropy of the predictions).
 
@@ -281,12 +288,22 @@ def log_loss(
     The clip is scikit-learn's ``log_loss`` (``eps`` = the dtype's machine epsilon): a
     probability of 0 costs :math:`-\log \epsilon` (15.9 nats in float32), not infinity.
 
+    Integer targets are column indices. Targets given as class names (strings, any objects,
+    booleans or floats), or any targets with ``labels=``, are read as scikit-learn's
+    ``log_loss(y_true, y_proba, labels=...)`` reads them: the classes are ``labels`` (else
+    the distinct targets) in sorted order, the order of ``LabelBinarizer`` and ``np.unique``,
+    column j of ``probs`` is the j-th class, and a 1-D ``probs`` is the probability of the
+    second class. ``labels`` not in sorted order are warned about (the columns stay in sorted
+    order, as in scikit-learn); a target outside ``labels``, fewer than 2 classes, or a class
+    count other than the number of columns is a ValueError. To read integer targets the
+    scikit-learn way (classes inferred from the targets), pass ``labels=np.unique(targets)``.
+
     Parameters
     ----------
     probs : array
         Predicted probabilities, shape ``(..., K)`` or ``(N,)`` (binary class-1 probability).
-    labels : array
-        Integer labels in [0, K).
+    targets : array
+        Integer labels in [0, K), shape ``probs.shape[:-1]``; or class names (see above).
     base : float, optional
         Logarithm base: None for nats, 2 for bits.
     eps : float, optional
@@ -295,6 +312,12 @@ def log_loss(
         Non-negative weight of each example, the labels' shape (scikit-learn's
         ``sample_weight``): every mean is :math:`\sum_i w_i x_i / \sum_i w_i`, so integer
         weights equal repeated examples.
+    labels : array-like, optional
+        Every class, for the column order (scikit-learn's ``labels``); needed when the
+        targets miss a class.
+    ignore_index : int or label, optional
+        Examples whose target equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -306,14 +329,22 @@ def log_loss(
     >>> import crossent.calibration as cal
     >>> print(round(float(cal.log_loss([[0.5, 0.5], [0.25, 0.75]], [0, 1], base=2)), 4))
     0.7075
+    >>> probs = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]
+    >>> print(round(float(cal.log_loss(probs, ["cat", "dog", "eel"])), 4))
+    0.4987
+    >>> print(round(float(cal.log_loss([0.9, 0.2], ["spam", "ham"], labels=["ham", "spam"])), 4))
+    0.1643
     """
     log_b = _log_of_base(base)
-    xp, p, y, dtype = _prepare_probs(probs, labels)
-    w = _weights_of(xp, weights, labels, p)
+    xp, p, y, w, dtype = _prepare_probs(
+        probs, targets, weights=weights, ignore_index=ignore_index, classes=labels, encode=True
+    )
     return _out(xp, _mean(xp, _nll_of_probs(xp, p, y, eps), w) / log_b, dtype)
 
 
-def label_perplexity(probs: Array, labels: Array, /, *, eps: float | None = None) -> Array:
+def label_perplexity(
+    probs: Array, labels: Array, /, *, eps: float | None = None, ignore_index: int | None = None
+) -> Array:
     r"""Perplexity of the labels under the predictions: ``exp`` of the mean log-loss in nats.
 
     .. math:: \operatorname{PPL} = \exp\Big(-\frac{1}{N}\sum_i \log p_{i y_i}\Big)
@@ -330,6 +361,9 @@ def label_perplexity(probs: Array, labels: Array, /, *, eps: float | None = None
         Integer labels in [0, K).
     eps : float, optional
         The clip of :func:`log_loss`.
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -342,12 +376,18 @@ def label_perplexity(probs: Array, labels: Array, /, *, eps: float | None = None
     >>> print(round(float(cal.label_perplexity([[0.25] * 4, [0.25] * 4], [0, 3])), 4))
     4.0
     """
-    xp, p, y, dtype = _prepare_probs(probs, labels)
-    return _out(xp, xp.exp(xp.mean(_nll_of_probs(xp, p, y, eps))), dtype)
+    xp, p, y, w, dtype = _prepare_probs(probs, labels, ignore_index=ignore_index)
+    return _out(xp, xp.exp(_mean(xp, _nll_of_probs(xp, p, y, eps), w)), dtype)
 
 
 def top_k_accuracy(
-    scores: Array, labels: Array, /, *, k: int = 1, weights: Array | None = None
+    scores: Array,
+    labels: Array,
+    /,
+    *,
+    k: int = 1,
+    weights: Array | None = None,
+    ignore_index: int | None = None,
 ) -> Array:
     r"""Fraction of examples whose label is among the k highest scores.
 
@@ -368,6 +408,9 @@ def top_k_accuracy(
         Non-negative weight of each example, the labels' shape (scikit-learn's
         ``sample_weight``): every mean is :math:`\sum_i w_i x_i / \sum_i w_i`, so integer
         weights equal repeated examples.
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -383,8 +426,9 @@ def top_k_accuracy(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    xp, s, y, dtype = _prepare(scores, labels, name="scores")
+    xp, s, y, w, dtype = _prepare(
+        scores, labels, name="scores", weights=weights, ignore_index=ignore_index
+    )
     _check_finite_or_neg_inf(xp, s, "scores")
     above = xp.count_nonzero(s > _take(xp, s, y)[:, None], axis=-1)
-    w = _weights_of(xp, weights, labels, s)
     return _out(xp, _mean(xp, xp.astype(above < k, s.dtype), w), dtype)

@@ -73,7 +73,14 @@ class SmoothECE:
     bandwidth: float
 
 
-def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None) -> SmoothECE:
+def smooth_ece(
+    probs: Array,
+    labels: Array,
+    /,
+    *,
+    bandwidth: float | None = None,
+    ignore_index: int | None = None,
+) -> SmoothECE:
     r"""Smooth ECE of the top-class confidence (Błasiok & Nakkiran 2023).
 
     With :math:`f_i = \max_k p_{ik}` and :math:`o_i = [\arg\max_k p_{ik} = y_i]` (the top-label
@@ -102,6 +109,9 @@ def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None
         A fixed kernel bandwidth :math:`\sigma` (relplot's ``smECE_sigma``); by default the
         fixed point (relplot's ``smECE``). At least 1e-4: the grid has about
         :math:`10 / \sigma` points.
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -127,7 +137,7 @@ def smooth_ece(probs: Array, labels: Array, /, *, bandwidth: float | None = None
     """
     if bandwidth is not None:
         bandwidth = _check_bandwidth(bandwidth)
-    _, p, y = _numpy_probs(probs, labels)
+    _, p, y, _ = _numpy_probs(probs, labels, ignore_index=ignore_index)
     return _smooth_ece_of(np.max(p, axis=1), np.argmax(p, axis=1) == y, bandwidth)
 
 

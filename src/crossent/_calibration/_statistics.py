@@ -21,17 +21,25 @@ import numpy as np
 
 from .._namespace import Array, to_numpy
 from ._binning import _bin_edges, _bin_index, _check_binning_options
-from ._inputs import _prepare_probs, _sample_weights, _shape
+from ._inputs import _prepare_probs
 
 # Rows per block of the passes over an (N, K) matrix: bounds the temporaries (a mask, the
 # float64 copy of the block) to a few tens of MB whatever N is.
 _BLOCK_ENTRIES = 1 << 20
 
 
-def _numpy_probs(probs: Array, labels: Array) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Namespace, ``(N, K)`` probabilities and ``(N,)`` labels, validated as every metric does."""
-    xp, p, y, _ = _prepare_probs(_host(probs), _host(labels))
-    return xp, np.asarray(p), np.asarray(y)
+def _numpy_probs(
+    probs: Array, labels: Array, *, weights: Any = None, ignore_index: Any = None
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Namespace, ``(N, K)`` probabilities, ``(N,)`` labels and weights (None without) on the
+    host, validated as every metric does (:func:`_prepare`, ``ignore_index`` included)."""
+    xp, p, y, w, _ = _prepare_probs(
+        _host(probs),
+        _host(labels),
+        weights=None if weights is None else _host(weights),
+        ignore_index=ignore_index,
+    )
+    return xp, np.asarray(p), np.asarray(y), None if w is None else np.asarray(w)
 
 
 def _host(x: Array) -> Any:
@@ -187,6 +195,7 @@ def brier_decomposition(
     scope: str = "classwise",
     right_closed: bool = True,
     ones_in_own_bin: bool = False,
+    ignore_index: int | None = None,
 ) -> BrierDecomposition:
     r"""Reliability, resolution and uncertainty of the Brier score (Murphy 1973), binned.
 
@@ -225,6 +234,9 @@ def brier_decomposition(
         The bins, as :func:`reliability_curve`.
     scope : {"classwise", "top_label"}
         Decompose the multiclass Brier score, or the top-label one.
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -248,7 +260,7 @@ def brier_decomposition(
     0.43 0.43
     """
     _check_binning_options(n_bins, binning, scope, right_closed, ones_in_own_bin)
-    xp, p, y = _numpy_probs(probs, labels)
+    xp, p, y, _ = _numpy_probs(probs, labels, ignore_index=ignore_index)
     rule = _BinRule(n_bins, binning, right_closed, ones_in_own_bin)
     if scope == "top_label":
         conf = np.max(p, axis=1)
@@ -360,7 +372,13 @@ class BrierSums:
 
 
 def brier_sums(
-    probs: Array, labels: Array, /, *, n_bins: int = 15, weights: Array | None = None
+    probs: Array,
+    labels: Array,
+    /,
+    *,
+    n_bins: int = 15,
+    weights: Array | None = None,
+    ignore_index: int | None = None,
 ) -> BrierSums:
     """The class-wise :class:`BrierSums` of a block of examples, in ``n_bins`` equal-width bins.
 
@@ -368,7 +386,7 @@ def brier_sums(
     ``brier_decomposition(p, y, n_bins=n_bins)`` (uniform bins, right-closed, class-wise).
     With ``weights`` (one per example, non-negative) every sum is weighted and ``examples``
     is their total: the decomposition of the weighted Brier score (integer weights equal
-    repeated examples).
+    repeated examples). Examples labelled ``ignore_index`` are left out.
 
     Examples
     --------
@@ -380,11 +398,10 @@ def brier_sums(
     0.18
     """
     _check_binning_options(n_bins, "uniform", "classwise", True, False)
-    xp, p, y = _numpy_probs(probs, labels)
+    xp, p, y, w = _numpy_probs(probs, labels, weights=weights, ignore_index=ignore_index)
     rule = _BinRule(n_bins, "uniform", True, False)
-    if weights is None:
+    if w is None:
         return BrierSums(*_classwise_sums(p, y, rule.edges(xp, p[:1])), int(p.shape[0]))
-    w = np.asarray(_sample_weights(xnp, _host(weights), _shape(labels), like=p))
     return BrierSums(*_classwise_sums(p, y, rule.edges(xp, p[:1]), w), float(w.sum()))
 
 
@@ -441,7 +458,9 @@ class RiskCoverage:
     excess_aurc: float
 
 
-def risk_coverage_curve(probs: Array, labels: Array, /) -> RiskCoverage:
+def risk_coverage_curve(
+    probs: Array, labels: Array, /, *, ignore_index: int | None = None
+) -> RiskCoverage:
     r"""Risk against coverage when only the most confident predictions are kept, and its AURC.
 
     Sort the examples by top-class confidence :math:`c_i = \max_k p_{ik}`, highest first; the
@@ -473,6 +492,9 @@ def risk_coverage_curve(probs: Array, labels: Array, /) -> RiskCoverage:
         probability (its confidence is then :math:`\max(p, 1 - p)`).
     labels : array
         Integer labels in [0, K).
+    ignore_index : int, optional
+        Examples whose label equals it are left out, as if absent (torchmetrics'
+        ``ignore_index``; e.g. -100 for a language model's padding tokens).
 
     Returns
     -------
@@ -496,7 +518,7 @@ def risk_coverage_curve(probs: Array, labels: Array, /) -> RiskCoverage:
     >>> print(round(rc.aurc, 4), round(rc.optimal_aurc, 4))
     0.5208 0.0625
     """
-    _, p, y = _numpy_probs(probs, labels)
+    _, p, y, _ = _numpy_probs(probs, labels, ignore_index=ignore_index)
     return _risk_coverage_of(np.max(p, axis=1), np.argmax(p, axis=1) != y)
 
 

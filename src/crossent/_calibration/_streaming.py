@@ -21,7 +21,7 @@ from typing import Any
 import array_api_compat.numpy as xnp
 import numpy as np
 
-from .._namespace import Array, default_int, namespace, quiet_numpy, to_numpy
+from .._namespace import Array, default_int, numel, quiet_numpy, to_numpy
 from .._primitives import _softmax
 from ._batch_sums import (
     diagnose,
@@ -32,7 +32,7 @@ from ._batch_sums import (
     weights_of,
 )
 from ._binning import BinStatistics, ReliabilityCurve, _check_binning_options, _uniform_edges
-from ._inputs import _choice, _prepare
+from ._inputs import _choice, _drop_ignored, _prepare
 from ._temperature import KINDS, _resolve_kind
 
 _INT = np.int64
@@ -332,17 +332,13 @@ class StreamingCalibration:
             NaN prediction (or a probability outside [0, 1]), a negative or non-finite weight;
             the message names the first offending value. The state is unchanged.
         """
-        if ignore_index is not None:
-            xp, (predictions, labels, weights) = namespace(
-                predictions, labels, weights, names=("predictions", "labels", "weights?")
-            )
-            keep = labels != ignore_index
-            if int(xp.sum(xp.astype(keep, default_int(xp)))) == 0:
-                return
-            predictions, labels = predictions[keep], labels[keep]  # a mask as the sole index
-            weights = None if weights is None else weights[keep]
         name = "logits" if self._kind == "logits" else "probs"
-        xp, v, y, _ = _prepare(predictions, labels, name=name)
+        predictions, labels, weights = _drop_ignored(
+            predictions, labels, weights, ignore_index, name=name
+        )
+        if ignore_index is not None and numel(labels) == 0:
+            return  # a batch of only ignored examples adds nothing
+        xp, v, y, _, _ = _prepare(predictions, labels, name=name)
         refuse_traced(v)
         k = int(v.shape[-1])
         if self.num_classes is not None and k != self.num_classes:

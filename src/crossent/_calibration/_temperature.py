@@ -25,6 +25,7 @@ from .._validation import (
 from ._inputs import (
     _check_finite_or_neg_inf,
     _choice,
+    _drop_ignored,
     _log_of_base,
     _out,
     _precise,
@@ -129,10 +130,18 @@ class _Data:
     the NLL's derivative at T -> 0 and T -> inf.
     """
 
-    def __init__(self, values: Any, labels: Any, kind: str, weights: Any) -> None:
+    def __init__(
+        self, values: Any, labels: Any, kind: str, weights: Any, ignore_index: Any = None
+    ) -> None:
         _choice(kind, KINDS, "kind")
         sliceable = not _is_array(values) and not isinstance(values, (list, tuple))
         sliceable = sliceable and hasattr(values, "shape") and hasattr(values, "__getitem__")
+        if ignore_index is not None:
+            # Ignored rows get weight 0, which the fit skips: row-read values stay unread here.
+            values, labels, weights = _drop_ignored(
+                values, labels, weights, ignore_index, name="values", by_weight=True
+            )
+            weights = weights if weights is None else weights.reshape((-1,))  # one per row
         if sliceable:
             if len(values.shape) != 2:
                 raise ValueError(
@@ -145,7 +154,7 @@ class _Data:
                     f"labels must have shape ({int(values.shape[0])},); got {tuple(y.shape)}"
                 )
         else:
-            xp, v, y, _ = _prepare(values, labels, name="values")
+            xp, v, y, _, _ = _prepare(values, labels, name="values")
             self.values, self.labels = v, y
         self.xp, self.sliceable = xp, sliceable
         self.n, self.k = int(self.values.shape[0]), int(self.values.shape[1])
@@ -168,7 +177,7 @@ class _Data:
         """(start, values (rows, K) in the compute dtype, labels) of each block of rows."""
         for a, b in self.ranges:
             if self.sliceable:
-                _, v, y, _ = _prepare(self.values[a:b], self.labels[a:b], name="values")
+                _, v, y, _, _ = _prepare(self.values[a:b], self.labels[a:b], name="values")
             else:
                 v, y = self.values[a:b, :], self.labels[a:b]
             yield a, b, v, y
@@ -322,6 +331,7 @@ def fit_temperature(
     *,
     kind: str = "auto",
     weights: Array | None = None,
+    ignore_index: int | None = None,
     tol: float = TOL,
     max_iter: int = 200,
 ) -> float:
@@ -353,6 +363,9 @@ def fit_temperature(
     weights : array, optional
         Non-negative weight of each example (shape ``(N,)``); examples of weight 0 are skipped,
         so a 0/1 mask fits on a subset without copying it.
+    ignore_index : int, optional
+        Examples whose label equals it are left out (given weight 0), e.g. -100 for a
+        language model's padding tokens (torchmetrics' ``ignore_index``).
     tol : float, default 1e-6
         Relative tolerance on :math:`1/T`: the fit stops after a Newton step smaller than
         ``tol / T``. Newton's convergence is quadratic, so the result is usually much closer
@@ -384,7 +397,7 @@ def fit_temperature(
     >>> print(round(cal.fit_temperature(logits, labels, weights=[1, 1, 1, 0]), 4))  # 3 of them
     5.7708
     """
-    data = _Data(values, labels, kind, weights)
+    data = _Data(values, labels, kind, weights, ignore_index)
     return 1.0 / _fit(data, float(tol), max_iter).beta
 
 
@@ -481,6 +494,7 @@ def log_loss_decomposition(
     kind: str = "auto",
     base: float | None = None,
     weights: Array | None = None,
+    ignore_index: int | None = None,
 ) -> LogLossDecomposition:
     r"""Split the log-loss into a calibration part and the rest, with the optimal temperature.
 
@@ -518,6 +532,8 @@ def log_loss_decomposition(
         Logarithm base of the reported losses: None for nats, 2 for bits.
     weights : array, optional
         Non-negative weight of each example (see :func:`fit_temperature`).
+    ignore_index : int, optional
+        Examples whose label equals it are left out (see :func:`fit_temperature`).
 
     Returns
     -------
@@ -536,7 +552,7 @@ def log_loss_decomposition(
     1.0181 0.4558 0.5623
     """
     log_b = _log_of_base(base)
-    fit = _fit(_Data(values, labels, kind, weights), TOL, 200)
+    fit = _fit(_Data(values, labels, kind, weights, ignore_index), TOL, 200)
     before = fit.nll_at_one
     after = min(fit.nll_at_beta, before)  # T = 1 is feasible: the optimum is never worse
     return LogLossDecomposition(

@@ -171,7 +171,8 @@ def gradient(
 def _row_scale(problem: ClassProblem, reduction: str) -> Array:
     """d total / d l_i: the mean's 1 / count (0 when nothing counts), else 1."""
     xp = problem.xp
-    rows = xp.ones(problem.raw.shape[:-1], dtype=problem.values.dtype)
+    # shaped like a row of the input, so a chunked (Dask) batch keeps its chunks
+    rows = xp.ones_like(problem.raw[..., 0], dtype=problem.values.dtype)
     return rows * mean_scale(xp, count(problem)) if reduction == "mean" else rows
 
 
