@@ -262,6 +262,49 @@ def _dtensor_case(rank, world, counter):
         assert_grads([_Grad(g) for g in got_grads], theirs)
 
 
+def _fsdp_case(rank, world, counter):
+    """An FSDP2-sharded head (fully_shard: a Shard(0) DTensor parameter) called directly, each
+    rank with its own tokens: gathered for the call, the loss each rank's own, the weight and
+    bias gradients reduce-scattered and averaged over the ranks (FSDP2's rule)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor import Shard
+
+    mesh = init_device_mesh("cpu", (world,))
+    ours, theirs, y, _ = inputs(77, shape=(1, 40, 8))
+    cuts = [0, 7, 40] if world == 2 else [0, 25, 26, 40]
+    head = torch.nn.Linear(8, V)
+    with torch.no_grad():
+        head.weight.copy_(ours[1])
+        head.bias.copy_(ours[2])
+    fully_shard(head, mesh=mesh)
+    assert head.weight.placements == (Shard(0),)
+    r0, r1 = cuts[rank], cuts[rank + 1]
+    h = _leaf(ours[0][:, r0:r1])
+    counter.take()
+    got = linear_cross_entropy(h, head.weight, y[:, r0:r1], bias=head.bias, z_loss=1e-3,
+                               label_smoothing=0.1, chunk_size=3)  # fmt: skip
+    calls = [op for op, _ in counter.take()]
+    assert calls == ["SUM"], calls  # the layout's all_reduce (the gather is no all_reduce)
+    got.backward()
+    mean = [torch.zeros_like(theirs[1]), torch.zeros_like(theirs[2])]
+    for r in range(world):
+        a, b = cuts[r], cuts[r + 1]
+        hr = theirs[0][:, a:b].detach().clone().requires_grad_()
+        wr, br = (t.detach().clone().requires_grad_() for t in theirs[1:])
+        want = reference(hr, wr, y[:, a:b], bias=br, smoothing=0.1, z_loss=1e-3)
+        want["loss"].backward()
+        mean = [m + g / world for m, g in zip(mean, (wr.grad, br.grad), strict=True)]
+        if r == rank:
+            torch.testing.assert_close(got.to(F64), want["loss"].detach(), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(h.grad.to(F64), hr.grad, rtol=1e-5, atol=1e-6)
+    assert head.weight.grad.placements == (Shard(0),)
+    for param, want_grad in zip((head.weight, head.bias), mean, strict=True):
+        torch.testing.assert_close(param.grad.full_tensor().to(F64), want_grad,
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+    counter.take()
+
+
 def _errors(rank, world):
     with pytest.raises(ValueError, match="needs both process_group= and vocab_start="):
         linear_cross_entropy(torch.zeros(4, 8), torch.zeros(5, 8), torch.zeros(4, dtype=torch.long),
@@ -307,6 +350,7 @@ def _worker(rank, world, store_path):
             _module_case(rank, world, counter)
             _data_parallel_soft_case(rank, world, counter)
             _dtensor_case(rank, world, counter)
+            _fsdp_case(rank, world, counter)
         _errors(rank, world)
         # every rank done before any leaves: a rank that exits while a peer is still in a
         # collective aborts it

@@ -431,7 +431,11 @@ def linear_cross_entropy(
         ``weight`` that is a DTensor sharded over the vocabulary (``Shard(0)`` on a 1-D mesh,
         as ``ColwiseParallel`` makes it) takes this path by itself, its group and first row
         read from the mesh; a DTensor ``hidden`` is made replicated first (sequence
-        parallelism), a plain one is taken as the same on every rank.
+        parallelism), a plain one is taken as the same on every rank. If the ranks hold
+        different tokens (the layout's all_reduce tells), the DTensor weight is FSDP2's
+        (``fully_shard``) read outside its module's forward: it is all-gathered for the call
+        (the whole weight on each rank while it lasts) and its gradient reduce-scattered
+        back, averaged over the ranks as FSDP2 does for every other parameter.
     mean_group : torch.distributed.ProcessGroup, optional
         Data or sequence parallelism, with ``reduction="mean"``: the denominator is the count
         :math:`\sum_i w_{y_i}` of the valid tokens of every rank of the group (one all_reduce
@@ -491,7 +495,9 @@ def linear_cross_entropy(
     True
     """
     options = {k: v for k, v in locals().items() if k not in ("hidden", "weight", "targets")}
+    sharded_head = None
     if _parallel.is_dtensor(weight):
+        sharded_head = (weight, bias)
         hidden, weight, bias, process_group, vocab_start = _parallel.from_dtensor(
             hidden, weight, bias, process_group, vocab_start
         )
@@ -516,7 +522,12 @@ def linear_cross_entropy(
     shard = None
     if process_group is not None or vocab_start is not None:
         # one all_reduce: where each rank's slice starts, and the whole vocabulary's size
-        shard = _parallel.layout(weight, targets, process_group, vocab_start)
+        shard = _parallel.layout(
+            weight, targets, process_group, vocab_start, split_tokens=sharded_head is not None
+        )
+        if shard is None:  # a DTensor head, different tokens per rank: FSDP2's, gathered
+            weight, bias = _parallel.gather_head(*sharded_head)  # type: ignore[misc]
+            process_group = vocab_start = None
     vocab = weight.shape[0] if shard is None else shard.vocab
     _validate(hidden, weight, targets, bias, class_weight, chunk_size, vocab)
     check_reduction(reduction)

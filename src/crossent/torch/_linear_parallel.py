@@ -96,14 +96,19 @@ def _dist() -> Any:
 
 
 def layout(
-    weight: torch.Tensor, targets: torch.Tensor, group: Any, vocab_start: int | None
-) -> Shard:
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    group: Any,
+    vocab_start: int | None,
+    *,
+    split_tokens: bool = False,
+) -> Shard | None:
     """Exchange every rank's (start, size) in one all_reduce and check that they tile [0, V).
 
-    The same all_reduce carries the number of targets and a checksum of them, so that hidden
-    states split over the ranks (data parallelism, a weight sharded by FSDP read outside the
-    module's forward) raise an error instead of giving a wrong loss: the vocabulary-parallel
-    call needs the same tokens on every rank.
+    The same all_reduce carries the number of targets and a checksum of them: the
+    vocabulary-parallel call needs the same tokens on every rank. Hidden states split over the
+    ranks (data parallelism) return None with ``split_tokens`` (a DTensor weight: FSDP2's,
+    read outside its module's forward, which the caller gathers) and raise otherwise.
     """
     if vocab_start is None or group is None:
         raise ValueError(
@@ -123,6 +128,8 @@ def layout(
     rows = table.tolist()
     for r, row in enumerate(rows):
         if row[2:] != rows[0][2:]:
+            if split_tokens:
+                return None
             raise ValueError(
                 "the vocabulary-parallel call needs the same hidden states and targets on every "
                 f"rank of process_group; rank {r} holds {row[2]} targets with checksum {row[3]}, "
@@ -193,6 +200,26 @@ def from_dtensor(
 
     _, offset = compute_local_shape_and_global_offset(weight.shape, mesh, placements)
     return hidden, weight.to_local(), bias, mesh.get_group(), int(offset[0])
+
+
+def gather_head(weight: Any, bias: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The whole head of a vocabulary-sharded DTensor weight (and bias) whose ranks hold
+    different tokens: FSDP2's sharded parameter, read outside its module's forward.
+
+    All-gathered for the call (the whole weight on every rank while it lasts, as FSDP2's own
+    forward holds it); the gradient goes back reduce-scattered and averaged over the ranks, as
+    FSDP2 treats every other parameter (its default gradient divide factor), a DTensor of the
+    parameter's layout.
+    """
+    from torch.distributed.tensor import Partial, Replicate
+
+    def whole(x: Any) -> Any:
+        if x is None or not is_dtensor(x):
+            return x
+        replicated = x.redistribute(x.device_mesh, [Replicate()])
+        return replicated.to_local(grad_placements=[Partial("avg")])
+
+    return whole(weight), whole(bias)
 
 
 def shard_targets(
