@@ -7,6 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
 TORCH := torch==2.13.0
+# set before the rules that name it: make expands a prerequisite when it reads the rule
+MATHJAX := docs/_mathjax/mathjax
 
 .PHONY: demo test docs lint bench lm dist clean
 
@@ -57,7 +59,6 @@ test: $(VENV)/.test $(MATHJAX)/tex-chtml.js
 # against the registry's integrity hash), fetched once into the git-ignored docs/_mathjax rather
 # than committed (24 MB). 3.2.2, the last MathJax 3, because it is whole: MathJax 4 loads its
 # fonts from a separate package (a CDN by default). tests/test_docs.py builds the site with it.
-MATHJAX := docs/_mathjax/mathjax
 $(MATHJAX)/tex-chtml.js:
 	rm -rf docs/_mathjax && mkdir -p docs/_mathjax/npm
 	cd docs/_mathjax/npm && npm pack --silent mathjax@3.2.2 >/dev/null && tar -xzf mathjax-3.2.2.tgz
