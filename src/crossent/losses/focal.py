@@ -222,12 +222,39 @@ def _alpha_t(xp: Any, y: Array, alpha: float | None) -> Array | None:
     return None if alpha is None else alpha * y + (1 - alpha) * (1 - y)
 
 
+def _direct_terms(xp: Any, z: Array, y: Array) -> tuple[Array, Array, Array, Array]:
+    """(BCE, 1 - p_t, sigmoid(z) - y, sigmoid(z) sigmoid(-z)) element-wise for finite z, from one
+    exp(-|z|): 1 - p_t = y sigmoid(-z) + (1 - y) sigmoid(z) is a sum of non-negative terms, so
+    it keeps its digits where the prediction is right and confident (sigmoid(-|z|) = e/(1+e),
+    not 1 - sigmoid(|z|)). Its power is taken directly where the exponent is >= 0, i.e. for
+    gamma >= 1 (the gradient's gamma - 1): half the transcendental functions of the log-space
+    form, which the rest (gamma < 1, whose gradient has (1 - p_t)^(gamma - 1)) still needs."""
+    e = xp.exp(-xp.abs(z))
+    r = 1 / (1 + e)  # sigmoid(|z|); sigmoid(-|z|) = e r
+    # 1 above 0, 0 below, 1/2 at 0: picks the branch by arithmetic (a select in the chain of
+    # an exp is not vectorized by XLA: 4x slower); every term stays non-negative
+    s = xp.sign(z) * 0.5 + 0.5
+    a = y * (1 - s) + (1 - y) * s
+    tail = xp.log1p(e)
+    relu = xp.maximum(z, xp.zeros_like(z))
+    bce = tail + y * (relu - z) + (1 - y) * relu  # as binary_ce_loss: non-negative terms
+    # sigmoid(z) - y as (1 - y) sigmoid(z) - y sigmoid(-z): no cancellation at a confident,
+    # right logit (sigmoid(30) - 1 keeps three digits of its 1e-13)
+    sig_minus_y = r * ((1 - y) * (s + (1 - s) * e) - y * ((1 - s) + s * e))
+    return bce, r * (a + (1 - a) * e), sig_minus_y, e * r * r
+
+
 def sigmoid_focal_rule(
     xp: Any, z: Array, y: Array, *, alpha: float | None, gamma: float, guard: bool
 ) -> Array:
-    """The element-wise loss alpha_t (1 - p_t)^gamma BCE (the power in log space)."""
-    bce, log_1m_pt, _, _ = _focal_terms(xp, z, y, guard=guard)
-    loss = bce if gamma == 0 else xp.exp(gamma * log_1m_pt) * bce
+    """The element-wise loss alpha_t (1 - p_t)^gamma BCE (the power directly for finite
+    logits and gamma >= 1, else in log space)."""
+    if gamma >= 1 and not guard:
+        bce, one_minus_pt, _, _ = _direct_terms(xp, z, y)
+        loss = one_minus_pt**gamma * bce
+    else:
+        bce, log_1m_pt, _, _ = _focal_terms(xp, z, y, guard=guard)
+        loss = bce if gamma == 0 else xp.exp(gamma * log_1m_pt) * bce
     alpha_t = _alpha_t(xp, y, alpha)
     if alpha_t is None:
         return loss
@@ -238,7 +265,14 @@ def sigmoid_focal_grad_rule(
     xp: Any, z: Array, y: Array, *, alpha: float | None, gamma: float, scale: float
 ) -> Array:
     """d loss / d z element-wise, times ``scale``."""
-    grad = _sigmoid(xp, z) - y
+    if gamma >= 1:
+        # d/dz (1 - p_t) = (1 - 2y) sigmoid(z) sigmoid(-z); z clipped as below
+        bce, q, sig_minus_y, slope = _direct_terms(xp, clip_values(xp, z, -1e4, 1e4), y)
+        grad = gamma * (1 - 2 * y) * q ** (gamma - 1) * slope * bce + q**gamma * sig_minus_y
+        alpha_t = _alpha_t(xp, y, alpha)
+        return (grad if alpha_t is None else alpha_t * grad) * scale
+    # (1 - y) sigmoid(z) - y sigmoid(-z): sigmoid(z) - y without its cancellation
+    grad = (1 - y) * _sigmoid(xp, z) - y * _sigmoid(xp, -z)
     if gamma > 0:
         # At |z| = inf the exponent below is inf - inf; the gradient's limit there is what a
         # logit of +-1e4 gives (every exponential has long underflowed), so clip to that.
@@ -268,8 +302,12 @@ def sigmoid_focal_loss(
         \ell = \alpha_t (1 - p_t)^\gamma \operatorname{BCE}(z, y), \quad
         p_t = p y + (1-p)(1-y), \quad \alpha_t = \alpha y + (1-\alpha)(1-y)
 
-    computed with :math:`\log(1 - p_t)` as a log-sum-exp, so it stays finite and smooth at
-    saturated logits for every :math:`\gamma \ge 0`.
+    computed with :math:`1 - p_t = y\,\sigma(-z) + (1-y)\,\sigma(z)` (a sum of non-negative
+    terms, no cancellation where the prediction is right and confident) for
+    :math:`\gamma \ge 1`, and as a log-sum-exp in log space for :math:`\gamma < 1` (whose
+    gradient holds :math:`(1 - p_t)^{\gamma - 1}`), so it stays finite and smooth at
+    saturated logits for every :math:`\gamma \ge 0`, loss and gradient accurate to 1e-12
+    relatively (tested against 50-digit arithmetic).
 
     Parameters
     ----------
