@@ -23,6 +23,7 @@ from ._validation import (
     check_class_vector,
     check_floating,
     check_integer,
+    check_probability_dtype,
     check_rows_sum_to_one,
     check_same_device,
     check_unit_interval,
@@ -131,15 +132,7 @@ def head_layout(xp: Any, hidden: Array, weight: Array, targets: Array, bias: Arr
                 f"{tuple(targets.shape)}"
             )
         return HeadLayout(batch, classes, out, probabilities=False)
-    if not xp.isdtype(targets.dtype, "real floating"):
-        raise TypeError(
-            f"targets must be integer class indices or probabilities, got dtype {targets.dtype}"
-        )
-    if tuple(targets.shape) == indices:
-        raise TypeError(
-            f"targets of shape {indices} are class indices, which must be an integer array; "
-            f"got dtype {targets.dtype} (probability targets have the logits' shape {dims})"
-        )
+    check_probability_dtype(xp, targets, indices)
     if tuple(targets.shape) != dims:
         raise ValueError(
             f"probability targets must have the logits' shape {dims} for {what}; got "

@@ -335,6 +335,21 @@ def check_rows_sum_to_one(xp: Any, p: Array, name: str, *, remedy: str = RENORMA
         )
 
 
+def check_probability_dtype(xp: Any, targets: Any, index_shape: tuple[int, ...]) -> None:
+    """Targets that are not integer class indices: floating probabilities, and not of the
+    class indices' shape (a float array of that shape is class indices of the wrong dtype),
+    else a TypeError naming the dtype and shapes."""
+    if not xp.isdtype(targets.dtype, "real floating"):
+        raise TypeError(
+            f"targets must be integer class indices or probabilities, got dtype {targets.dtype}"
+        )
+    if tuple(targets.shape) == tuple(index_shape):
+        raise TypeError(
+            f"targets of shape {tuple(index_shape)} look like class indices but have dtype "
+            f"{targets.dtype}; class indices must be an integer array"
+        )
+
+
 def check_no_ignore_index(ignore_index: int | None) -> None:
     """Probability targets take no ``ignore_index`` (None or the default ``-100`` mean none),
     else a ValueError naming it: PyTorch raises too, there is no index to compare with a row of

@@ -491,8 +491,8 @@ def _t(*shape, dtype=torch.float32):
          r"hidden must be a floating array \(float16, bfloat16, float32 or float64\), "
          r"got torch.int64"),
         ((_t(4, D), _t(V, D), _t(4)), {}, TypeError,
-         r"targets of shape \(4,\) are class indices, which must be an integer array; got "
-         r"dtype torch.float32"),
+         r"targets of shape \(4,\) look like class indices but have dtype torch.float32; "
+         r"class indices must be an integer array"),
         ((_t(2, 3, D), _t(V, D), _t(3, 2, dtype=torch.long)), {}, ValueError,
          r"targets must have shape \(2, 3\) .* got \(3, 2\)"),
         ((_t(4, D), _t(V, D), torch.tensor([0, 5, 37, -100])), {}, ValueError,

@@ -20,6 +20,7 @@ from .._validation import (
     check_index_targets,
     check_no_ignore_index,
     check_nonnegative_array,
+    check_probability_dtype,
     check_same_shape,
     check_unit_interval,
     normalize_axes,
@@ -217,15 +218,7 @@ def prepare_classes(
         tg = index_target_data(xp, targets, w, ignore_index, compute)
         return ClassProblem(xp, raw, tg, w, num_classes, axis, dtype, class_shape)
 
-    if not xp.isdtype(targets.dtype, "real floating"):
-        raise TypeError(
-            f"targets must be integer class indices or probabilities, got {targets.dtype}"
-        )
-    if tuple(targets.shape) == batch_shape:
-        raise TypeError(
-            f"targets of shape {batch_shape} look like class indices but have dtype "
-            f"{targets.dtype}; class indices must be an integer array"
-        )
+    check_probability_dtype(xp, targets, batch_shape)
     if not allow_probability_targets:
         raise TypeError(f"targets must be integer class indices, got dtype {targets.dtype}")
     check_no_ignore_index(ignore_index)
