@@ -18,7 +18,7 @@ import array_api_compat
 import numpy as np
 
 from ._namespace import Array, _is_array, is_concrete, numel, to_numpy
-from ._semantics import REDUCTIONS, SMOOTHING_CONVENTIONS
+from ._semantics import REDUCTIONS, SMOOTHING_CONVENTIONS, SoftmaxCE
 
 
 def first_bad(xp: Any, bad: Array, values: Array) -> tuple[tuple[int, ...], Any] | None:
@@ -360,3 +360,25 @@ def check_no_ignore_index(ignore_index: int | None) -> None:
             "targets have no index to ignore (to leave a sample out, give it a sample_weight "
             "of 0)"
         )
+
+
+def check_softmax_rule(
+    num_classes: int,
+    *,
+    label_smoothing: float,
+    smoothing_convention: str,
+    z_loss: float,
+    softcap: float | None,
+) -> SoftmaxCE:
+    """The checked options of a softmax cross-entropy over ``num_classes`` classes (the core
+    losses and both fused ops), each refused by name; a smoothing convention the class count
+    cannot take (e/(K-1) with one class) raises here, not in the loss."""
+    rule = SoftmaxCE(
+        num_classes,
+        label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
+        smoothing_convention=check_smoothing_convention(smoothing_convention),
+        z_loss=check_nonnegative(z_loss, "z_loss"),
+        softcap=check_softcap(softcap),
+    )
+    rule.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
+    return rule

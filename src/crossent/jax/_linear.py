@@ -33,18 +33,15 @@ from .._linear_common import (
     validate_targets,
 )
 from .._linear_layouts import k_dimensional, unbatched
-from .._semantics import SoftmaxCE, denominator, reduce, z_loss_rows
+from .._semantics import denominator, reduce, z_loss_rows
 from .._validation import (
-    check_fraction,
     check_index_targets,
     check_no_ignore_index,
-    check_nonnegative,
     check_normalizer,
     check_positive,
     check_reduction,
     check_sample_weight,
-    check_smoothing_convention,
-    check_softcap,
+    check_softmax_rule,
 )
 from ..losses._problem import index_target_data
 from ._linear_sweep import Rows, Static, compute_dtype, reduced, sweep
@@ -225,14 +222,10 @@ def linear_cross_entropy(
         )
     shards = 1 if vocab_axis is None else lax.axis_size(vocab_axis)
     vocab = weight.shape[0] * shards  # every class, over the shards
-    rule = SoftmaxCE(
-        vocab,
-        label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
-        smoothing_convention=check_smoothing_convention(smoothing_convention),
-        z_loss=check_nonnegative(z_loss, "z_loss"),
-        softcap=check_softcap(softcap),
-    )
-    rule.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
+    rule = check_softmax_rule(
+        vocab, label_smoothing=label_smoothing, smoothing_convention=smoothing_convention,
+        z_loss=z_loss, softcap=softcap,
+    )  # fmt: skip
     want = statistics(names)
     dtype = compute_dtype(hidden.dtype)
     batch_shape = layout.loss_shape

@@ -31,11 +31,8 @@ from .._semantics import (
     softmax_ce_loss,
 )
 from .._validation import (
-    check_fraction,
-    check_nonnegative,
     check_reduction,
-    check_smoothing_convention,
-    check_softcap,
+    check_softmax_rule,
     renamed,
 )
 from ._problem import ClassProblem, IndexTargets, gather, gradient_of, prepare_classes
@@ -61,17 +58,13 @@ def prepare_softmax_ce(
     """The validated problem and the checked options of a softmax cross-entropy."""
     check_reduction(reduction)
     class_weight = renamed(class_weight, weight, "class_weight", "weight")
-    rule = dict(
-        label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
-        smoothing_convention=check_smoothing_convention(smoothing_convention),
-        z_loss=check_nonnegative(z_loss, "z_loss"),
-        softcap=check_softcap(softcap),
-    )
     problem = prepare_classes(
         logits, targets, axis=axis, class_weight=class_weight, ignore_index=ignore_index
     )
-    options = SoftmaxCE(problem.num_classes, **rule)  # type: ignore[arg-type]
-    options.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
+    options = check_softmax_rule(
+        problem.num_classes, label_smoothing=label_smoothing,
+        smoothing_convention=smoothing_convention, z_loss=z_loss, softcap=softcap,
+    )  # fmt: skip
     return problem, options
 
 

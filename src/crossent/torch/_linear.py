@@ -43,7 +43,7 @@ from .._linear_common import (
 )
 from .._linear_layouts import k_dimensional, unbatched
 from .._namespace import is_concrete
-from .._semantics import SoftmaxCE, denominator, loss_row_scale, reduce, z_loss_rows
+from .._semantics import denominator, loss_row_scale, reduce, z_loss_rows
 from .._validation import (
     check_fraction,
     check_index_targets,
@@ -56,6 +56,7 @@ from .._validation import (
     check_sample_weight,
     check_smoothing_convention,
     check_softcap,
+    check_softmax_rule,
 )
 from . import _linear_parallel as _parallel
 from . import _linear_sweep as _sweep
@@ -540,14 +541,10 @@ def linear_cross_entropy(
         )
     if shard is not None and names is not None and names & {"prediction", "correct", "accuracy"}:
         shard = dataclasses.replace(shard, argmax=True)
-    rule = SoftmaxCE(
-        vocab,
-        label_smoothing=check_fraction(label_smoothing, "label_smoothing"),
-        smoothing_convention=check_smoothing_convention(smoothing_convention),
-        z_loss=check_nonnegative(z_loss, "z_loss"),
-        softcap=check_softcap(softcap),
-    )
-    rule.smoothing  # noqa: B018 -- raises now for a convention the class count cannot take
+    rule = check_softmax_rule(
+        vocab, label_smoothing=label_smoothing, smoothing_convention=smoothing_convention,
+        z_loss=z_loss, softcap=softcap,
+    )  # fmt: skip
     grad_outputs: frozenset[str] | set[str] = frozenset()
     if names is not None and torch.is_grad_enabled():
         grad_outputs = names & {"logprob"} | (names & {"entropy"} if entropy_grad else set())
