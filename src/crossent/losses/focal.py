@@ -23,7 +23,15 @@ from .._dispatch import (
 from .._namespace import Array, as_dtype, numel, quiet_numpy
 from .._namespace import clip as clip_values
 from .._primitives import _sigmoid
-from .._semantics import element_count, focal_loss, focal_slope, mean_scale, mul0, reduce
+from .._semantics import (
+    binary_ce_loss,
+    element_count,
+    focal_loss,
+    focal_slope,
+    mean_scale,
+    mul0,
+    reduce,
+)
 from .._validation import check_class_vector, check_fraction, check_nonnegative, check_reduction
 from ._problem import (
     BinaryProblem,
@@ -235,9 +243,7 @@ def _direct_terms(xp: Any, z: Array, y: Array) -> tuple[Array, Array, Array, Arr
     # an exp is not vectorized by XLA: 4x slower); every term stays non-negative
     s = xp.sign(z) * 0.5 + 0.5
     a = y * (1 - s) + (1 - y) * s
-    tail = xp.log1p(e)
-    relu = xp.maximum(z, xp.zeros_like(z))
-    bce = tail + y * (relu - z) + (1 - y) * relu  # as binary_ce_loss: non-negative terms
+    bce = binary_ce_loss(xp, z, y, None, guard_infinite=False, exp_neg_abs=e)
     # sigmoid(z) - y as (1 - y) sigmoid(z) - y sigmoid(-z): no cancellation at a confident,
     # right logit (sigmoid(30) - 1 keeps three digits of its 1e-13)
     sig_minus_y = r * ((1 - y) * (s + (1 - s) * e) - y * ((1 - s) + s * e))
