@@ -50,12 +50,23 @@ def softplus(xp: Any, x: Array) -> Array:
     return xp.maximum(x, xp.zeros_like(x)) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
+def heaviside(xp: Any, x: Array) -> Array:
+    """1 above 0, 0 below, 1/2 at 0 (NaN at NaN), in ``x``'s dtype.
+
+    Picks a branch by arithmetic: a select on a random mask (``np.where``) costs ten times an
+    exp in NumPy, and XLA:CPU vectorizes neither a select nor a bool-to-float conversion in
+    an exp's chain (2-4x slower). The rules that use it take one value at 0 from either branch,
+    so 1/2 there is exact too.
+    """
+    return xp.sign(x) * 0.5 + 0.5
+
+
 def sigmoid(xp: Any, x: Array, exp_neg_abs: Array | None = None) -> Array:
     """The logistic function; ``exp_neg_abs``: ``exp(-|x|)`` if the caller has it already."""
-    # e = e^-|x| <= 1 in both branches, so neither overflows (and jax.grad of the unselected
-    # branch stays finite).
+    # 1 / (1 + e) for x > 0 and e / (1 + e) below, with e = e^-|x| <= 1: nothing overflows.
+    # The numerator max(e, H(x)) is 1 or e (1 at x = 0, where e = 1).
     e = xp.exp(-xp.abs(x)) if exp_neg_abs is None else exp_neg_abs
-    return xp.where(x >= 0, xp.ones_like(e), e) / (1 + e)  # one division, the same values
+    return xp.maximum(e, heaviside(xp, x)) / (1 + e)
 
 
 def limit_rows(xp: Any, z: Array, inf_rows: Array) -> Array:
@@ -362,17 +373,18 @@ def binary_ce_loss(
     """
     positive = y if pos_weight is None else pos_weight * y
     tail = xp.log1p(xp.exp(-xp.abs(z)) if exp_neg_abs is None else exp_neg_abs)
-    zero = xp.zeros_like(z)
     if guard_infinite:
+        zero = xp.zeros_like(z)
         nll_positive = xp.maximum(-z, zero) + tail  # softplus(-z)
         nll_negative = xp.maximum(z, zero) + tail  # softplus(z)
         return mul0(xp, positive, nll_positive) + mul0(xp, 1 - y, nll_negative)
-    # Finite z: max(-z, 0) = max(z, 0) - z exactly, and the tail's coefficients y + (1 - y)
-    # sum to 1 without weights: fewer operations (XLA runs this form 1.4x faster on CPU), the
-    # same sum of non-negative terms (never softplus(z) - y z, which cancels for y near 1).
-    relu = xp.maximum(z, zero)
+    # Finite z: the tail's coefficients y + (1 - y) sum to 1 without weights, and the rest,
+    # y max(-z, 0) + (1 - y) max(z, 0), is z (1 - y) above 0 and -z y below: z (H(z) - y), a
+    # product of two factors of one sign, so no cancellation (never softplus(z) - y z, which
+    # cancels for y near 1), in four operations fewer.
     if pos_weight is None:
-        return tail + y * (relu - z) + (1 - y) * relu
+        return tail + z * (heaviside(xp, z) - y)
+    relu = xp.maximum(z, xp.zeros_like(z))
     return positive * (relu - z + tail) + (1 - y) * (relu + tail)
 
 
@@ -384,7 +396,11 @@ def binary_ce_grad(
     if exp_neg_abs is None:
         exp_neg_abs = xp.exp(-xp.abs(z))
     if pos_weight is None:
-        return sigmoid(xp, z, exp_neg_abs) - y
+        # sigmoid(z) - y = (H(z) - y) - sign(z) sigmoid(-|z|): a confident right logit
+        # (y = H(z)) gives -+sigmoid(-|z|) itself, where sigmoid(z) - y would cancel to a few
+        # digits or to 0 (1 / (1 + 1e-26) - 1 in float64).
+        h = heaviside(xp, z)
+        return (h - y) - (2 * h - 1) * (exp_neg_abs / (1 + exp_neg_abs))
     return (1 - y) * sigmoid(xp, z, exp_neg_abs) - (pos_weight * y) * sigmoid(xp, -z, exp_neg_abs)
 
 

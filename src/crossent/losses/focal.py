@@ -22,12 +22,13 @@ from .._dispatch import (
 )
 from .._namespace import Array, as_dtype, numel, quiet_numpy
 from .._namespace import clip as clip_values
-from .._primitives import _sigmoid
 from .._semantics import (
+    binary_ce_grad,
     binary_ce_loss,
     element_count,
     focal_loss,
     focal_slope,
+    heaviside,
     mean_scale,
     mul0,
     reduce,
@@ -239,14 +240,10 @@ def _direct_terms(xp: Any, z: Array, y: Array) -> tuple[Array, Array, Array, Arr
     form, which the rest (gamma < 1, whose gradient has (1 - p_t)^(gamma - 1)) still needs."""
     e = xp.exp(-xp.abs(z))
     r = 1 / (1 + e)  # sigmoid(|z|); sigmoid(-|z|) = e r
-    # 1 above 0, 0 below, 1/2 at 0: picks the branch by arithmetic (a select in the chain of
-    # an exp is not vectorized by XLA: 4x slower); every term stays non-negative
-    s = xp.sign(z) * 0.5 + 0.5
+    s = heaviside(xp, z)  # the branch by arithmetic; every term stays non-negative
     a = y * (1 - s) + (1 - y) * s
     bce = binary_ce_loss(xp, z, y, None, guard_infinite=False, exp_neg_abs=e)
-    # sigmoid(z) - y as (1 - y) sigmoid(z) - y sigmoid(-z): no cancellation at a confident,
-    # right logit (sigmoid(30) - 1 keeps three digits of its 1e-13)
-    sig_minus_y = r * ((1 - y) * (s + (1 - s) * e) - y * ((1 - s) + s * e))
+    sig_minus_y = binary_ce_grad(xp, z, y, None, e)  # without sigmoid(z) - y's cancellation
     return bce, r * (a + (1 - a) * e), sig_minus_y, e * r * r
 
 
@@ -277,8 +274,7 @@ def sigmoid_focal_grad_rule(
         grad = gamma * (1 - 2 * y) * q ** (gamma - 1) * slope * bce + q**gamma * sig_minus_y
         alpha_t = _alpha_t(xp, y, alpha)
         return (grad if alpha_t is None else alpha_t * grad) * scale
-    # (1 - y) sigmoid(z) - y sigmoid(-z): sigmoid(z) - y without its cancellation
-    grad = (1 - y) * _sigmoid(xp, z) - y * _sigmoid(xp, -z)
+    grad = binary_ce_grad(xp, z, y, None)  # sigmoid(z) - y without its cancellation
     if gamma > 0:
         # At |z| = inf the exponent below is inf - inf; the gradient's limit there is what a
         # logit of +-1e4 gives (every exponential has long underflowed), so clip to that.
