@@ -168,7 +168,9 @@ def sigmoid_binary_cross_entropy_grad(
 
     .. math:: \frac{\partial \ell}{\partial z} = w \bigl[(1-y)\,\sigma(z) - \pi y\,\sigma(-z)\bigr]
 
-    which is :math:`\sigma(z) - y` without weights. With ``with_loss=True`` it returns
+    which is :math:`\sigma(z) - y` without weights, computed as :math:`(H(z) - y) -
+    \operatorname{sign}(z)\,\sigma(-|z|)` (:math:`H` the step), exact where :math:`\sigma(z)`
+    and :math:`y` are both near 1 or both near 0. With ``with_loss=True`` it returns
     ``(loss, gradient)``, for "mean" and "sum" from one pass over the logits that shares
     :math:`e^{-|z|}` between the two (what a training step needs).
 
