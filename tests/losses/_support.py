@@ -8,6 +8,7 @@ reference), and torch autograd through crossent's torch path equals the closed f
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,6 +49,17 @@ def over_backends(grid, every=8, everywhere=None):
         full = everywhere is not None and everywhere(combo)
         params += [(b, *combo) for j, b in enumerate(SLOW) if full or (i + 2 * j) % every == 0]
     return params
+
+
+def mpmath_logit_grid():
+    """(mpmath at 50 digits, logits, targets): every pair of logits from -700 to 700 (confident
+    right and wrong ones) and targets 0, 0.3 and 1, as float64 arrays."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    zs = [-700.0, -60.0, -30.0, -5.0, -0.5, 0.0, 0.5, 5.0, 30.0, 60.0, 700.0]
+    ys = [0.0, 0.3, 1.0]
+    z, y = (np.array(v, dtype=np.float64) for v in zip(*itertools.product(zs, ys), strict=True))
+    return mpmath, z, y
 
 
 def close(got, want, rtol=1e-12, atol=1e-12):

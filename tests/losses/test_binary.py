@@ -20,6 +20,7 @@ from ._support import (
     check_closed_form_equals_finite_differences,
     close,
     load,
+    mpmath_logit_grid,
     over_backends,
     params,
     t64,
@@ -258,12 +259,8 @@ def test_jax_custom_vjp_gradients_of_logits_and_targets(smoothing, reduction):
 
 def _bce_against_mpmath():
     """Logits and targets with their loss and gradient in 50-digit arithmetic: confident right
-    and wrong logits, soft targets, and one pos_weight."""
-    mpmath = pytest.importorskip("mpmath")
-    mpmath.mp.dps = 50
-    zs = [-700.0, -60.0, -30.0, -5.0, -0.5, 0.0, 0.5, 5.0, 30.0, 60.0, 700.0]
-    ys = [0.0, 0.3, 1.0]
-    z, y = (np.array(v, dtype=np.float64) for v in zip(*itertools.product(zs, ys), strict=True))
+    and wrong logits, soft targets."""
+    mpmath, z, y = mpmath_logit_grid()
 
     def loss(zi, yi):
         zi, yi = mpmath.mpf(zi), mpmath.mpf(yi)

@@ -20,6 +20,7 @@ from ._support import (
     check_closed_form_equals_finite_differences,
     close,
     load,
+    mpmath_logit_grid,
     over_backends,
     params,
     reduce_np,
@@ -157,11 +158,7 @@ def test_sigmoid_focal_relative_accuracy_against_mpmath(gamma):
     """Loss and gradient of every element to 1e-12 relatively against 50-digit arithmetic,
     confident right and wrong logits and soft targets included (both the direct form,
     gamma >= 1, and the log-space one)."""
-    mpmath = pytest.importorskip("mpmath")
-    mpmath.mp.dps = 50
-    zs = [-700.0, -60.0, -30.0, -5.0, -0.5, 0.0, 0.5, 5.0, 30.0, 60.0, 700.0]
-    ys = [0.0, 0.3, 1.0]
-    z, y = (np.array(v, dtype=np.float64) for v in zip(*itertools.product(zs, ys), strict=True))
+    mpmath, z, y = mpmath_logit_grid()
 
     def exact(zi, yi):
         zi, yi = mpmath.mpf(zi), mpmath.mpf(yi)
