@@ -351,18 +351,14 @@ def _bce_grad(
     exact to rounding except beyond |z| = log(finfo.max) (88.7 in float32), where exp(|z|)
     overflows and it flushes the (subnormal) value to 0: the block's largest |z| decides.
     """
-    magnitude = z.abs()
-    if (
-        pos_weight is None
-        and is_concrete(z)
-        and z.numel()
-        and float(magnitude.max()) < math.log(torch.finfo(z.dtype).max)
-    ):
-        tail = magnitude.neg_().sigmoid_()  # sigmoid(-|z|)
-        sign = torch.sign(z)
-        target = binary_targets(xp, y, label_smoothing, convention)
-        grad = sign.mul(0.5).add_(0.5).sub_(target).addcmul_(sign, tail, value=-1)
-        return grad if weight is None else grad.mul_(weight)
+    if pos_weight is None and is_concrete(z) and z.numel():
+        magnitude = z.abs()
+        if float(magnitude.max()) < math.log(torch.finfo(z.dtype).max):
+            tail = magnitude.neg_().sigmoid_()  # sigmoid(-|z|)
+            sign = torch.sign(z)
+            target = binary_targets(xp, y, label_smoothing, convention)
+            grad = sign.mul(0.5).add_(0.5).sub_(target).addcmul_(sign, tail, value=-1)
+            return grad if weight is None else grad.mul_(weight)
     return elementwise_grad(xp, z, y, weight, pos_weight, label_smoothing=label_smoothing,
                             convention=convention, scale=1.0)  # fmt: skip
 
