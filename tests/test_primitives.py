@@ -290,3 +290,19 @@ def test_axes_and_weights_keep_the_input_dtype(lib, name, axis):
         assert got.dtype == x.dtype
         np.testing.assert_allclose(_rounded(got), want, rtol=tol, atol=tol)
     np.testing.assert_array_equal(_rounded(sign), want_sign)
+
+
+def test_autodiff_through_sigmoid_is_its_derivative_at_and_near_zero():
+    """torch autograd and jax.grad differentiate ce.sigmoid itself (mse_loss with a sigmoid
+    activation does): sigmoid'(x) = p (1 - p) at 0, -0 and tiny x, where both branches meet."""
+    torch = pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    x = np.array([0.0, -0.0, 1e-9, -1e-9, 1e-20, 2.0, -2.0])
+    p = special.expit(x)
+    # torch's d|x|/dx is 0 at x = 0 itself (JAX's is 1), so torch starts at the tiny x
+    t = torch.tensor(x[2:], requires_grad=True)
+    ce.sigmoid(t).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), (p * (1 - p))[2:], rtol=1e-12)
+    grad = jax.vmap(jax.grad(ce.sigmoid))(jax.numpy.asarray(x))
+    np.testing.assert_allclose(np.asarray(grad), p * (1 - p), rtol=1e-12)

@@ -56,17 +56,19 @@ def heaviside(xp: Any, x: Array) -> Array:
     Picks a branch by arithmetic: a select on a random mask (``np.where``) costs ten times an
     exp in NumPy, and XLA:CPU vectorizes neither a select nor a bool-to-float conversion in
     an exp's chain (2-4x slower). The rules that use it take one value at 0 from either branch,
-    so 1/2 there is exact too.
+    so 1/2 there is exact too; its derivative is 0, so autodiff must not differentiate a
+    product of ``2 H(x) - 1`` at x = 0 (see :func:`binary_ce_grad`).
     """
     return xp.sign(x) * 0.5 + 0.5
 
 
 def sigmoid(xp: Any, x: Array, exp_neg_abs: Array | None = None) -> Array:
     """The logistic function; ``exp_neg_abs``: ``exp(-|x|)`` if the caller has it already."""
-    # 1 / (1 + e) for x > 0 and e / (1 + e) below, with e = e^-|x| <= 1: nothing overflows.
-    # The numerator max(e, H(x)) is 1 or e (1 at x = 0, where e = 1).
+    # e = e^-|x| <= 1 in both branches, so neither overflows. A select, not arithmetic: losses
+    # such as mse_loss(activation="sigmoid") are differentiated through it by autodiff, which
+    # must see one smooth branch at x = 0 (max(e, H(x)) gave -0.25 there under jax.grad).
     e = xp.exp(-xp.abs(x)) if exp_neg_abs is None else exp_neg_abs
-    return xp.maximum(e, heaviside(xp, x)) / (1 + e)
+    return xp.where(x >= 0, xp.ones_like(e), e) / (1 + e)  # one division, the same values
 
 
 def limit_rows(xp: Any, z: Array, inf_rows: Array) -> Array:
@@ -399,7 +401,9 @@ def binary_ce_grad(
         # sigmoid(z) - y = (H(z) - y) - sign(z) sigmoid(-|z|): a confident right logit
         # (y = H(z)) gives -+sigmoid(-|z|) itself, where sigmoid(z) - y would cancel to a few
         # digits or to 0 (1 / (1 + 1e-26) - 1 in float64).
-        h = heaviside(xp, z)
+        # H(0) = 1 here, not 1/2: jax.hessian differentiates this rule (the custom_vjp's
+        # backward), and at z = 0 only the branch z >= 0 has the derivative sigmoid'(0) = 1/4.
+        h = xp.astype(z >= 0, z.dtype)
         return (h - y) - (2 * h - 1) * (exp_neg_abs / (1 + exp_neg_abs))
     return (1 - y) * sigmoid(xp, z, exp_neg_abs) - (pos_weight * y) * sigmoid(xp, -z, exp_neg_abs)
 

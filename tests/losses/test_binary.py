@@ -307,3 +307,19 @@ def test_sigmoid_bce_relative_accuracy_against_mpmath(path):
         got, grad = got[-1], grad[-1]
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-300)
+
+
+def test_jax_second_derivative_is_sigmoid_prime_at_zero():
+    """jax.hessian differentiates the custom_vjp's backward rule: at z = 0 (zero-initialised
+    logits, Newton's method from w = 0) it must give sigmoid'(0) = 1/4, not 0."""
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    z = jnp.asarray([0.0, -0.0, 1e-20, -1e-20, 1.0, -3.0])
+
+    def loss(a):
+        return ce.sigmoid_binary_cross_entropy(a, jnp.asarray([1.0, 0.0, 1.0, 0.3, 1.0, 0.0]),
+                                               reduction="sum")  # fmt: skip
+
+    p = special.expit(np.asarray(z))
+    np.testing.assert_allclose(np.diag(jax.hessian(loss)(z)), p * (1 - p), rtol=1e-12)
